@@ -1,0 +1,80 @@
+"""PySCF single points, returned in nhamil's canonical AO order (see ``nhamil.orbitals``).
+
+Symmetry law: for a proper or improper rotation R of the positions, the AO matrices obey
+``F(R x) = D F(x) D^T`` and ``S(R x) = D S(x) D^T`` with ``D = basis_wigner(basis, numbers, R)``;
+orbital energies are invariant; each orbital obeys ``C(R x) = D C(x)`` up to its sign (and up to
+a rotation inside a degenerate level).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import ase
+import numpy as np
+
+from nhamil.orbitals import AtomicBasis, pyscf_to_canonical
+from nhamil.reference.settings import ScfSettings
+
+
+@dataclass(frozen=True)
+class ScfResult:
+    """One converged (or not: see ``converged``) restricted SCF, canonical AO order, float64.
+
+    fock, overlap: (n_ao, n_ao), Hartree and dimensionless; mo_energy (n_mo,) Hartree, ascending;
+    mo_coeff (n_ao, n_mo), rows canonical AOs, columns orbitals, ``F C = S C diag(mo_energy)``;
+    mo_occ (n_mo,) electrons per orbital; e_tot Hartree; n_cycles SCF iterations; wall_time s.
+    """
+
+    fock: np.ndarray
+    overlap: np.ndarray
+    mo_energy: np.ndarray
+    mo_coeff: np.ndarray
+    mo_occ: np.ndarray
+    e_tot: float
+    converged: bool
+    n_cycles: int
+    wall_time: float
+
+
+def build_molecule(atoms: ase.Atoms, settings: ScfSettings):
+    """PySCF ``Mole`` of ``atoms`` (positions in Å) in ``settings.basis``, quiet."""
+    from pyscf import gto
+
+    atom = [(symbol, tuple(position)) for symbol, position in zip(atoms.get_chemical_symbols(), atoms.positions)]
+    return gto.M(atom=atom, unit="Angstrom", basis=settings.basis, charge=settings.charge,
+                 spin=settings.spin, verbose=0)
+
+
+def make_solver(mol, settings: ScfSettings):
+    """An unconverged PySCF RHF/ROHF or RKS/ROKS object for ``mol`` following ``settings``."""
+    from pyscf import dft, scf
+
+    solver = scf.RHF(mol) if settings.method == "rhf" else dft.RKS(mol, xc=settings.xc)
+    solver.conv_tol = settings.conv_tol
+    solver.max_cycle = settings.max_cycle
+    return solver
+
+
+def run_scf(atoms: ase.Atoms, settings: ScfSettings) -> ScfResult:
+    """Solve ``atoms`` (Å) with PySCF and return its matrices in canonical AO order.
+
+    The Fock matrix is built from the final density and diagonalized once more, so that
+    ``mo_energy`` and ``mo_coeff`` are exactly its generalized eigenpairs. Raises ``ValueError``
+    naming the element if ``settings.basis`` does not cover it.
+    """
+    basis = AtomicBasis.from_pyscf(settings.basis, atoms.numbers)
+    solver = make_solver(build_molecule(atoms, settings), settings)
+    cycles = []
+    solver.callback = lambda envs: cycles.append(envs["cycle"])
+    start = time.perf_counter()
+    e_tot = solver.kernel()
+    overlap = solver.get_ovlp()
+    fock = solver.get_fock(dm=solver.make_rdm1())
+    mo_energy, mo_coeff = solver.eig(fock, overlap)
+    wall_time = time.perf_counter() - start
+    perm = pyscf_to_canonical(basis, atoms.numbers)
+    return ScfResult(fock=fock[np.ix_(perm, perm)], overlap=overlap[np.ix_(perm, perm)], mo_energy=mo_energy,
+                     mo_coeff=mo_coeff[perm], mo_occ=np.asarray(solver.mo_occ, dtype=np.float64), e_tot=float(e_tot),
+                     converged=bool(solver.converged), n_cycles=len(cycles), wall_time=wall_time)
