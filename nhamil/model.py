@@ -1,0 +1,208 @@
+"""The Hamiltonian model: N-center features -> one ridge head per block key -> AO matrix.
+
+Symmetry law: for a structure x, a proper or improper rotation R and a permutation P of its atoms,
+``predict(P R x) = P_ao D F(x) D^T P_ao^T`` with D = basis_wigner(basis, numbers, R), exactly
+(to float64 round-off), because every block is a linear, mu-shared function of features of the
+same (lambda, sigma) and the same permutation behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import ase
+import torch
+
+from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
+from .blocks import blocks_to_matrices, matrix_to_blocks
+from .features import (DensitySettings, EquivariantFeatures, atom_centered_features, ordered_pair_features,
+                       symmetrized_pair_features)
+from .heads import RidgeFit, RidgeSettings, fit_ridge
+from .orbitals import AtomicBasis, Shell
+from .structures import Structures
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSettings:
+    """Which N-center features feed the heads.
+
+    density: the atom-density expansion. onsite_correlation_order: on-site blocks use
+    |rho_i^1> and, with 2, also |rho_i^2> (the authors' choice). Pair blocks use
+    |rho_ij^0> and |rho_ij^1>, permutation-adapted per block type.
+    """
+
+    density: DensitySettings = field(default_factory=DensitySettings)
+    onsite_correlation_order: int = 2
+
+
+class HamiltonianModel:
+    """Predicts symmetric AO matrices written in ``basis`` (Hartree) from structures.
+
+    ``target`` names what the matrices are (e.g. "saph", "fock_orthogonal"); ``species`` are the
+    elements the model knows, as atomic numbers.
+    """
+
+    def __init__(self, basis: AtomicBasis, species: Sequence[int], *, target: str,
+                 features: FeatureSettings | None = None, ridge: RidgeSettings | None = None):
+        self.basis = basis
+        self.species = tuple(sorted(int(z) for z in species))
+        self.target = target
+        self.features = features or FeatureSettings()
+        self.ridge = ridge or RidgeSettings()
+        self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], RidgeFit]] = {}
+        basis.check_elements(self.species)
+
+    @property
+    def max_lambda(self) -> int:
+        return 2 * self.basis.max_l
+
+    def fit(self, frames: Sequence[ase.Atoms], matrices: Sequence[torch.Tensor]) -> HamiltonianModel:
+        """Fit one ridge head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per frame)."""
+        layout = self._layout(frames)
+        blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64) for m in matrices], layout)
+        structures = Structures.from_atoms(frames)
+        self.heads = {}
+        for kind, features in self._features(structures, layout).items():
+            for equivariant, keys in _keys_by_symmetry(blocks, kind).items():
+                targets = torch.stack([blocks[key].values for key in keys], dim=-1)
+                fit = fit_ridge(_feature_block(features, equivariant, kind), targets, features.samples[:, 0],
+                                intercept=_has_intercept(kind, equivariant), settings=self.ridge)
+                self.heads[(kind, equivariant)] = (keys, fit)
+        return self
+
+    def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+        """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``."""
+        if not self.heads:
+            raise RuntimeError("the model is not fitted")
+        layout = self._layout(frames)
+        structures = Structures.from_atoms(frames, dtype=dtype, device=device)
+        blocks = {}
+        for kind, features in self._features(structures, layout).items():
+            blocks.update(self._predict_kind(kind, features, layout))
+        return blocks_to_matrices(blocks, layout)
+
+    def _predict_kind(self, kind: PairKind, features: EquivariantFeatures, layout: MatrixLayout) -> dict[BlockKey, Block]:
+        """Predicted blocks of one pair kind (none if all its blocks vanish by symmetry)."""
+        blocks = {}
+        for (head_kind, equivariant), (keys, fit) in self.heads.items():
+            if head_kind == kind:
+                values = fit.to(features.samples.device).predict(_feature_block(features, equivariant, kind))
+                blocks.update({key: Block(features.samples, values[..., t]) for t, key in enumerate(keys)})
+        if not blocks and any(sp.lambdas() for sp in layout.shell_pairs(kind)):
+            raise ValueError(f"the model has no heads for atom pairs {kind}: it was not trained on such pairs")
+        return blocks
+
+    def _layout(self, frames: Sequence[ase.Atoms]) -> MatrixLayout:
+        unknown = sorted({int(z) for a in frames for z in a.numbers} - set(self.species))
+        if unknown:
+            raise ValueError(f"element(s) Z={unknown} unknown to this model (trained on Z={list(self.species)})")
+        return MatrixLayout.from_numbers(self.basis, [a.numbers for a in frames])
+
+    def _features(self, structures: Structures, layout: MatrixLayout) -> dict[PairKind, EquivariantFeatures]:
+        """Features of every pair kind of ``layout``, samples in the order of ``layout.pairs()``."""
+        density, species, lam = self.features.density, self.species, self.max_lambda
+        pairs = {kind: torch.as_tensor(samples, device=structures.ptr.device) for kind, samples in layout.pairs().items()}
+        onsite = self._onsite_features(structures)
+        result = {}
+        for kind, samples in pairs.items():
+            if kind.block_type == ON_SITE:
+                result[kind] = _select_atoms(onsite, structures, samples)
+            elif kind.block_type == HETERO:
+                result[kind] = ordered_pair_features(structures, species, density, samples, max_lambda=lam)
+            elif kind.block_type == PLUS:
+                plus, minus = symmetrized_pair_features(structures, species, density, samples, max_lambda=lam)
+                result[kind], result[PairKind(MINUS, kind.first_atom_type, kind.second_atom_type)] = plus, minus
+        return result
+
+    def _onsite_features(self, structures: Structures) -> EquivariantFeatures:
+        """|rho_i^1> (and |rho_i^2> at correlation order 2) of every atom."""
+        density, species, lam = self.features.density, self.species, self.max_lambda
+        features = atom_centered_features(structures, species, density, max_lambda=lam, correlation_order=1)
+        for order in range(2, self.features.onsite_correlation_order + 1):
+            features = features.concatenate(
+                atom_centered_features(structures, species, density, max_lambda=lam, correlation_order=order))
+        return features
+
+    def state_dict(self) -> dict:
+        """Plain data (ints, floats, strings, tensors) that :meth:`from_state_dict` restores."""
+        return {
+            "format": CHECKPOINT_FORMAT, "basis": self.basis.to_dict(), "species": list(self.species),
+            "target": self.target, "features": {"density": asdict(self.features.density),
+                                                "onsite_correlation_order": self.features.onsite_correlation_order},
+            "ridge": {**asdict(self.ridge), "alphas": list(self.ridge.alphas)},
+            "heads": [{"kind": asdict(kind), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
+                       "fit": fit.state()} for (kind, eq), (keys, fit) in self.heads.items()],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> HamiltonianModel:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        features = FeatureSettings(density=DensitySettings(**state["features"]["density"]),
+                                   onsite_correlation_order=state["features"]["onsite_correlation_order"])
+        ridge = RidgeSettings(**{**state["ridge"], "alphas": tuple(state["ridge"]["alphas"])})
+        model = cls(AtomicBasis.from_dict(state["basis"]), state["species"], target=state["target"],
+                    features=features, ridge=ridge)
+        for head in state["heads"]:
+            kind = PairKind(**head["kind"])
+            keys = [_key_from_list(kind, k) for k in head["keys"]]
+            model.heads[(kind, tuple(head["equivariant"]))] = (keys, RidgeFit(**head["fit"]))
+        return model
+
+    def save(self, path: str | Path) -> None:
+        """Write the checkpoint atomically (temporary file, then rename)."""
+        path = Path(path)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), temporary)
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> HamiltonianModel:
+        """Load a checkpoint written by :meth:`save` (plain data only: ``weights_only``)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError) as err:
+            raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        return cls.from_state_dict(state)
+
+
+def _keys_by_symmetry(blocks: dict[BlockKey, Block], kind: PairKind) -> dict[tuple[int, int], list[BlockKey]]:
+    """Block keys of one pair kind grouped by (lambda, sigma): each group shares its features."""
+    grouped: dict[tuple[int, int], list[BlockKey]] = {}
+    for key in sorted(blocks):
+        if key.kind == kind:
+            grouped.setdefault(key.equivariant, []).append(key)
+    return grouped
+
+
+def _feature_block(features: EquivariantFeatures, equivariant: tuple[int, int], kind: PairKind) -> torch.Tensor:
+    if equivariant not in features.blocks:
+        raise ValueError(f"no features with (lambda, sigma) = {equivariant} for atom pairs {kind}: "
+                         "raise max_angular or the correlation order")
+    return features.blocks[equivariant]
+
+
+def _has_intercept(kind: PairKind, equivariant: tuple[int, int]) -> bool:
+    """Only invariant on-site blocks may have a constant term."""
+    return kind.block_type == ON_SITE and equivariant == (0, 1)
+
+
+def _select_atoms(features: EquivariantFeatures, structures: Structures, samples: torch.Tensor) -> EquivariantFeatures:
+    """Rows of atom-centred features for on-site samples (system, i, i)."""
+    rows = structures.ptr[samples[:, 0]] + samples[:, 1]
+    return EquivariantFeatures(samples, {key: block[rows] for key, block in features.blocks.items()})
+
+
+def _key_to_list(key: BlockKey) -> list[int]:
+    sp = key.shell_pair
+    return [sp.first_shell.n, sp.first_shell.l, sp.second_shell.n, sp.second_shell.l, key.o3_lambda]
+
+
+def _key_from_list(kind: PairKind, values: list[int]) -> BlockKey:
+    n1, l1, n2, l2, lam = values
+    return BlockKey(ShellPair(kind, Shell(n1, l1), Shell(n2, l2)), lam)
