@@ -60,11 +60,13 @@ class HamiltonianModel:
     def max_lambda(self) -> int:
         return 2 * self.basis.max_l
 
-    def fit(self, frames: Sequence[ase.Atoms], matrices: Sequence[torch.Tensor]) -> HamiltonianModel:
-        """Fit one ridge head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per frame)."""
+    def fit(self, frames: Sequence[ase.Atoms], matrices: Sequence[torch.Tensor],
+            device: torch.device | str = "cpu") -> HamiltonianModel:
+        """Fit one ridge head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
+        frame), in float64 on ``device``."""
         layout = self._layout(frames)
-        blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64) for m in matrices], layout)
-        structures = Structures.from_atoms(frames)
+        blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices], layout)
+        structures = Structures.from_atoms(frames, device=device)
         self.heads = {}
         for kind, features in self._features(structures, layout).items():
             for equivariant, keys in _keys_by_symmetry(blocks, kind).items():

@@ -1,0 +1,105 @@
+"""Training entry point: ``python -m nhamil.train +experiment=water``.
+
+Reference data -> targets -> fit -> predict the test frames -> ``metrics.json``, ``model.pt``,
+``orbital_energies.png`` and Hydra's resolved config (``.hydra/config.yaml``) in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .config import register_configs
+from .evaluate import orbital_energy_parity, prediction_errors
+from .features import DensitySettings
+from .heads import RidgeSettings
+from .model import FeatureSettings, HamiltonianModel
+from .orbitals import AtomicBasis
+from .reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
+from .targets import make_targets
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
+    """Run one experiment described by ``cfg`` (see ``nhamil.config.TrainConfig``); write its
+    outputs into ``run_dir`` and return the test metrics."""
+    run_dir = Path(run_dir)
+    torch.manual_seed(cfg.seed)
+    train_ids, test_ids = range(*cfg.split.train), range(*cfg.split.test)
+    frames = read_frames(cfg.data.frames)
+    _check_split(train_ids, test_ids, len(frames))
+    used = sorted(set(train_ids) | set(test_ids))
+    scf = ScfSettings(**OmegaConf.to_container(cfg.reference))
+    records = dict(zip(used, build_reference_set([frames[i] for i in used], scf, ProjectionSettings(),
+                                                 cfg.data.cache_dir, n_workers=cfg.data.n_workers)))
+    basis = AtomicBasis.from_pyscf(scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
+    targets = make_targets([records[i] for i in used], cfg.target, basis, ProjectionSettings())
+    position = {frame: k for k, frame in enumerate(used)}
+    train_set, test_set = (targets.subset([position[i] for i in ids]) for ids in (train_ids, test_ids))
+    model = _make_model(cfg, targets.basis, basis.shells)
+    start = time.perf_counter()
+    model.fit([frames[i] for i in train_ids], [torch.as_tensor(m) for m in train_set.matrices], device=cfg.device)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    predicted = [p.cpu().numpy() for p in model.predict([frames[i] for i in test_ids], device=cfg.device)]
+    predict_seconds = (time.perf_counter() - start) / len(test_ids)
+    metrics = {**prediction_errors(predicted, test_set.matrices, test_set.n_occupied),
+               "n_train": len(train_ids), "n_test": len(test_ids), "fit_seconds": fit_seconds,
+               "predict_seconds_per_molecule": predict_seconds}
+    _write_outputs(run_dir, model, metrics, predicted, test_set.matrices, title=f"{cfg.target}, test frames")
+    return metrics
+
+
+def _make_model(cfg: DictConfig, basis: AtomicBasis, species) -> HamiltonianModel:
+    features = FeatureSettings(density=DensitySettings(**OmegaConf.to_container(cfg.features.density)),
+                               onsite_correlation_order=cfg.features.onsite_correlation_order)
+    ridge = RidgeSettings(alphas=tuple(cfg.head.alphas), n_folds=cfg.head.n_folds, seed=cfg.seed)
+    return HamiltonianModel(basis, species, target=cfg.target, features=features, ridge=ridge)
+
+
+def _check_split(train_ids: range, test_ids: range, n_frames: int) -> None:
+    if not len(train_ids) or not len(test_ids):
+        raise ValueError(f"empty split: train {train_ids}, test {test_ids}")
+    if max(train_ids[-1], test_ids[-1]) >= n_frames:
+        raise ValueError(f"split {train_ids}, {test_ids} reaches beyond the {n_frames} frames of the data file")
+    if set(train_ids) & set(test_ids):
+        raise ValueError(f"training {train_ids} and test {test_ids} frames overlap")
+
+
+def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference, title: str) -> None:
+    """Checkpoint, metrics.json (atomically), parity plot, and a table on screen."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.save(run_dir / "model.pt")
+    temporary = run_dir / "metrics.json.tmp"
+    temporary.write_text(json.dumps(metrics, indent=2))
+    temporary.replace(run_dir / "metrics.json")
+    orbital_energy_parity(predicted, reference, run_dir / "orbital_energies.png", title=title)
+    print(format_metrics(metrics))
+    print(f"outputs in {run_dir}")
+
+
+def format_metrics(metrics: dict) -> str:
+    """The metrics as an aligned two-column table."""
+    width = max(len(name) for name in metrics)
+    rows = [f"{name:<{width}}  {value:12.4f}" if isinstance(value, float) else f"{name:<{width}}  {value:>12}"
+            for name, value in metrics.items()]
+    return "\n".join(["test-set errors", "-" * (width + 14), *rows])
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Hydra wrapper; returns the occupied orbital-energy MAE (meV) for sweepers."""
+    metrics = train(cfg, HydraConfig.get().runtime.output_dir)
+    return metrics["occupied_energy_mae_mev"]
+
+
+if __name__ == "__main__":
+    main()
