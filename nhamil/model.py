@@ -8,6 +8,7 @@ same (lambda, sigma) and the same permutation behaviour.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,7 +169,7 @@ class HamiltonianModel:
         """Load a checkpoint written by :meth:`save` (plain data only: ``weights_only``)."""
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError) as err:
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot read checkpoint {path}: {err}") from err
         return cls.from_state_dict(state)
 

@@ -1,0 +1,55 @@
+"""Ridge heads: exact recovery, mu-shared weights, intercept rules, folds by molecule."""
+
+import pytest
+import torch
+
+from nhamil.heads import RidgeSettings, fit_ridge
+from nhamil.orbitals import irrep_wigner, random_rotation
+
+
+def _data(n, mu, q, t, seed=0, noise=0.0):
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, mu, q, dtype=torch.float64, generator=generator)
+    weights = torch.randn(q, t, dtype=torch.float64, generator=generator)
+    targets = features @ weights + noise * torch.randn(n, mu, t, dtype=torch.float64, generator=generator)
+    return features, weights, targets
+
+
+@pytest.mark.parametrize("n", [8, 200])  # dual (rows < features) and primal solves
+def test_noise_free_targets_are_recovered(n):
+    features, _, targets = _data(n, 5, 30, 3)
+    fit = fit_ridge(features, targets, torch.arange(n), intercept=False, settings=RidgeSettings())
+    torch.testing.assert_close(fit.predict(features), targets, atol=1e-7, rtol=0)
+
+
+def test_each_target_gets_its_own_alpha():
+    features, weights, clean = _data(60, 3, 20, 1, seed=1)
+    noisy = clean + 3.0 * torch.randn(clean.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    fit = fit_ridge(features, torch.cat([clean, noisy], dim=-1), torch.arange(60), intercept=False,
+                    settings=RidgeSettings())
+    assert fit.alphas[0] < fit.alphas[1]
+
+
+def test_prediction_is_equivariant_for_lambda_2():
+    rotation = random_rotation(torch.Generator().manual_seed(3), improper=True)
+    wigner = irrep_wigner(2, 1, rotation)
+    features, _, targets = _data(40, 5, 12, 2, noise=0.1)
+    fit = fit_ridge(features, targets, torch.arange(40) // 2, intercept=False, settings=RidgeSettings())
+    rotated = torch.einsum("mk,nkq->nmq", wigner, features)
+    torch.testing.assert_close(fit.predict(rotated), torch.einsum("mk,nkt->nmt", wigner, fit.predict(features)),
+                               atol=1e-12, rtol=0)
+
+
+def test_intercept_only_for_invariants():
+    features, _, targets = _data(30, 1, 10, 1)
+    fit = fit_ridge(features, targets + 7.0, torch.arange(30), intercept=True, settings=RidgeSettings())
+    torch.testing.assert_close(fit.predict(features), targets + 7.0, atol=1e-6, rtol=0)
+    features, _, targets = _data(30, 3, 10, 1)
+    with pytest.raises(ValueError, match="lambda = 0"):
+        fit_ridge(features, targets, torch.arange(30), intercept=True, settings=RidgeSettings())
+
+
+def test_cross_validation_needs_two_molecules():
+    features, _, targets = _data(6, 1, 4, 1)
+    with pytest.raises(ValueError, match="two molecules"):
+        fit_ridge(features, targets, torch.zeros(6, dtype=torch.long), intercept=False, settings=RidgeSettings())

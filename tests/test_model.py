@@ -1,0 +1,94 @@
+"""The trained model never breaks a symmetry: rotations, inversion, atom permutations."""
+
+from pathlib import Path
+
+import ase
+import ase.build
+import numpy as np
+import pytest
+import torch
+
+from nhamil.features import DensitySettings
+from nhamil.model import FeatureSettings, HamiltonianModel
+from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
+from nhamil.reference import ProjectionSettings, read_frames
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
+SMALL = FeatureSettings(density=DensitySettings(max_radial=4, max_angular=4))
+
+
+def _transformed(atoms: ase.Atoms, rotation: torch.Tensor, permutation: np.ndarray) -> ase.Atoms:
+    return ase.Atoms(atoms.numbers[permutation], (atoms.positions[permutation] + 0.7) @ rotation.numpy().T)
+
+
+def _expected(prediction, basis, atoms, rotation, permutation):
+    """P_ao D F D^T P_ao^T: the prediction carried along with the molecule."""
+    wigner = basis_wigner(basis, atoms.numbers, rotation)
+    rotated = wigner @ prediction @ wigner.T
+    offsets = basis.atom_offsets(atoms.numbers)
+    ao_order = np.concatenate([np.arange(offsets[a], offsets[a + 1]) for a in permutation])
+    return rotated[ao_order][:, ao_order]
+
+
+@pytest.fixture(scope="module")
+def water_saph_model():
+    if not DATA.exists():
+        pytest.skip(f"reference data folder {DATA} is absent")
+    frames = read_frames(DATA / "water_coords_1000.xyz", ":12")
+    matrices = [torch.as_tensor(m) for m in np.load(DATA / "water_saph_orthogonal.npy")[:12]]
+    basis = ProjectionSettings().minimal_basis(AtomicBasis.from_pyscf("def2-svp", [1, 8]))
+    return HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:10], matrices[:10]), frames
+
+
+@pytest.fixture(scope="module")
+def ethanol_model():
+    """A def2-SVP (s, p, d) model on random symmetric targets: symmetry must hold for any weights."""
+    atoms = ase.build.molecule("CH3CH2OH")
+    rng = np.random.default_rng(0)
+    frames = [ase.Atoms(atoms.numbers, atoms.positions + rng.normal(scale=0.1, size=(9, 3))) for _ in range(4)]
+    basis = AtomicBasis.from_pyscf("def2-svp", atoms.numbers)
+    targets = [torch.as_tensor(a + a.T) for a in rng.normal(size=(4, basis.n_ao(atoms.numbers), basis.n_ao(atoms.numbers)))]
+    return HamiltonianModel(basis, [1, 6, 8], target="random", features=SMALL).fit(frames, targets), frames
+
+
+@pytest.mark.parametrize("improper", [False, True])
+@pytest.mark.parametrize("fixture", ["water_saph_model", "ethanol_model"])
+def test_prediction_follows_rotation_inversion_and_permutation(fixture, improper, request):
+    model, frames = request.getfixturevalue(fixture)
+    atoms = frames[-1]
+    generator = torch.Generator().manual_seed(11)
+    rotation = random_rotation(generator, improper=improper)
+    permutation = torch.randperm(len(atoms), generator=generator).numpy()
+    original, moved = model.predict([atoms, _transformed(atoms, rotation, permutation)])
+    expected = _expected(original, model.basis, atoms, rotation, permutation)
+    assert original.abs().max() > 1e-3
+    torch.testing.assert_close(moved, expected, atol=1e-9, rtol=0)
+    torch.testing.assert_close(torch.linalg.eigvalsh(moved), torch.linalg.eigvalsh(original), atol=1e-9, rtol=0)
+
+
+def test_water_saph_is_learned(water_saph_model):
+    model, frames = water_saph_model
+    reference = np.load(DATA / "water_saph_orthogonal.npy")[10:12]
+    predicted = np.stack([p.numpy() for p in model.predict(frames[10:12])])
+    assert np.abs(predicted - reference).max() < 0.1 * np.abs(reference).max()
+
+
+def test_checkpoint_round_trip(water_saph_model, tmp_path):
+    model, frames = water_saph_model
+    model.save(tmp_path / "model.pt")
+    restored = HamiltonianModel.load(tmp_path / "model.pt")
+    for a, b in zip(model.predict(frames[-2:]), restored.predict(frames[-2:])):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_unknown_element_is_named_before_any_work(water_saph_model):
+    model, _ = water_saph_model
+    with pytest.raises(ValueError, match=r"Z=\[7\]"):
+        model.predict([ase.build.molecule("NH3")])
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="model.pt"):
+        HamiltonianModel.load(path)

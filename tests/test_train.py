@@ -1,0 +1,76 @@
+"""The Hydra entry point: composition, typo errors, launchers, and one small end-to-end run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from nhamil.config import register_configs
+from nhamil.model import HamiltonianModel
+from nhamil.reference import read_frames
+from nhamil.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "ncenter-reps"
+
+
+def _compose(overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def test_water_experiment_is_the_published_example():
+    cfg = _compose(["+experiment=water"])
+    assert cfg.target == "saph"
+    assert list(cfg.split.train) == [0, 40] and list(cfg.split.test) == [40, 50]
+    assert cfg.reference.basis == "def2-svp" and cfg.reference.method == "rhf"
+
+
+def test_typo_fails_at_composition():
+    with pytest.raises(ConfigCompositionException, match="alpah"):
+        _compose(["+experiment=water", "head.alpah=3"])
+
+
+@pytest.mark.parametrize("launcher, expected", [("slurm", "submitit_launcher.SlurmLauncher"),
+                                                ("local", "joblib_launcher.JoblibLauncher")])
+def test_launcher_configs_compose(launcher, expected):
+    command = [sys.executable, "-m", "nhamil.train", "+experiment=water", f"hydra/launcher={launcher}"]
+    if launcher == "slurm":
+        command.append("hydra.launcher.partition=gpu")
+    shown = subprocess.run([*command, "--cfg", "hydra"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert expected in shown
+    if launcher == "slurm":
+        assert "partition: gpu" in shown
+
+
+def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
+    if not DATA.exists():
+        pytest.skip(f"reference data folder {DATA} is absent")
+    cfg = _compose(["+experiment=water", "split.train=[0,12]", "split.test=[12,15]", f"data.cache_dir={tmp_path / 'cache'}",
+                    f"data.frames={DATA / 'water_coords_1000.xyz'}", "data.n_workers=1",
+                    "features.density.max_radial=4", "features.density.max_angular=3"])
+    metrics = train(cfg, tmp_path / "run")
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written == pytest.approx(metrics)
+    assert 0 < metrics["energy_rmse_mev"] < 200
+    assert (tmp_path / "run" / "orbital_energies.png").stat().st_size > 1000
+    model = HamiltonianModel.load(tmp_path / "run" / "model.pt")
+    frames = read_frames(DATA / "water_coords_1000.xyz", "12:15")
+    reference = np.load(DATA / "water_saph_orthogonal.npy")[12:15]
+    predicted = np.stack([p.numpy() for p in model.predict(frames)])
+    assert np.abs(predicted - reference).mean() * 1e6 == pytest.approx(metrics["hamiltonian_mae_uha"], rel=1e-3)
+
+
+def test_overlapping_split_is_refused(tmp_path):
+    if not DATA.exists():
+        pytest.skip(f"reference data folder {DATA} is absent")
+    cfg = _compose(["+experiment=water", "split.train=[0,12]", "split.test=[10,15]",
+                    f"data.frames={DATA / 'water_coords_1000.xyz'}"])
+    with pytest.raises(ValueError, match="overlap"):
+        train(cfg, tmp_path)
