@@ -185,6 +185,9 @@ def build_reference_set(frames: Sequence[ase.Atoms], scf: ScfSettings, projectio
     not cover, before computing anything; ``UnconvergedSCFError`` listing the frames whose SCF
     did not converge, unless ``allow_unconverged`` (then a warning, and the records come back
     with ``converged=False``).
+
+    The workers are started with ``spawn``: a script that calls this with ``n_workers > 1``
+    needs the usual ``if __name__ == "__main__":`` guard.
     """
     folder = cache_folder(cache_dir, scf, projection)
     paths = [folder / f"{geometry_hash(a.numbers, a.positions)}.h5" for a in frames]
