@@ -1,0 +1,32 @@
+"""Settings of the atom-density expansion shared by every feature family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class DensitySettings:
+    """Gaussian atom densities expanded on GTO radial functions times real spherical harmonics.
+
+    cutoff: radius of the environment, Å. max_radial: number of radial functions n = 0 ..
+    max_radial - 1. max_angular: highest l of the expansion. gaussian_width: standard deviation
+    sigma of each atom's Gaussian density, Å. cutoff_width: width of the shifted-cosine switch
+    that takes a neighbour's weight from 1 at ``cutoff - cutoff_width`` to 0 at ``cutoff``, Å.
+    center_weight: weight of the central atom's own density (the self pair i = i).
+
+    The defaults are the settings of Nigam, Willatt and Ceriotti, J. Chem. Phys. 156, 014115.
+    """
+
+    cutoff: float = 4.0
+    max_radial: int = 8
+    max_angular: int = 6
+    gaussian_width: float = 0.3
+    cutoff_width: float = 0.5
+    center_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.cutoff > 0 and self.gaussian_width > 0 and 0 < self.cutoff_width <= self.cutoff):
+            raise ValueError(f"need cutoff > 0, gaussian_width > 0 and 0 < cutoff_width <= cutoff, got {self}")
+        if self.max_radial < 1 or self.max_angular < 0:
+            raise ValueError(f"need max_radial >= 1 and max_angular >= 0, got {self}")
