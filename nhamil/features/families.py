@@ -60,9 +60,9 @@ def symmetrized_pair_features(structures: Structures, species: Sequence[int], se
     """(f_ij + f_ji) / sqrt(2) and (f_ij - f_ji) / sqrt(2) of same-element pairs (system, i, j),
     given with i < j, f = :func:`pair_features`. Samples are ``pairs``. Swapping i and j leaves
     the first unchanged and flips the sign of the second. ``ValueError`` for mixed-element pairs."""
-    forward, backward = _both_directions(structures, species, settings, pairs, max_lambda=max_lambda)
     if not torch.equal(_pair_numbers(structures, pairs, 0), _pair_numbers(structures, pairs, 1)):
         raise ValueError("symmetrized pair features need two atoms of the same element")
+    forward, backward = _both_directions(structures, species, settings, pairs, max_lambda=max_lambda)
     scale = 2.0 ** -0.5
     plus = {key: scale * (block + backward.blocks[key]) for key, block in forward.blocks.items()}
     minus = {key: scale * (block - backward.blocks[key]) for key, block in forward.blocks.items()}
