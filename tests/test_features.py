@@ -1,0 +1,322 @@
+"""Symmetry laws, the density sum rule, precision and differentiability of nhamil.features."""
+
+from __future__ import annotations
+
+import time
+
+import ase.build
+import numpy as np
+import pytest
+import torch
+
+from nhamil.features import (DensitySettings, EquivariantFeatures, atom_centered_features, couple,
+                             coupling_coefficients, density_expansion, ordered_pair_features, pair_density,
+                             pair_features, radial_integral_reference, radial_integrals,
+                             symmetrized_pair_features)
+from nhamil.features.products import couple_blocks
+from nhamil.features.radial import _quadrature, orthonormal_gto_basis
+from nhamil.orbitals import irrep_wigner, random_rotation
+from nhamil.structures import Structures
+
+DEFAULTS = DensitySettings()
+#: Smaller than the defaults to keep the tests quick; no symmetry law depends on the settings.
+SETTINGS = DensitySettings(max_radial=4, max_angular=4)
+SPECIES = (1, 6, 8)
+MAX_LAMBDA = 4
+
+
+def molecules(*names: str, seed: int = 0) -> list[ase.Atoms]:
+    frames = []
+    for k, name in enumerate(names):
+        atoms = ase.build.molecule(name)
+        atoms.rattle(0.05, seed=seed + k)
+        frames.append(atoms)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def batch() -> Structures:
+    """Water and ethanol, rattled so that no symmetry hides an error."""
+    return Structures.from_atoms(molecules("H2O", "CH3CH2OH"))
+
+
+def all_pairs(structures: Structures, *, keep=lambda zi, zj: True) -> torch.Tensor:
+    """(n, 3) rows (system, i, j), i != j, of every ordered pair that ``keep(Z_i, Z_j)`` accepts."""
+    rows = []
+    for s in range(structures.n_systems):
+        numbers = structures.numbers[structures.ptr[s]:structures.ptr[s + 1]].tolist()
+        rows += [(s, i, j) for i, zi in enumerate(numbers) for j, zj in enumerate(numbers) if i != j and keep(zi, zj)]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def moved(structures: Structures, positions: torch.Tensor) -> Structures:
+    return Structures(positions, structures.numbers, structures.system, structures.ptr)
+
+
+def blocks_of(result) -> dict:
+    """(lam, sigma) -> tensor of any family's result (a dict keyed by l means sigma = +1)."""
+    if isinstance(result, EquivariantFeatures):
+        return result.blocks
+    return {(l, 1): block for l, block in result.items()}
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-10) -> None:
+    """Equal up to ``rtol`` times the largest magnitude of ``expected``."""
+    scale = expected.abs().max().clamp_min(1e-300)
+    error = (actual - expected).abs().max()
+    assert error <= rtol * scale, f"error {error:.3e} vs scale {scale:.3e}"
+
+
+def all_families(structures: Structures) -> dict:
+    """Every family on fixed pairs of ``structures``, as dicts of (lam, sigma) blocks; the
+    densities also at the default settings (l up to 6)."""
+    same = all_pairs(structures, keep=lambda zi, zj: zi == zj)
+    same = same[same[:, 1] < same[:, 2]]
+    ordered = all_pairs(structures, keep=lambda zi, zj: zi < zj)
+    plus, minus = symmetrized_pair_features(structures, SPECIES, SETTINGS, same, max_lambda=MAX_LAMBDA)
+    results = {
+        "rho": density_expansion(structures, SPECIES, SETTINGS),
+        "g": pair_density(structures, all_pairs(structures), SETTINGS),
+        "rho_defaults": density_expansion(structures, SPECIES, DEFAULTS),
+        "g_defaults": pair_density(structures, all_pairs(structures), DEFAULTS),
+        "nu1": atom_centered_features(structures, SPECIES, SETTINGS, max_lambda=MAX_LAMBDA, correlation_order=1),
+        "nu2": atom_centered_features(structures, SPECIES, SETTINGS, max_lambda=MAX_LAMBDA, correlation_order=2),
+        "pair": pair_features(structures, SPECIES, SETTINGS, all_pairs(structures), max_lambda=MAX_LAMBDA),
+        "plus": plus,
+        "minus": minus,
+        "ordered": ordered_pair_features(structures, SPECIES, SETTINGS, ordered, max_lambda=MAX_LAMBDA),
+    }
+    return {name: blocks_of(result) for name, result in results.items()}
+
+
+def test_radial_spline_matches_quadrature():
+    distances = np.random.default_rng(1).uniform(0.0, DEFAULTS.cutoff, 500)
+    values, derivatives = radial_integral_reference(distances, DEFAULTS)
+    d = torch.tensor(distances, requires_grad=True)
+    spline = radial_integrals(d, DEFAULTS)
+    assert_close(spline.detach(), torch.from_numpy(values), rtol=1e-8)
+    slope = torch.autograd.functional.jacobian(lambda x: radial_integrals(x, DEFAULTS).sum((1, 2)), d).diagonal()
+    assert_close(slope, torch.from_numpy(derivatives.sum((1, 2))), rtol=1e-6)
+
+
+def test_radial_derivative_matches_finite_differences():
+    distances, step = np.linspace(0.1, 3.9, 50), 1e-5
+    _, derivatives = radial_integral_reference(distances, DEFAULTS)
+    above, _ = radial_integral_reference(distances + step, DEFAULTS)
+    below, _ = radial_integral_reference(distances - step, DEFAULTS)
+    assert_close(torch.from_numpy((above - below) / (2 * step)), torch.from_numpy(derivatives), rtol=1e-8)
+
+
+def test_radial_basis_is_orthonormal():
+    r, weights = _quadrature(DEFAULTS.cutoff)
+    basis = orthonormal_gto_basis(r, DEFAULTS)
+    overlap = basis.T @ (basis * (weights * r ** 2)[:, None])
+    np.testing.assert_allclose(overlap, np.eye(DEFAULTS.max_radial), atol=1e-9)
+
+
+def test_coupling_map_is_orthogonal():
+    for l1, l2 in [(1, 1), (2, 3), (3, 0), (4, 4)]:
+        matrix = torch.cat([coupling_coefficients(l1, l2, lam).flatten(0, 1)
+                            for lam in range(abs(l1 - l2), l1 + l2 + 1)], dim=1)
+        assert_close(matrix.T @ matrix, torch.eye(matrix.shape[0], dtype=torch.float64), rtol=1e-13)
+
+
+def test_coupling_swap_symmetry():
+    """a (x) b = (-1)^(l1+l2+lam) (b (x) a) with channels swapped: why symmetric products drop half."""
+    generator = torch.Generator().manual_seed(2)
+    a, b = (torch.randn(4, 2 * l + 1, 3, generator=generator, dtype=torch.float64) for l in (2, 3))
+    for lam in range(1, 6):
+        swapped = couple_blocks(b, a, lam).transpose(-1, -2)
+        assert_close(couple_blocks(a, b, lam), (-1) ** (5 + lam) * swapped, rtol=1e-13)
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_every_family_is_equivariant(batch, improper):
+    rotation = random_rotation(torch.Generator().manual_seed(3 + improper), improper=improper)
+    before = all_families(batch)
+    after = all_families(moved(batch, batch.positions @ rotation.T))
+    for name, blocks in before.items():
+        for (lam, sigma), block in blocks.items():
+            wigner = irrep_wigner(lam, sigma * (-1) ** lam, rotation)
+            assert block.abs().max() > 0, (name, lam, sigma)
+            assert_close(after[name][lam, sigma], torch.einsum("mn,pnf->pmf", wigner, block))
+
+
+def test_both_sigmas_and_families_present(batch):
+    families = all_families(batch)
+    assert set(families["rho"]) == {(l, 1) for l in range(SETTINGS.max_angular + 1)}
+    for name in ("nu2", "pair", "plus", "minus", "ordered"):
+        assert set(families[name]) == {(lam, s) for lam in range(MAX_LAMBDA + 1) for s in (1, -1)} - {(0, -1)}
+
+
+def test_translation_invariance(batch):
+    shifted = moved(batch, batch.positions + torch.tensor([3.1, -2.4, 0.7], dtype=torch.float64))
+    before, after = all_families(batch), all_families(shifted)
+    for name, blocks in before.items():
+        for key, block in blocks.items():
+            assert_close(after[name][key], block)
+
+
+def test_features_follow_permuted_atoms(batch):
+    """Permuting atoms inside each molecule permutes the samples the same way."""
+    order = torch.cat([start + torch.randperm(int(end - start), generator=torch.Generator().manual_seed(4))
+                       for start, end in zip(batch.ptr[:-1], batch.ptr[1:])])
+    permuted = Structures(batch.positions[order], batch.numbers[order], batch.system, batch.ptr)
+    local_old = order - batch.ptr[batch.system]  # permuted atom k was atom local_old[k]
+    pairs = all_pairs(permuted)
+    same_pairs = torch.stack([pairs[:, 0], *(local_old[batch.ptr[pairs[:, 0]] + pairs[:, c]] for c in (1, 2))], 1)
+    kwargs = dict(max_lambda=MAX_LAMBDA)
+    new = atom_centered_features(permuted, SPECIES, SETTINGS, correlation_order=2, **kwargs)
+    old = atom_centered_features(batch, SPECIES, SETTINGS, correlation_order=2, **kwargs)
+    new_pairs = pair_features(permuted, SPECIES, SETTINGS, pairs, **kwargs)
+    old_pairs = pair_features(batch, SPECIES, SETTINGS, same_pairs, **kwargs)
+    for key in old.blocks:
+        assert_close(new.blocks[key], old.blocks[key][order])
+        assert_close(new_pairs.blocks[key], old_pairs.blocks[key])
+
+
+def test_swapping_the_pair(batch):
+    """g_ji = (-1)^l g_ij; symmetrized plus features keep and minus features flip their sign."""
+    pairs = all_pairs(batch)
+    swapped = pairs[:, [0, 2, 1]]
+    forward, backward = pair_density(batch, pairs, SETTINGS), pair_density(batch, swapped, SETTINGS)
+    for l, block in forward.items():
+        assert_close(backward[l], (-1) ** l * block)
+    same = all_pairs(batch, keep=lambda zi, zj: zi == zj)
+    plus, minus = symmetrized_pair_features(batch, SPECIES, SETTINGS, same, max_lambda=MAX_LAMBDA)
+    plus_swapped, minus_swapped = symmetrized_pair_features(batch, SPECIES, SETTINGS, same[:, [0, 2, 1]],
+                                                            max_lambda=MAX_LAMBDA)
+    for key in plus.blocks:
+        assert_close(plus_swapped.blocks[key], plus.blocks[key])
+        assert_close(minus_swapped.blocks[key], -minus.blocks[key])
+
+
+@pytest.mark.parametrize("cutoff", [4.0, 2.0])
+def test_pair_densities_sum_to_the_atom_density(batch, cutoff):
+    """sum over j of one species (j = i included, any distance) of g_ij = that channel of rho_i."""
+    settings = DensitySettings(cutoff=cutoff, max_radial=4, max_angular=4)
+    rho = density_expansion(batch, SPECIES, settings)
+    pairs = torch.cat([all_pairs(batch), torch.stack([batch.system, *(2 * [_local(batch)])], 1)])
+    g = pair_density(batch, pairs, settings)
+    first = batch.ptr[pairs[:, 0]] + pairs[:, 1]
+    second_species = torch.searchsorted(torch.tensor(SPECIES), batch.numbers[batch.ptr[pairs[:, 0]] + pairs[:, 2]])
+    for l, block in g.items():
+        summed = torch.zeros(len(batch.numbers), len(SPECIES), *block.shape[1:], dtype=block.dtype)
+        summed.index_put_((first, second_species), block, accumulate=True)
+        assert_close(summed.transpose(1, 2).flatten(2), rho[l])
+    assert cutoff > 3 or (g[0] == 0).all(dim=(1, 2)).any(), "some pair should lie beyond the short cutoff"
+
+
+def _local(structures: Structures) -> torch.Tensor:
+    return torch.arange(len(structures.numbers)) - structures.ptr[structures.system]
+
+
+def test_float32_is_close_to_float64(batch):
+    single, double = all_families(batch.to(dtype=torch.float32)), all_families(batch)
+    for name, blocks in double.items():
+        for key, block in blocks.items():
+            assert single[name][key].dtype == torch.float32
+            assert_close(single[name][key].double(), block, rtol=1e-5)
+
+
+def test_gradients_match_finite_differences(batch):
+    pairs = torch.tensor([[1, 0, 3], [0, 0, 1]])
+
+    def feature(positions: torch.Tensor) -> torch.Tensor:
+        features = pair_features(moved(batch, positions), SPECIES, SETTINGS, pairs, max_lambda=MAX_LAMBDA)
+        nu2 = atom_centered_features(moved(batch, positions), SPECIES, SETTINGS, max_lambda=2, correlation_order=2)
+        return features.blocks[2, -1][0, 1, 40] + nu2.blocks[1, 1][4, 2, 300]
+
+    positions = batch.positions.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(feature(positions), positions)
+    assert torch.isfinite(gradient).all() and gradient.abs().max() > 0
+    step, numeric = 1e-5, torch.zeros_like(gradient)
+    for atom, axis in np.ndindex(*gradient.shape):
+        shift = torch.zeros_like(positions)
+        shift[atom, axis] = step
+        numeric[atom, axis] = (feature(batch.positions + shift) - feature(batch.positions - shift)) / (2 * step)
+    assert_close(gradient, numeric, rtol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(batch):
+    on_gpu = all_families(batch.to("cuda"))
+    for name, blocks in all_families(batch).items():
+        for key, block in blocks.items():
+            assert on_gpu[name][key].device.type == "cuda"
+            assert_close(on_gpu[name][key].cpu(), block)
+
+
+def test_unknown_species_is_named(batch):
+    with pytest.raises(ValueError, match=r"C \(Z=6\)"):
+        density_expansion(batch, (1, 8), SETTINGS)
+    with pytest.raises(ValueError, match="sorted"):
+        density_expansion(batch, (8, 1, 6), SETTINGS)
+
+
+def test_bad_pairs_are_refused(batch):
+    kwargs = dict(max_lambda=2)
+    with pytest.raises(ValueError, match="i != j"):
+        pair_features(batch, SPECIES, SETTINGS, torch.tensor([[0, 1, 1]]), **kwargs)
+    with pytest.raises(ValueError, match="outside their system"):
+        pair_density(batch, torch.tensor([[0, 0, 3]]), SETTINGS)
+    with pytest.raises(ValueError, match="same element"):
+        symmetrized_pair_features(batch, SPECIES, SETTINGS, torch.tensor([[0, 0, 1]]), **kwargs)
+    with pytest.raises(ValueError, match="lower atomic number"):
+        ordered_pair_features(batch, SPECIES, SETTINGS, torch.tensor([[0, 0, 1]]), **kwargs)
+
+
+def test_concatenate_keeps_keys_of_either_side(batch):
+    nu1 = atom_centered_features(batch, SPECIES, SETTINGS, max_lambda=2, correlation_order=1)
+    nu2 = atom_centered_features(batch, SPECIES, SETTINGS, max_lambda=2, correlation_order=2)
+    both = nu1.concatenate(nu2)
+    assert both.n_features[0, 1] == nu1.n_features[0, 1] + nu2.n_features[0, 1]
+    assert both.n_features[1, -1] == nu2.n_features[1, -1]
+    assert both.to(dtype=torch.float32).blocks[2, 1].dtype == torch.float32
+    with pytest.raises(ValueError, match="same samples"):
+        nu1.concatenate(pair_features(batch, SPECIES, SETTINGS, all_pairs(batch), max_lambda=2))
+
+
+def test_symmetric_products_keep_the_non_redundant_half():
+    """Every nonzero product of features with themselves is, up to sign, one kept feature, kept once.
+    (Random features: a real density can have products that vanish for every atom.)"""
+    generator = torch.Generator().manual_seed(5)
+    rho = {l: torch.randn(5, 2 * l + 1, 3, generator=generator, dtype=torch.float64) for l in range(4)}
+    full, half = (couple(rho, rho, max_lambda=3, symmetric=symmetric) for symmetric in (False, True))
+    for key, block in half.items():
+        kept = _unit_columns(block)
+        every = _unit_columns(full[key])
+        assert len(kept) == block.shape[-1], f"{key}: a kept feature is zero"
+        assert ((every @ kept.T).abs().max(dim=1).values > 1 - 1e-10).all(), f"{key}: a product was dropped"
+        overlaps = (kept @ kept.T).abs() - torch.eye(len(kept), dtype=kept.dtype)
+        assert overlaps.max() < 1 - 1e-8, f"{key}: a feature is kept twice"
+
+
+def _unit_columns(block: torch.Tensor) -> torch.Tensor:
+    """(n_nonzero, n * (2 lam + 1)) normalized nonzero features of a (n, 2 lam + 1, f) block."""
+    columns = block.flatten(0, 1).T
+    norms = columns.norm(dim=1)
+    keep = norms > 1e-10 * norms.max()
+    return columns[keep] / norms[keep, None]
+
+
+@pytest.mark.parametrize("name, copies, species", [("H2O", 100, (1, 8)), ("CH3CH2OH", 10, (1, 6, 8))])
+def test_print_timings(name, copies, species):
+    """Prints (asserts nothing about) the time of every family at the default settings, max_lambda 4,
+    for all atoms and all pairs of a batch of molecules."""
+    structures = Structures.from_atoms(molecules(*(copies * [name])))
+    same = all_pairs(structures, keep=lambda zi, zj: zi == zj)
+    kwargs = dict(max_lambda=MAX_LAMBDA)
+    timings = {}
+    for label, run in {
+        "rho": lambda: density_expansion(structures, species, DEFAULTS),
+        "nu2": lambda: atom_centered_features(structures, species, DEFAULTS, correlation_order=2, **kwargs),
+        "same-element pairs": lambda: symmetrized_pair_features(structures, species, DEFAULTS,
+                                                                same[same[:, 1] < same[:, 2]], **kwargs),
+        "other pairs": lambda: ordered_pair_features(structures, species, DEFAULTS,
+                                                     all_pairs(structures, keep=lambda zi, zj: zi < zj), **kwargs),
+    }.items():
+        start = time.perf_counter()
+        run()
+        timings[label] = time.perf_counter() - start
+    print(f"\n{copies} x {name}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in timings.items()))
