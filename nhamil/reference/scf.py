@@ -48,12 +48,14 @@ def build_molecule(atoms: ase.Atoms, settings: ScfSettings):
 
 
 def make_solver(mol, settings: ScfSettings):
-    """An unconverged PySCF RHF/ROHF or RKS/ROKS object for ``mol`` following ``settings``."""
+    """A PySCF RHF/ROHF or RKS/ROKS solver for ``mol`` following ``settings``, not yet run, writing no
+    checkpoint file."""
     from pyscf import dft, scf
 
     solver = scf.RHF(mol) if settings.method == "rhf" else dft.RKS(mol, xc=settings.xc)
     solver.conv_tol = settings.conv_tol
     solver.max_cycle = settings.max_cycle
+    solver.chkfile = None  # no checkpoint file per cycle: a quarter of a small molecule's time
     return solver
 
 
