@@ -38,6 +38,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,19 +132,26 @@ def geometry_hash(numbers, positions) -> str:
     return digest.hexdigest()[:32]
 
 
-def write_record(record: ReferenceRecord, path: Path) -> None:
-    """Write ``record`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+@contextmanager
+def _replacing(path: Path) -> Iterator[str]:
+    """Yield a temporary file name beside ``path``; on success rename it to ``path`` (atomic),
+    on failure remove it, so ``path`` is either absent or complete."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     os.close(handle)
     try:
-        with h5py.File(temporary, "w") as file:
-            for name in _ARRAYS:
-                file.create_dataset(name, data=getattr(record, name))
-            file.attrs.update({name: getattr(record, name) for name in _SCALARS}, format_version=FORMAT_VERSION)
+        yield temporary
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def write_record(record: ReferenceRecord, path: Path) -> None:
+    """Write ``record`` to ``path`` (HDF5, see the module docstring) atomically."""
+    with _replacing(path) as temporary, h5py.File(temporary, "w") as file:
+        for name in _ARRAYS:
+            file.create_dataset(name, data=getattr(record, name))
+        file.attrs.update({name: getattr(record, name) for name in _SCALARS}, format_version=FORMAT_VERSION)
 
 
 def read_record(path: Path) -> ReferenceRecord:
@@ -167,10 +175,8 @@ def cache_folder(cache_dir: str | Path, scf: ScfSettings, projection: Projection
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "settings.json").exists():
         text = json.dumps({**settings_record(scf, projection), "pyscf_version": pyscf.__version__}, indent=2)
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".settings.", suffix=".tmp")
-        with os.fdopen(handle, "w") as file:
-            file.write(text + "\n")
-        os.replace(temporary, folder / "settings.json")
+        with _replacing(folder / "settings.json") as temporary:
+            Path(temporary).write_text(text + "\n")
     return folder
 
 
