@@ -6,7 +6,7 @@ plain values: equal settings give equal ``to_dict()`` and so the same cache entr
 
 About ``xc="b3lyp"``: in PySCF >= 2.3 (checked in 2.14, ``pyscf/dft/libxc.py``) ``"b3lyp"`` is
 libxc's ``HYB_GGA_XC_B3LYP`` (id 402), whose correlation part is VWN in its RPA form (VWN3,
-Gaussian's B3LYP). The VWN5 variant (PySCF's ``b3lyp`` before 2.3, Turbomole's, ORCA's) is
+Gaussian's B3LYP; PySCF issue 1480). The VWN5 variant (PySCF's ``b3lyp`` before 2.3, Turbomole's, ORCA's) is
 ``"b3lyp5"``. A site-wide ``B3LYP_WITH_VWN5`` in PySCF's config switches ``"b3lyp"`` back to
 VWN5, so write ``"b3lyp5"`` or ``"b3lypg"`` when it matters.
 """

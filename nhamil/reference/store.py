@@ -3,10 +3,12 @@
 Layout: ``<cache_dir>/<settings_hash>/settings.json`` (the ``ScfSettings`` and
 ``ProjectionSettings`` that made the folder, with ``FORMAT_VERSION`` and the PySCF version, human
 readable) and one ``<geometry_hash>.h5`` per structure. ``settings_hash`` covers both settings
-and ``FORMAT_VERSION``, so a changed setting never reads old results; ``geometry_hash`` covers
-the atomic numbers (int64) and positions (float64, Å) byte for byte. Files are written to a
-temporary file in the same folder and then renamed, so a file present is complete: an
-interrupted build keeps every finished structure and a rerun computes only the missing ones.
+and ``FORMAT_VERSION``, so a changed setting never reads old results (the PySCF version is
+recorded, not hashed: after an upgrade that changes results, use a new ``cache_dir``).
+``geometry_hash`` covers the atomic numbers (int64) and positions (float64, Å) byte for byte.
+Files are written to a temporary file in the same folder and then renamed, so a file present
+is complete: an interrupted build keeps every finished structure and a rerun computes only the
+missing ones.
 
 HDF5 file (``FORMAT_VERSION`` 1), canonical AO order (``nhamil.orbitals``), float64:
 
