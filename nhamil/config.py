@@ -8,10 +8,15 @@ the config is composed, before any work. Positions are in Å throughout.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
+
+#: The repository's config folder (an editable install keeps it beside the package).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
@@ -87,3 +92,11 @@ class TrainConfig:
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore (idempotent)."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The training config that ``python -m nhamil.train OVERRIDES`` would run, for notebooks,
+    scripts and tests (``configs/`` of the repository checkout)."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides))

@@ -108,11 +108,12 @@ class HamiltonianModel:
 
     def _features(self, structures: Structures, layout: MatrixLayout) -> dict[PairKind, EquivariantFeatures]:
         """Features of every pair kind of ``layout``, samples in the order of ``layout.pairs()``."""
-        density, species, lam = self.features.density, self.species, self.max_lambda
+        density, species = self.features.density, self.species
         pairs = {kind: torch.as_tensor(samples, device=structures.ptr.device) for kind, samples in layout.pairs().items()}
         onsite = self._onsite_features(structures)
         result = {}
         for kind, samples in pairs.items():
+            lam = self._max_lambda(kind)
             if kind.block_type == ON_SITE:
                 result[kind] = _select_atoms(onsite, structures, samples)
             elif kind.block_type == HETERO:
@@ -121,6 +122,10 @@ class HamiltonianModel:
                 plus, minus = symmetrized_pair_features(structures, species, density, samples, max_lambda=lam)
                 result[kind], result[PairKind(MINUS, kind.first_atom_type, kind.second_atom_type)] = plus, minus
         return result
+
+    def _max_lambda(self, kind: PairKind) -> int:
+        """Highest o3_lambda among the blocks of a pair kind: l_max(first) + l_max(second)."""
+        return sum(max(s.l for s in self.basis.shells[z]) for z in (kind.first_atom_type, kind.second_atom_type))
 
     def _onsite_features(self, structures: Structures) -> EquivariantFeatures:
         """|rho_i^1> (and |rho_i^2> at correlation order 2) of every atom."""

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
-from nhamil.config import register_configs
+from nhamil.config import compose_config
 from nhamil.model import HamiltonianModel
 from nhamil.reference import read_frames
 from nhamil.train import train
@@ -19,14 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ncenter-reps"
 
 
-def _compose(overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("train", overrides=overrides)
-
-
 def test_water_experiment_is_the_published_example():
-    cfg = _compose(["+experiment=water"])
+    cfg = compose_config(["+experiment=water"])
     assert cfg.target == "saph"
     assert list(cfg.split.train) == [0, 40] and list(cfg.split.test) == [40, 50]
     assert cfg.reference.basis == "def2-svp" and cfg.reference.method == "rhf"
@@ -34,12 +27,12 @@ def test_water_experiment_is_the_published_example():
 
 def test_typo_fails_at_composition():
     with pytest.raises(ConfigCompositionException, match="alpah"):
-        _compose(["+experiment=water", "head.alpah=3"])
+        compose_config(["+experiment=water", "head.alpah=3"])
 
 
 @pytest.mark.parametrize("launcher, expected", [("slurm", "submitit_launcher.SlurmLauncher"),
                                                 ("local", "joblib_launcher.JoblibLauncher")])
-def test_launcher_configs_compose(launcher, expected):
+def test_launcher_configscompose_config(launcher, expected):
     command = [sys.executable, "-m", "nhamil.train", "+experiment=water", f"hydra/launcher={launcher}"]
     if launcher == "slurm":
         command.append("hydra.launcher.partition=gpu")
@@ -52,7 +45,7 @@ def test_launcher_configs_compose(launcher, expected):
 def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
     if not DATA.exists():
         pytest.skip(f"reference data folder {DATA} is absent")
-    cfg = _compose(["+experiment=water", "split.train=[0,12]", "split.test=[12,15]", f"data.cache_dir={tmp_path / 'cache'}",
+    cfg = compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[12,15]", f"data.cache_dir={tmp_path / 'cache'}",
                     f"data.frames={DATA / 'water_coords_1000.xyz'}", "data.n_workers=1",
                     "features.density.max_radial=4", "features.density.max_angular=3"])
     metrics = train(cfg, tmp_path / "run")
@@ -70,7 +63,7 @@ def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
 def test_overlapping_split_is_refused(tmp_path):
     if not DATA.exists():
         pytest.skip(f"reference data folder {DATA} is absent")
-    cfg = _compose(["+experiment=water", "split.train=[0,12]", "split.test=[10,15]",
+    cfg = compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[10,15]",
                     f"data.frames={DATA / 'water_coords_1000.xyz'}"])
     with pytest.raises(ValueError, match="overlap"):
         train(cfg, tmp_path)
