@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ase
 import torch
+from tqdm.auto import tqdm
 
 from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
 from .blocks import blocks_to_matrices, matrix_to_blocks
@@ -62,19 +63,21 @@ class HamiltonianModel:
         return 2 * self.basis.max_l
 
     def fit(self, frames: Sequence[ase.Atoms], matrices: Sequence[torch.Tensor],
-            device: torch.device | str = "cpu") -> HamiltonianModel:
+            device: torch.device | str = "cpu", progress: bool = True) -> HamiltonianModel:
         """Fit one ridge head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
-        frame), in float64 on ``device``."""
+        frame), in float64 on ``device``, with a progress bar over the heads."""
         layout = self._layout(frames)
         blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices], layout)
         structures = Structures.from_atoms(frames, device=device)
+        features = self._features(structures, layout)
+        groups = [(kind, equivariant, keys) for kind in features
+                  for equivariant, keys in _keys_by_symmetry(blocks, kind).items()]
         self.heads = {}
-        for kind, features in self._features(structures, layout).items():
-            for equivariant, keys in _keys_by_symmetry(blocks, kind).items():
-                targets = torch.stack([blocks[key].values for key in keys], dim=-1)
-                fit = fit_ridge(_feature_block(features, equivariant, kind), targets, features.samples[:, 0],
-                                intercept=_has_intercept(kind, equivariant), settings=self.ridge)
-                self.heads[(kind, equivariant)] = (keys, fit)
+        for kind, equivariant, keys in tqdm(groups, desc="ridge heads", unit="head", disable=not progress):
+            targets = torch.stack([blocks[key].values for key in keys], dim=-1)
+            fit = fit_ridge(_feature_block(features[kind], equivariant, kind), targets, features[kind].samples[:, 0],
+                            intercept=_has_intercept(kind, equivariant), settings=self.ridge)
+            self.heads[(kind, equivariant)] = (keys, fit)
         return self
 
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
