@@ -14,7 +14,7 @@ shell of angular momentum l transforms with ``shell_wigner(l, R)``, and any AO m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
@@ -82,8 +82,15 @@ class AtomicBasis:
 
     def shell_offsets(self, z: int) -> dict[Shell, int]:
         """AO offset of each shell inside one atom of atomic number ``z``."""
-        sizes = [s.size for s in self.shells[int(z)]]
-        return dict(zip(self.shells[int(z)], np.cumsum([0] + sizes[:-1]).tolist()))
+        return self._shell_offsets[int(z)]
+
+    @cached_property
+    def _shell_offsets(self) -> dict[int, dict[Shell, int]]:
+        offsets = {}
+        for z, shells in self.shells.items():
+            sizes = [s.size for s in shells]
+            offsets[z] = dict(zip(shells, np.cumsum([0] + sizes[:-1]).tolist()))
+        return offsets
 
     def atom_offsets(self, numbers) -> np.ndarray:
         """(n_atoms + 1,) AO offsets of each atom of a structure; the last entry is n_ao."""
@@ -182,6 +189,18 @@ def real_spherical_harmonics(l: int, vectors: torch.Tensor) -> torch.Tensor:
     Law: Y_l(R r) = irrep_wigner(l, (-1)^l, R) Y_l(r) for any orthogonal R.
     """
     return o3.spherical_harmonics(l, vectors[..., [1, 2, 0]], normalize=True, normalization="integral")
+
+
+@lru_cache(maxsize=None)
+def clebsch_gordan(l1: int, l2: int, lam: int) -> torch.Tensor:
+    """(2l1+1, 2l2+1, 2lam+1) float64 real Clebsch-Gordan coefficients in canonical order,
+    sqrt(2 lam + 1) * e3nn's 3j symbols, so the map (m1, m2) -> (lam, mu) over all lam is
+    orthogonal. Law: sum_{m1 m2} C[m1, m2, :] (D_l1 a)_m1 (D_l2 b)_m2 = D_lam (C a b).
+
+    e3nn's 3j symbols are float64-exact, and equivariant in canonical order because canonical
+    harmonics are e3nn's evaluated on (y, z, x). Cached: treat the result as read-only.
+    """
+    return (2 * lam + 1) ** 0.5 * o3.wigner_3j(l1, l2, lam, dtype=torch.float64)
 
 
 def random_rotation(generator: torch.Generator | None = None, improper: bool = False,

@@ -116,12 +116,15 @@ def blocks_to_matrices(blocks: dict[BlockKey, Block], layout: MatrixLayout) -> l
     """Inverse of :func:`matrix_to_blocks`: symmetric AO matrices, one per molecule. Blocks that
     are absent count as zero; each block enters linearly."""
     like = next(iter(blocks.values())).values
-    flat = like.new_zeros(int((layout.n_ao ** 2).sum()))
+    indices, values = [], []
     for key, block in blocks.items():
         sp = key.shell_pair
         uncoupled = uncouple(block.values, sp.first_shell.l, sp.second_shell.l, key.o3_lambda)
-        for index, values in _scatter_targets(layout, sp, block.samples.cpu().numpy(), uncoupled):
-            flat = flat.index_put((index.to(flat.device).reshape(-1),), values.reshape(-1), accumulate=True)
+        for index, part in _scatter_targets(layout, sp, block.samples.cpu().numpy(), uncoupled):
+            indices.append(index.reshape(-1))
+            values.append(part.reshape(-1))
+    flat = like.new_zeros(int((layout.n_ao ** 2).sum()))
+    flat = flat.index_put((torch.cat(indices).to(flat.device),), torch.cat(values), accumulate=True)
     return _unflatten(flat, layout)
 
 
