@@ -14,6 +14,7 @@ from ase.data import chemical_symbols
 
 from ..orbitals import real_spherical_harmonics
 from ..structures import Structures
+from .neighbors import neighbor_pairs
 from .radial import cutoff_function, radial_integrals
 from .settings import DensitySettings
 
@@ -30,14 +31,23 @@ def density_expansion(structures: Structures, species: Sequence[int],
     """
     channel = species_index(structures.numbers, species)
     first, second = neighbor_pairs(structures, settings.cutoff)
-    g = _single_neighbor_density(structures, first, second, settings)
-    n_atoms, n_species = len(structures.numbers), len(species)
-    slot = first * n_species + channel[second]
-    rho = {}
-    for l, block in g.items():
-        summed = block.new_zeros(n_atoms * n_species, *block.shape[1:]).index_add_(0, slot, block)
-        rho[l] = summed.view(n_atoms, n_species, 2 * l + 1, -1).transpose(1, 2).reshape(n_atoms, 2 * l + 1, -1)
-    return rho
+    g = single_neighbor_density(structures, first, second, settings)
+    return sum_by_neighbor_species(g, first, channel[second], n_atoms=len(structures.numbers),
+                                   n_species=len(species))
+
+
+def sum_by_neighbor_species(blocks: dict, first: torch.Tensor, neighbor_species: torch.Tensor, *,
+                            n_atoms: int, n_species: int) -> dict:
+    """Sum pair blocks key -> (n_pairs, 2 lam + 1, f) over the pairs of each atom ``first``
+    (n_pairs,), separately per species index ``neighbor_species`` (n_pairs,) of the neighbour.
+    Returns key -> (n_atoms, 2 lam + 1, n_species * f), species-major channels. Same law as the
+    blocks (a sum of equivariants of one kind)."""
+    slot = first * n_species + neighbor_species
+    summed = {}
+    for key, block in blocks.items():
+        total = block.new_zeros(n_atoms * n_species, *block.shape[1:]).index_add_(0, slot, block)
+        summed[key] = total.view(n_atoms, n_species, *block.shape[1:]).transpose(1, 2).flatten(2)
+    return summed
 
 
 def pair_density(structures: Structures, pairs: torch.Tensor,
@@ -51,20 +61,7 @@ def pair_density(structures: Structures, pairs: torch.Tensor,
     Swapping i and j multiplies the l block by (-1)**l.
     """
     first, second = global_pair_indices(structures, pairs)
-    return _single_neighbor_density(structures, first, second, settings)
-
-
-def neighbor_pairs(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global atom indices (first, second), each (n_pairs,), of every ordered pair of atoms of the
-    same structure closer than ``cutoff`` (Å), plus every self pair (i, i). Sorted by first."""
-    sizes = (structures.ptr[1:] - structures.ptr[:-1])[structures.system]
-    first = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes)
-    block_start = torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes)
-    rank = torch.arange(len(first), device=sizes.device) - block_start
-    second = structures.ptr[structures.system[first]] + rank
-    distances = (structures.positions[second] - structures.positions[first]).norm(dim=-1)
-    keep = (distances < cutoff) | (first == second)
-    return first[keep], second[keep]
+    return single_neighbor_density(structures, first, second, settings)
 
 
 def global_pair_indices(structures: Structures, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +96,7 @@ def species_index(numbers: torch.Tensor, species: Sequence[int]) -> torch.Tensor
     return lookup[numbers]
 
 
-def _single_neighbor_density(structures: Structures, first: torch.Tensor, second: torch.Tensor,
+def single_neighbor_density(structures: Structures, first: torch.Tensor, second: torch.Tensor,
                              settings: DensitySettings) -> dict[int, torch.Tensor]:
     """l -> (n, 2l + 1, max_radial) density of atom ``second`` around atom ``first`` (global).
 

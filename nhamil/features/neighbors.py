@@ -1,0 +1,81 @@
+"""Sparse neighbour lists: atom pairs and triplets within a cutoff, found through a cell list.
+
+Atoms are binned into cubes of side ``cutoff`` (per structure, so structures never see each
+other); only atoms in the 27 cubes around an atom are candidates, so the work grows linearly with
+the number of atoms at fixed density. The lists hold indices only: positions enter the features
+later, so gradients flow through distances, not through the choice of pairs.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from ..structures import Structures
+
+#: The 27 cell offsets (-1, 0, 1)^3.
+_OFFSETS = tuple(itertools.product((-1, 0, 1), repeat=3))
+
+
+def neighbor_pairs(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global atom indices (first, second), each (n_pairs,), of every ordered pair of atoms of the
+    same structure closer than ``cutoff`` (Å), plus every self pair (i, i).
+
+    Sorted by first, then second. Cost O(n_atoms * atoms per cell).
+    """
+    first, second = _cell_candidates(structures, cutoff)
+    distances = (structures.positions[second] - structures.positions[first]).detach().norm(dim=-1)
+    keep = (distances < cutoff) | (first == second)
+    first, second = first[keep], second[keep]
+    order = torch.argsort(first * len(structures.numbers) + second)
+    return first[order], second[order]
+
+
+def neighbor_triplets(structures: Structures, cutoff: float) -> torch.Tensor:
+    """(n, 4) long rows (system, i, j, k), local atom indices, of every centre i with two distinct
+    neighbours j != k, both closer to i than ``cutoff`` (Å) and both != i; ordered by i, j, k.
+    Both orders (j, k) and (k, j) are listed. Cost O(n_atoms * neighbours^2)."""
+    first, second = neighbor_pairs(structures, cutoff)
+    first, second = first[first != second], second[first != second]
+    counts = torch.bincount(first, minlength=len(structures.numbers))
+    start = torch.cumsum(counts, 0) - counts
+    left, rank = _expand(counts[first])  # every pair (i, j) meets every neighbour k of i
+    right = start[first[left]] + rank
+    centre, j, k = first[left], second[left], second[right]
+    keep = j != k
+    centre, j, k = centre[keep], j[keep], k[keep]
+    origin = structures.ptr[structures.system[centre]]
+    return torch.stack([structures.system[centre], centre - origin, j - origin, k - origin], dim=1)
+
+
+def _cell_candidates(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second) global indices of every ordered pair of atoms in the same or adjacent
+    cells of side ``cutoff`` within one structure (self pairs included)."""
+    positions = structures.positions.detach()
+    device = positions.device
+    lowest = torch.full((structures.n_systems, 3), float("inf"), dtype=positions.dtype, device=device)
+    lowest = lowest.scatter_reduce(0, structures.system[:, None].expand(-1, 3), positions, reduce="amin")
+    cell = torch.floor((positions - lowest[structures.system]) / cutoff).long() + 1  # >= 1: offsets stay >= 0
+    dims = cell.max(dim=0).values + 2
+    key = _cell_key(structures.system, cell, dims)
+    order = torch.argsort(key)
+    sorted_keys = key[order]
+    offsets = torch.tensor(_OFFSETS, device=device)
+    neighbor_keys = _cell_key(structures.system[:, None], cell[:, None, :] + offsets, dims)  # (n_atoms, 27)
+    begin = torch.searchsorted(sorted_keys, neighbor_keys.flatten())
+    counts = torch.searchsorted(sorted_keys, neighbor_keys.flatten(), right=True) - begin
+    query, rank = _expand(counts)
+    return query // len(_OFFSETS), order[begin[query] + rank]
+
+
+def _expand(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For counts (m,): (owner, rank), each (counts.sum(),), listing rank 0 .. counts[k] - 1 of
+    every owner k in turn."""
+    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    return owner, torch.arange(len(owner), device=counts.device) - (torch.cumsum(counts, 0) - counts)[owner]
+
+
+def _cell_key(system: torch.Tensor, cell: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
+    """One integer per (system, cell): cell (..., 3) with 0 <= cell < dims."""
+    return ((system * dims[0] + cell[..., 0]) * dims[1] + cell[..., 1]) * dims[2] + cell[..., 2]
