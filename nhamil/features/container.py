@@ -14,7 +14,8 @@ class EquivariantFeatures:
     """Equivariant features of n samples, one block per (o3_lambda, o3_sigma).
 
     samples: (n, 3) long rows (system, first_atom, second_atom), atom indices local to the system
-    (first_atom == second_atom for atom-centred features). blocks: (lam, sigma) ->
+    (first_atom == second_atom for atom-centred features), or (n, 4) rows (system, atom,
+    first_neighbor, second_neighbor) for triplet features. blocks: (lam, sigma) ->
     (n, 2 lam + 1, n_features). Law: for a proper or improper rotation R of the positions,
     block(R x) = irrep_wigner(lam, sigma * (-1)**lam, R) @ block(x) on the mu axis.
     """
@@ -23,8 +24,8 @@ class EquivariantFeatures:
     blocks: dict[Key, torch.Tensor]
 
     def __post_init__(self) -> None:
-        if self.samples.ndim != 2 or self.samples.shape[1] != 3:
-            raise ValueError(f"samples must be (n, 3), got shape {tuple(self.samples.shape)}")
+        if self.samples.ndim != 2 or self.samples.shape[1] not in (3, 4):
+            raise ValueError(f"samples must be (n, 3) or (n, 4), got shape {tuple(self.samples.shape)}")
         for (lam, sigma), block in self.blocks.items():
             if block.ndim != 3 or block.shape[:2] != (len(self.samples), 2 * lam + 1) or sigma not in (-1, 1):
                 raise ValueError(f"block {(lam, sigma)} has shape {tuple(block.shape)}, "

@@ -1,0 +1,60 @@
+"""Channel contraction: principal components of each (lambda, sigma) block, shared across mu.
+
+High correlation orders multiply the number of channels (|rho_i^3> has n^3 of them for n density
+channels); projecting each block on its leading principal directions, fitted on training
+structures, keeps them affordable. The projection W acts on the feature axis only, the same for
+every mu, so block(R x) W = D block(x) W: contracted features obey the law of the block they
+come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+Key = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ChannelContraction:
+    """projections: (lam, sigma) -> (n_features, n_channels) orthonormal columns (float64, CPU),
+    the leading right singular vectors of the block's (n_samples * (2 lam + 1), n_features)
+    matrix. Uncentred, so that lam > 0 blocks stay equivariant (their mean over rotations is 0).
+    """
+
+    projections: dict[Key, torch.Tensor]
+
+    @classmethod
+    def fit(cls, blocks: dict[Key, torch.Tensor], *, n_channels: int) -> ChannelContraction:
+        """Fit on training blocks (lam, sigma) -> (n, 2 lam + 1, f); a block keeps
+        min(n_channels, f, n (2 lam + 1)) channels. Each direction's sign is fixed (largest
+        component positive) so that a fit is reproducible."""
+        if n_channels < 1:
+            raise ValueError(f"n_channels must be >= 1, got {n_channels}")
+        return cls({key: _principal_directions(block.detach().flatten(0, 1).double(), n_channels)
+                    for key, block in blocks.items()})
+
+    def __call__(self, blocks: dict[Key, torch.Tensor]) -> dict[Key, torch.Tensor]:
+        """(lam, sigma) -> (n, 2 lam + 1, n_channels): every block projected, device and dtype of
+        the block. ``KeyError`` naming a key that was not fitted."""
+        missing = sorted(set(blocks) - set(self.projections))
+        if missing:
+            raise KeyError(f"no contraction fitted for (lambda, sigma) = {missing}")
+        return {key: block @ self.projections[key].to(block) for key, block in blocks.items()}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Plain data for checkpoints: "lam,sigma" -> projection."""
+        return {f"{lam},{sigma}": w for (lam, sigma), w in self.projections.items()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> ChannelContraction:
+        return cls({tuple(int(v) for v in name.split(",")): w for name, w in state.items()})
+
+
+def _principal_directions(matrix: torch.Tensor, n_channels: int) -> torch.Tensor:
+    """(f, k) leading right singular vectors of ``matrix`` (m, f), k = min(n_channels, m, f)."""
+    _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
+    directions = vh[:n_channels].T
+    largest = directions.gather(0, directions.abs().argmax(dim=0, keepdim=True))
+    return (directions * torch.sign(largest)).cpu()
