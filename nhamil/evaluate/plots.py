@@ -1,33 +1,75 @@
-"""Plots of predictions against references, saved as PNG."""
+"""Plots of predictions against references, saved as PNG (atomically).
+
+Figures are made with matplotlib's object API (``Figure``), not pyplot: no global backend is
+switched, so a notebook keeps its inline plots and a headless run needs no display.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ..units import HARTREE_TO_MEV
+from .files import atomic_path
+from .metrics import orbital_energies
+from .physics import StructureEvaluation
 
-from ..units import HARTREE_TO_MEV  # noqa: E402
-from .metrics import orbital_energies  # noqa: E402
+_HARTREE_TO_EV = HARTREE_TO_MEV / 1000
 
 
 def orbital_energy_parity(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], path: str | Path,
                           title: str = "") -> Path:
-    """Predicted against reference orbital energies (eV), and the error per state index (meV)."""
-    eig_pred, eig_ref = np.array(orbital_energies(predicted)), np.array(orbital_energies(reference))
-    figure, (parity, per_state) = plt.subplots(1, 2, figsize=(10, 4.5))
-    parity.scatter(eig_ref * HARTREE_TO_MEV / 1000, eig_pred * HARTREE_TO_MEV / 1000, s=8)
-    bounds = [eig_ref.min() * HARTREE_TO_MEV / 1000, eig_ref.max() * HARTREE_TO_MEV / 1000]
-    parity.plot(bounds, bounds, color="gray", lw=0.8)
+    """Predicted against reference orbital energies (eV) of orthogonal matrices, and the error
+    per state index (meV)."""
+    return energy_parity(np.array(orbital_energies(predicted)), np.array(orbital_energies(reference)), path, title)
+
+
+def energy_parity(predicted: np.ndarray, reference: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Parity of (n_structures, n_states) orbital energies (Hartree, shown in eV) and a box
+    plot of the absolute error per state index (meV)."""
+    figure = Figure(figsize=(10, 4.5))
+    parity, per_state = figure.subplots(1, 2)
+    _parity(parity, reference * _HARTREE_TO_EV, predicted * _HARTREE_TO_EV)
     parity.set(xlabel="reference orbital energy (eV)", ylabel="predicted (eV)", title=title)
-    errors = np.abs(eig_pred - eig_ref) * HARTREE_TO_MEV
-    per_state.boxplot(errors, showfliers=False)
+    per_state.boxplot(np.abs(predicted - reference) * HARTREE_TO_MEV, showfliers=False)
     per_state.set(xlabel="state index", ylabel="|error| (meV)", title="error per state")
+    return _save(figure, path)
+
+
+def frontier_parity(evaluations: Sequence[StructureEvaluation], path: str | Path) -> Path:
+    """Parity plots of HOMO, LUMO and HOMO-LUMO gap (eV)."""
+    figure = Figure(figsize=(13, 4.2))
+    axes = figure.subplots(1, 3)
+    for ax, name in zip(axes, ("homo", "lumo", "gap")):
+        reference = [getattr(e.reference, name) * _HARTREE_TO_EV for e in evaluations]
+        predicted = [getattr(e.predicted, name) * _HARTREE_TO_EV for e in evaluations]
+        _parity(ax, np.array(reference), np.array(predicted))
+        ax.set(xlabel=f"reference {name.upper()} (eV)", ylabel="predicted (eV)")
+    return _save(figure, path)
+
+
+def dipole_parity(evaluations: Sequence[StructureEvaluation], path: str | Path) -> Path:
+    """Parity of dipole components (Debye), predicted density against PySCF's."""
+    figure = Figure(figsize=(4.8, 4.5))
+    ax = figure.subplots()
+    reference = np.stack([e.dipole_reference for e in evaluations])
+    predicted = np.stack([e.dipole_predicted for e in evaluations])
+    _parity(ax, reference.ravel(), predicted.ravel())
+    ax.set(xlabel="PySCF dipole component (D)", ylabel="from predicted density (D)")
+    return _save(figure, path)
+
+
+def _parity(ax, reference: np.ndarray, predicted: np.ndarray) -> None:
+    ax.scatter(reference, predicted, s=8)
+    bounds = [reference.min(), reference.max()]
+    ax.plot(bounds, bounds, color="gray", lw=0.8)
+
+
+def _save(figure: Figure, path: str | Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120)
     return Path(path)

@@ -1,0 +1,72 @@
+"""Evaluate a training run on a data set: predictions -> physics metrics, JSON and plots.
+
+A run folder is what ``python -m nhamil.train`` writes: ``model.pt`` and Hydra's resolved
+config ``.hydra/config.yaml`` (level of theory, data file, split, cache folder).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import ase
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from ..model import HamiltonianModel
+from ..orbitals import AtomicBasis
+from ..reference import ProjectionSettings, ReferenceRecord, ScfSettings
+from ..targets import make_targets
+from .files import atomic_path
+from .metrics import hamiltonian_errors
+from .physics import StructureEvaluation, block_type_errors, evaluate_structure, summarize
+from .plots import dipole_parity, energy_parity, frontier_parity
+
+
+def load_run(run_dir: str | Path) -> tuple[HamiltonianModel, DictConfig]:
+    """The trained model and the resolved config of a run folder; ``FileNotFoundError`` naming
+    what is missing."""
+    run_dir = Path(run_dir)
+    paths = [run_dir / "model.pt", run_dir / ".hydra" / "config.yaml"]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a complete nhamil run folder: missing {missing}")
+    return HamiltonianModel.load(paths[0]), OmegaConf.load(paths[1])
+
+
+def scf_settings(cfg: DictConfig) -> ScfSettings:
+    """The level of theory of a run's config (its ``reference`` section)."""
+    return ScfSettings(**OmegaConf.to_container(cfg.reference))
+
+
+def evaluate_predictions(model: HamiltonianModel, predicted: Sequence[np.ndarray], frames: Sequence[ase.Atoms],
+                         records: Sequence[ReferenceRecord], settings: ScfSettings, margin: float = 1.0,
+                         progress: bool = True) -> tuple[list[StructureEvaluation], dict]:
+    """Per-structure evaluations and the flat metrics (matrix errors in µHa overall and per block
+    family, orbital energies in meV, dipoles in Debye) of ``predicted`` target matrices."""
+    species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    targets = make_targets(records, model.target, AtomicBasis.from_pyscf(settings.basis, species), ProjectionSettings())
+    evaluations = [evaluate_structure(p, r, a, model.target, settings, margin) for p, r, a in
+                   tqdm(list(zip(predicted, records, frames)), desc="evaluate", unit="structure", disable=not progress)]
+    metrics = {"n_structures": len(frames), "target": model.target, "basis": model.basis.name,
+               **hamiltonian_errors(predicted, targets.matrices),
+               **block_type_errors(predicted, targets.matrices, model.basis, [a.numbers for a in frames]),
+               **summarize(evaluations)}
+    return evaluations, metrics
+
+
+def write_report(folder: str | Path, evaluations: Sequence[StructureEvaluation], metrics: dict) -> list[Path]:
+    """``evaluation.json`` and the parity plots (PNG) in ``folder``; returns the paths."""
+    folder = Path(folder)
+    with atomic_path(folder / "evaluation.json") as temporary:
+        temporary.write_text(json.dumps(metrics, indent=2) + "\n")
+    paths = [folder / "evaluation.json",
+             energy_parity(np.stack([e.predicted.energies for e in evaluations]),
+                           np.stack([e.reference.energies for e in evaluations]), folder / "orbital_energies.png",
+                           title=f"{metrics['target']}, {metrics['n_structures']} structures"),
+             frontier_parity(evaluations, folder / "frontier_levels.png")]
+    if evaluations[0].dipole_predicted is not None:
+        paths.append(dipole_parity(evaluations, folder / "dipole.png"))
+    return paths

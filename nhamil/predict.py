@@ -1,0 +1,112 @@
+"""Predict Hamiltonians of new structures: ``python -m nhamil.predict model.pt molecules.xyz``.
+
+Reads any structure file ASE reads (xyz, extended xyz, ...), checks that the model knows every
+element (and, with ``--basis``, the basis) before any work, predicts in batches with a
+progress bar, and writes one HDF5 file (atomically), one group per structure::
+
+    /<index>/numbers    (n_atoms,) atomic numbers
+    /<index>/positions  (n_atoms, 3) Å
+    /<index>/matrix     (n, n) predicted target matrix (attribute ``target``), Hartree, canonical AO order
+    /<index>/orbital_energies  (n,) its eigenvalues, Hartree, ascending
+
+File attributes: ``target``, ``basis`` (the model's basis name), ``energy_unit`` ("hartree").
+Eigenvalues are invariant under rotations and atom permutations; matrices transform as
+``P D F D^T P^T`` (see ``nhamil.model``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import ase
+import ase.data
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from .evaluate.files import atomic_path
+from .model import HamiltonianModel
+from .reference import read_frames
+
+#: How each target's basis is named after the SCF basis it was computed in.
+_TARGET_BASIS_SUFFIX = {"saph": "/minimal", "fock_orthogonal": ""}
+
+
+def expected_model_basis(target: str, scf_basis: str) -> str:
+    """Name of the basis a ``target`` model has when trained on ``scf_basis`` references
+    (``"def2-svp"`` -> ``"def2-svp/minimal"`` for the SAPH)."""
+    if target not in _TARGET_BASIS_SUFFIX:
+        raise ValueError(f"unknown target {target!r}; known: {sorted(_TARGET_BASIS_SUFFIX)}")
+    return scf_basis.lower() + _TARGET_BASIS_SUFFIX[target]
+
+
+def check_inputs(model: HamiltonianModel, frames: Sequence[ase.Atoms], scf_basis: str | None = None) -> None:
+    """Raise ``ValueError`` before any work if ``frames`` hold an element the model was not
+    trained on (naming it and the structure), or if ``scf_basis`` (the basis of the data the
+    predictions are meant for) is not the model's basis (naming both)."""
+    for index, atoms in enumerate(frames):
+        unknown = sorted(set(atoms.numbers.tolist()) - set(model.species))
+        if unknown:
+            symbols = [ase.data.chemical_symbols[z] for z in unknown]
+            raise ValueError(f"structure {index} ({atoms.get_chemical_formula()}) holds element(s) {symbols} "
+                             f"(Z={unknown}) that the model was not trained on (Z={list(model.species)})")
+    if scf_basis is not None and expected_model_basis(model.target, scf_basis) != model.basis.name:
+        raise ValueError(f"the model was trained in basis {model.basis.name!r} but the data are in {scf_basis!r} "
+                         f"(a {model.target!r} model of it would be {expected_model_basis(model.target, scf_basis)!r})")
+
+
+def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch_size: int = 32,
+                     progress: bool = True, device: str = "cpu") -> list[np.ndarray]:
+    """Predicted target matrices, one (n, n) float64 array (Hartree) per frame, computed in
+    batches of ``batch_size`` frames with a progress bar over structures."""
+    check_inputs(model, frames)
+    matrices: list[np.ndarray] = []
+    with tqdm(total=len(frames), desc="predict", unit="structure", disable=not progress) as bar:
+        for start in range(0, len(frames), batch_size):
+            batch = frames[start:start + batch_size]
+            matrices.extend(m.cpu().numpy() for m in model.predict(batch, device=device))
+            bar.update(len(batch))
+    return matrices
+
+
+def write_predictions(path: str | Path, model: HamiltonianModel, frames: Sequence[ase.Atoms],
+                      matrices: Sequence[np.ndarray]) -> Path:
+    """Write structures, matrices and their eigenvalues to HDF5 (layout in the module docstring)."""
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
+        file.attrs.update(target=model.target, basis=model.basis.name, energy_unit="hartree")
+        for index, (atoms, matrix) in enumerate(zip(frames, matrices)):
+            group = file.create_group(f"{index:06d}")
+            group.create_dataset("numbers", data=np.asarray(atoms.numbers, dtype=np.int64))
+            group.create_dataset("positions", data=np.asarray(atoms.positions, dtype=np.float64))
+            group.create_dataset("matrix", data=matrix)
+            group.create_dataset("orbital_energies", data=np.linalg.eigvalsh(matrix))
+    return Path(path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nhamil.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="model.pt written by nhamil.train")
+    parser.add_argument("structures", type=Path, help="structure file ASE reads (xyz, extended xyz, ...)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("predictions.h5"), help="HDF5 output file")
+    parser.add_argument("--index", default=":", help="frames to read, as ase.io.read's index (default all)")
+    parser.add_argument("--basis", help="basis the predictions must be in (e.g. def2-svp); checked against the model")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = _parser().parse_args(argv)
+    model = HamiltonianModel.load(args.checkpoint)
+    frames = read_frames(args.structures, args.index)
+    check_inputs(model, frames, args.basis)
+    matrices = predict_matrices(model, frames, args.batch_size, device=args.device)
+    path = write_predictions(args.output, model, frames, matrices)
+    print(f"{len(frames)} {model.target} predictions ({model.basis.name}, Hartree) in {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

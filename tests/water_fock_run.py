@@ -1,0 +1,40 @@
+"""A tiny trained water run (full orthogonal Fock, def2-SVP) shared by the evaluation, predict,
+SCF-guess and notebook tests: 10 training frames, small features. The run and the reference
+cache live in the test session's base temporary folder, so they are made once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from nhamil.config import compose_config
+from nhamil.train import train
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
+WATER = DATA / "water_coords_1000.xyz"
+
+
+def reference_cache(tmp_path_factory) -> Path:
+    """The session's reference cache folder."""
+    return tmp_path_factory.getbasetemp() / "reference-cache"
+
+
+def water_fock_run(tmp_path_factory) -> Path:
+    """The session's run folder, trained on first use (tests must not write into it)."""
+    run_dir = tmp_path_factory.getbasetemp() / "water-fock-run"
+    if not (run_dir / ".hydra" / "config.yaml").exists():
+        make_water_fock_run(run_dir, reference_cache(tmp_path_factory))
+    return run_dir
+
+
+def make_water_fock_run(run_dir: Path, cache_dir: Path) -> Path:
+    """Train on frames 0-9, test on 10-11, write a run folder like ``python -m nhamil.train``
+    does (``model.pt``, ``metrics.json``, ``.hydra/config.yaml``) and return it."""
+    cfg = compose_config(["+experiment=water_fock", "split.train=[0,10]", "split.test=[10,12]",
+                          f"data.frames={WATER}", f"data.cache_dir={cache_dir}", "data.n_workers=1",
+                          "features.density.max_radial=3", "features.density.max_angular=3"])
+    train(cfg, run_dir)
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    return run_dir
