@@ -1,0 +1,118 @@
+"""Predicted Fock matrices as SCF start guesses, against PySCF's own guesses.
+
+The density of a predicted Löwdin-orthogonal Fock (``fock_orthogonal`` target),
+P = 2 C_occ C_occ^T with C = S^-1/2 C_orth, is handed to PySCF as ``dm0`` (in PySCF's AO order);
+PySCF's guesses ("minao", its default, "atom", "huckel", "1e", ...) are run by name. Each run
+counts SCF cycles (one per callback) and wall time (s) to convergence at the same settings.
+The guess density, like the Fock matrix, rotates as ``P(R x) = D P(x) D^T``; cycle counts
+are invariant up to round-off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import ase
+import numpy as np
+from tqdm.auto import tqdm
+
+from .evaluate.electronic import density_matrix, orbitals_from_orthogonal, overlap_matrix, to_pyscf_order
+from .model import HamiltonianModel
+from .orbitals import AtomicBasis
+from .predict import check_inputs
+from .reference import ScfSettings
+from .reference.scf import build_molecule, make_solver
+
+#: The name under which the model's guess appears next to PySCF's guesses.
+MODEL_GUESS = "nhamil"
+
+
+@dataclass(frozen=True)
+class ScfRun:
+    """One SCF from one guess: cycles to convergence, ``scf_seconds`` in PySCF's kernel,
+    ``guess_seconds`` spent making a predicted guess (0 for PySCF's own, which it makes inside
+    the kernel), final energy ``e_tot`` (Hartree)."""
+
+    guess: str
+    n_cycles: int
+    scf_seconds: float
+    guess_seconds: float
+    e_tot: float
+    converged: bool
+
+    @property
+    def total_seconds(self) -> float:
+        return self.scf_seconds + self.guess_seconds
+
+
+def predicted_density(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSettings) -> np.ndarray:
+    """(n_ao, n_ao) closed-shell density of the model's Fock prediction, PySCF AO order, for
+    ``atoms`` (Å); the overlap comes from PySCF's integrals (no SCF)."""
+    if model.target != "fock_orthogonal":
+        raise ValueError(f"a start guess needs a full Fock model ('fock_orthogonal'), not {model.target!r}")
+    check_inputs(model, [atoms], settings.basis)
+    n_occupied = (int(atoms.numbers.sum()) - settings.charge) // 2
+    orbitals = orbitals_from_orthogonal(model.predict([atoms])[0].numpy(), overlap_matrix(atoms, settings), n_occupied)
+    basis = AtomicBasis.from_pyscf(settings.basis, atoms.numbers)
+    return to_pyscf_order(density_matrix(orbitals), basis, atoms.numbers)
+
+
+def run_from_guess(atoms: ase.Atoms, settings: ScfSettings, guess: str | np.ndarray, name: str | None = None,
+                   guess_seconds: float = 0.0) -> ScfRun:
+    """Converge ``atoms`` (Å) at ``settings`` from a PySCF guess name or a density (PySCF AO
+    order), counting cycles with a callback."""
+    solver = make_solver(build_molecule(atoms, settings), settings)
+    cycles = []
+    solver.callback = lambda envs: cycles.append(envs["cycle"])
+    start = time.perf_counter()
+    if isinstance(guess, str):
+        solver.init_guess = guess
+        e_tot = solver.kernel()
+    else:
+        e_tot = solver.kernel(dm0=guess)
+    return ScfRun(name or str(guess), len(cycles), time.perf_counter() - start, guess_seconds, float(e_tot),
+                  bool(solver.converged))
+
+
+def model_guess_run(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSettings) -> ScfRun:
+    """SCF from the model's density; the guess time covers features, heads, assembly, overlap
+    and diagonalization."""
+    start = time.perf_counter()
+    density = predicted_density(model, atoms, settings)
+    return run_from_guess(atoms, settings, density, MODEL_GUESS, time.perf_counter() - start)
+
+
+def compare_guesses(model: HamiltonianModel, frames: Sequence[ase.Atoms], settings: ScfSettings,
+                    guesses: Sequence[str] = ("minao", "atom", "huckel", "1e"), progress: bool = True) -> list[ScfRun]:
+    """SCF runs of every frame from the model's guess and from each PySCF guess, in order
+    (frame-major). Refuses unknown elements and a basis other than the model's before any work."""
+    check_inputs(model, frames, settings.basis)
+    runs = []
+    for atoms in tqdm(frames, desc="SCF guesses", unit="structure", disable=not progress):
+        runs.append(model_guess_run(model, atoms, settings))
+        runs.extend(run_from_guess(atoms, settings, guess) for guess in guesses)
+    return runs
+
+
+def summarize_runs(runs: Sequence[ScfRun]) -> dict[str, dict]:
+    """Per guess: mean, median, min and max cycles, a histogram of cycle counts, mean SCF and
+    total seconds, and how many converged."""
+    summary = {}
+    for name in dict.fromkeys(run.guess for run in runs):
+        chosen = [run for run in runs if run.guess == name]
+        cycles = np.array([run.n_cycles for run in chosen])
+        counts = dict(zip(*np.unique(cycles, return_counts=True)))
+        summary[name] = {"n": len(chosen), "converged": sum(run.converged for run in chosen),
+                         "cycles_mean": float(cycles.mean()), "cycles_median": float(np.median(cycles)),
+                         "cycles_min": int(cycles.min()), "cycles_max": int(cycles.max()),
+                         "cycles_histogram": {int(k): int(v) for k, v in counts.items()},
+                         "scf_seconds_mean": float(np.mean([run.scf_seconds for run in chosen])),
+                         "total_seconds_mean": float(np.mean([run.total_seconds for run in chosen]))}
+    return summary
+
+
+def runs_as_rows(runs: Sequence[ScfRun]) -> list[dict]:
+    """Plain dicts (JSON-ready) of every run, with ``total_seconds``."""
+    return [{**asdict(run), "total_seconds": run.total_seconds} for run in runs]
