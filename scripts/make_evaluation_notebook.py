@@ -1,0 +1,104 @@
+"""Write ``scripts/evaluate_water.ipynb``: the evaluation notebook of a trained water run.
+
+    python scripts/make_evaluation_notebook.py
+
+The notebook reads the run folder from ``NHAMIL_RUN_DIR`` (default: the newest
+``outputs/*/*`` holding a ``model.pt``), predicts the run's test frames, plots predicted
+against reference orbital energies and the error per orbital, and checks that a rotated and
+reflected molecule has the same eigenvalues. ``tests/test_notebook.py`` executes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+NOTEBOOK = Path(__file__).resolve().parent / "evaluate_water.ipynb"
+
+CELLS = [
+    ("markdown", """# Evaluating a trained water model
+
+What a predicted Hamiltonian gives a chemist: orbital energies, frontier levels, dipoles.
+Set `NHAMIL_RUN_DIR` to a run folder of `python -m nhamil.train +experiment=water_fock`
+(or `+experiment=water`); by default the newest run under `outputs/` is used."""),
+    ("code", """import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from nhamil.evaluate import evaluate_predictions, load_run, per_state_mae, scf_settings
+from nhamil.orbitals import random_rotation
+from nhamil.reference import ProjectionSettings, build_reference_set, read_frames
+from nhamil.units import HARTREE_TO_MEV"""),
+    ("code", """def newest_run(root=Path("outputs")):
+    runs = sorted(root.glob("*/*/model.pt"), key=lambda path: path.stat().st_mtime)
+    if not runs:
+        raise FileNotFoundError(f"no run with a model.pt under {root.resolve()}: set NHAMIL_RUN_DIR")
+    return runs[-1].parent
+
+
+run_dir = Path(os.environ.get("NHAMIL_RUN_DIR") or newest_run())
+model, cfg = load_run(run_dir)
+settings = scf_settings(cfg)
+frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")
+records = build_reference_set(frames, settings, ProjectionSettings(), cfg.data.cache_dir, n_workers=1)
+predicted = [matrix.numpy() for matrix in model.predict(frames)]
+print(f"{run_dir}: {model.target} in {model.basis.name}, {len(frames)} test frames")"""),
+    ("markdown", "## Errors of the test frames (meV for energies, Debye for dipoles)"),
+    ("code", """evaluations, metrics = evaluate_predictions(model, predicted, frames, records, settings, progress=False)
+for name, value in metrics.items():
+    if isinstance(value, float):
+        print(f"{name:32s} {value:12.4f}")
+print("structures with spurious states:", metrics["spurious_structures"] or "none")"""),
+    ("markdown", "## Predicted against reference orbital energies, and the error per orbital"),
+    ("code", """predicted_energies = np.stack([e.predicted.energies for e in evaluations]) * HARTREE_TO_MEV / 1000
+reference_energies = np.stack([e.reference.energies for e in evaluations]) * HARTREE_TO_MEV / 1000
+n_occupied = evaluations[0].reference.n_occupied
+figure, (parity, per_orbital) = plt.subplots(1, 2, figsize=(11, 4.5))
+parity.scatter(reference_energies[:, :n_occupied], predicted_energies[:, :n_occupied], s=10, label="occupied")
+parity.scatter(reference_energies[:, n_occupied:], predicted_energies[:, n_occupied:], s=10, label="virtual")
+bounds = [reference_energies.min(), reference_energies.max()]
+parity.plot(bounds, bounds, color="gray", lw=0.8)
+parity.set(xlabel="reference orbital energy (eV)", ylabel="predicted (eV)")
+parity.legend()
+errors = per_state_mae(evaluations)
+per_orbital.bar(np.arange(1, len(errors) + 1), errors,
+                color=["C0" if k < n_occupied else "C1" for k in range(len(errors))])
+per_orbital.set(xlabel="orbital index", ylabel="MAE (meV)", yscale="log", title="error per orbital")
+figure.tight_layout()
+plt.show()"""),
+    ("markdown", """## Symmetry: a rotated and reflected molecule has the same eigenvalues
+
+The model is equivariant, so the predicted matrix of a moved molecule is `D F D^T` and its
+eigenvalues do not change (to float64 round-off)."""),
+    ("code", """atoms = frames[0]
+rotation = random_rotation(torch.Generator().manual_seed(0), improper=True).numpy()
+moved = atoms.copy()
+moved.positions = atoms.positions @ rotation.T + np.array([1.0, -2.0, 0.5])
+original, rotated = (np.linalg.eigvalsh(matrix.numpy()) for matrix in model.predict([atoms, moved]))
+largest_difference = np.abs(original - rotated).max()
+print(f"largest eigenvalue difference after rotation: {largest_difference:.2e} Ha")
+assert largest_difference < 1e-8"""),
+]
+
+
+def build_notebook() -> nbformat.NotebookNode:
+    """The notebook, unexecuted, with a Python 3 kernel spec."""
+    cells = [new_markdown_cell(text) if kind == "markdown" else new_code_cell(text) for kind, text in CELLS]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return new_notebook(cells=cells, metadata={"kernelspec": kernel, "language_info": {"name": "python"}})
+
+
+def main() -> None:
+    temporary = NOTEBOOK.with_suffix(".ipynb.tmp")
+    nbformat.write(build_notebook(), temporary)
+    temporary.replace(NOTEBOOK)
+    print(f"wrote {NOTEBOOK}")
+
+
+if __name__ == "__main__":
+    main()
