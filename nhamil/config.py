@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -66,32 +66,64 @@ class FeaturesConfig:
     onsite_correlation_order: int = 2
 
 
-@dataclass
-class HeadConfig:
-    """Ridge heads: relative regularization grid and cross-validation folds."""
+def _alpha_grid() -> list[float]:
+    return [10.0 ** k for k in range(-12, 1)]
 
-    alphas: list[float] = field(default_factory=lambda: [10.0 ** k for k in range(-12, 1)])
+
+@dataclass
+class RidgeHeadConfig:
+    """Closed-form ridge heads: relative regularization grid and cross-validation folds."""
+
+    kind: str = "ridge"
+    alphas: list[float] = field(default_factory=_alpha_grid)
     n_folds: int = 5
+
+
+@dataclass
+class KernelHeadConfig:
+    """lambda-SOAP kernel ridge: invariant-kernel power zeta; n_active active samples per block
+    chosen by farthest-point sampling (null: the full kernel)."""
+
+    kind: str = "kernel"
+    zeta: int = 2
+    n_active: Optional[int] = None
+    alphas: list[float] = field(default_factory=_alpha_grid)
+    n_folds: int = 5
+
+
+@dataclass
+class MinibatchHeadConfig:
+    """Trainable linear heads fitted with Adam over minibatches of samples."""
+
+    kind: str = "minibatch"
+    epochs: int = 200
+    batch_size: int = 256
+    learning_rate: float = 1.0e-4
+    weight_decay: float = 1.0e-8
 
 
 @dataclass
 class TrainConfig:
     """One training run: data, level of theory, target ("saph" or "fock_orthogonal"), split,
-    features, head; ``device`` "cpu" or "cuda"; ``seed`` fixes folds and anything random."""
+    features, head (one of the head schemas); ``device`` "cpu" or "cuda"; ``seed`` fixes folds and anything random."""
 
     data: DataConfig = field(default_factory=DataConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     target: str = "saph"
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    head: HeadConfig = field(default_factory=HeadConfig)
+    head: Any = MISSING
     device: str = "cpu"
     seed: int = 0
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (idempotent)."""
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    """Put the schemas into Hydra's ConfigStore (idempotent). Each option of the ``head`` group
+    extends its own schema, so keys of one head kind cannot leak into another."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for name, node in [("ridge", RidgeHeadConfig), ("kernel", KernelHeadConfig), ("minibatch", MinibatchHeadConfig)]:
+        store.store(group="head", name=f"{name}_schema", node=node)
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:

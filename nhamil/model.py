@@ -1,4 +1,4 @@
-"""The Hamiltonian model: N-center features -> one ridge head per block key -> AO matrix.
+"""The Hamiltonian model: N-center features -> one regression head per block key -> AO matrix.
 
 Symmetry law: for a structure x, a proper or improper rotation R and a permutation P of its atoms,
 ``predict(P R x) = P_ao D F(x) D^T P_ao^T`` with D = basis_wigner(basis, numbers, R), exactly
@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 
 from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
 from .blocks import blocks_to_matrices, matrix_to_blocks
-from .features import (DensitySettings, EquivariantFeatures, atom_centered_features, ordered_pair_features,
-                       symmetrized_pair_features)
-from .heads import RidgeFit, RidgeSettings, fit_ridge
+from .features import (ChannelContraction, DensitySettings, EquivariantFeatures, atom_centered_features,
+                       fit_contractions, message_passing_features, ordered_pair_features, symmetrized_pair_features)
+from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_head, fit_state, predict_head,
+                    settings_from_dict, settings_to_dict)
 from .orbitals import AtomicBasis, Shell
 from .structures import Structures
 
@@ -33,12 +34,29 @@ class FeatureSettings:
     """Which N-center features feed the heads.
 
     density: the atom-density expansion. onsite_correlation_order: on-site blocks use
-    |rho_i^1> and, with 2, also |rho_i^2> (the authors' choice). Pair blocks use
-    |rho_ij^0> and |rho_ij^1>, permutation-adapted per block type.
+    |rho_i^1> .. |rho_i^nu> (2, the authors' choice, or 1 or 3); message_passing: also the
+    message-passing features |rho_i^[1<-1]>. Pair blocks use |rho_ij^0> .. |rho_ij^nu>,
+    nu = pair_correlation_order (1 or 2), and with both_centres also |rho_ij^(1,1)>,
+    permutation-adapted per block type. contraction_channels: keep this many principal
+    components of every (lambda, sigma) block of the atom-centred correlations of order >= 2,
+    fitted on the training structures and stored with the model; None keeps every channel.
     """
 
     density: DensitySettings = field(default_factory=DensitySettings)
     onsite_correlation_order: int = 2
+    message_passing: bool = False
+    pair_correlation_order: int = 1
+    both_centres: bool = False
+    contraction_channels: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSettings:
+        """From :meth:`to_dict`'s plain data (or a Hydra ``features`` group); missing keys keep
+        their defaults."""
+        return cls(**{**data, "density": DensitySettings(**data["density"])})
 
 
 class HamiltonianModel:
@@ -49,13 +67,14 @@ class HamiltonianModel:
     """
 
     def __init__(self, basis: AtomicBasis, species: Sequence[int], *, target: str,
-                 features: FeatureSettings | None = None, ridge: RidgeSettings | None = None):
+                 features: FeatureSettings | None = None, head: HeadSettings | None = None):
         self.basis = basis
         self.species = tuple(sorted(int(z) for z in species))
         self.target = target
         self.features = features or FeatureSettings()
-        self.ridge = ridge or RidgeSettings()
-        self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], RidgeFit]] = {}
+        self.contractions: dict[int, ChannelContraction] = {}
+        self.head = head or RidgeSettings()
+        self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], HeadFit]] = {}
         basis.check_elements(self.species)
 
     @property
@@ -64,19 +83,21 @@ class HamiltonianModel:
 
     def fit(self, frames: Sequence[ase.Atoms], matrices: Sequence[torch.Tensor],
             device: torch.device | str = "cpu", progress: bool = True) -> HamiltonianModel:
-        """Fit one ridge head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
+        """Fit one head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
         frame), in float64 on ``device``, with a progress bar over the heads."""
         layout = self._layout(frames)
         blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices], layout)
         structures = Structures.from_atoms(frames, device=device)
+        self.contractions = self._fit_contractions(structures)
         features = self._features(structures, layout)
         groups = [(kind, equivariant, keys) for kind in features
                   for equivariant, keys in _keys_by_symmetry(blocks, kind).items()]
         self.heads = {}
-        for kind, equivariant, keys in tqdm(groups, desc="ridge heads", unit="head", disable=not progress):
+        for kind, equivariant, keys in tqdm(groups, desc="regression heads", unit="head", disable=not progress):
             targets = torch.stack([blocks[key].values for key in keys], dim=-1)
-            fit = fit_ridge(_feature_block(features[kind], equivariant, kind), targets, features[kind].samples[:, 0],
-                            intercept=_has_intercept(kind, equivariant), settings=self.ridge)
+            block, invariants = _feature_block(features[kind], equivariant, kind), _invariants(features[kind], kind)
+            fit = fit_head(self.head, block, invariants, targets, features[kind].samples[:, 0],
+                           intercept=_has_intercept(kind, equivariant))
             self.heads[(kind, equivariant)] = (keys, fit)
         return self
 
@@ -97,7 +118,7 @@ class HamiltonianModel:
         blocks = {}
         for (head_kind, equivariant), (keys, fit) in self.heads.items():
             if head_kind == kind:
-                values = fit.to(features.samples.device).predict(_feature_block(features, equivariant, kind))
+                values = predict_head(fit, _feature_block(features, equivariant, kind), _invariants(features, kind))
                 blocks.update({key: Block(features.samples, values[..., t]) for t, key in enumerate(keys)})
         if not blocks and any(sp.lambdas() for sp in layout.shell_pairs(kind)):
             raise ValueError(f"the model has no heads for atom pairs {kind}: it was not trained on such pairs")
@@ -120,9 +141,11 @@ class HamiltonianModel:
             if kind.block_type == ON_SITE:
                 result[kind] = _select_atoms(onsite, structures, samples)
             elif kind.block_type == HETERO:
-                result[kind] = ordered_pair_features(structures, species, density, samples, max_lambda=lam)
+                result[kind] = ordered_pair_features(structures, species, density, samples, max_lambda=lam,
+                                                     **self._pair_options())
             elif kind.block_type == PLUS:
-                plus, minus = symmetrized_pair_features(structures, species, density, samples, max_lambda=lam)
+                plus, minus = symmetrized_pair_features(structures, species, density, samples, max_lambda=lam,
+                                                        **self._pair_options())
                 result[kind], result[PairKind(MINUS, kind.first_atom_type, kind.second_atom_type)] = plus, minus
         return result
 
@@ -131,38 +154,54 @@ class HamiltonianModel:
         return sum(max(s.l for s in self.basis.shells[z]) for z in (kind.first_atom_type, kind.second_atom_type))
 
     def _onsite_features(self, structures: Structures) -> EquivariantFeatures:
-        """|rho_i^1> (and |rho_i^2> at correlation order 2) of every atom."""
+        """|rho_i^1> .. |rho_i^nu> (and |rho_i^[1<-1]> with message passing) of every atom."""
         density, species, lam = self.features.density, self.species, self.max_lambda
         features = atom_centered_features(structures, species, density, max_lambda=lam, correlation_order=1)
         for order in range(2, self.features.onsite_correlation_order + 1):
-            features = features.concatenate(
-                atom_centered_features(structures, species, density, max_lambda=lam, correlation_order=order))
+            features = features.concatenate(atom_centered_features(
+                structures, species, density, max_lambda=lam, correlation_order=order, contractions=self.contractions))
+        if self.features.message_passing:
+            features = features.concatenate(message_passing_features(structures, species, density, max_lambda=lam))
         return features
+
+    def _pair_options(self) -> dict:
+        return {"correlation_order": self.features.pair_correlation_order,
+                "both_centres": self.features.both_centres, "contractions": self.contractions}
+
+    def _fit_contractions(self, structures: Structures) -> dict[int, ChannelContraction]:
+        """PCA of the atom-centred correlations up to the highest order any block uses (pair
+        features of order nu use the on-site ones of order nu, at lambda + max_angular)."""
+        settings = self.features
+        order = max(settings.onsite_correlation_order, settings.pair_correlation_order + 1)
+        if settings.contraction_channels is None or order < 2:
+            return {}
+        return fit_contractions(structures, self.species, settings.density, max_lambda=self.max_lambda,
+                                correlation_order=order, n_channels=settings.contraction_channels)
 
     def state_dict(self) -> dict:
         """Plain data (ints, floats, strings, tensors) that :meth:`from_state_dict` restores."""
         return {
             "format": CHECKPOINT_FORMAT, "basis": self.basis.to_dict(), "species": list(self.species),
-            "target": self.target, "features": {"density": asdict(self.features.density),
-                                                "onsite_correlation_order": self.features.onsite_correlation_order},
-            "ridge": {**asdict(self.ridge), "alphas": list(self.ridge.alphas)},
+            "target": self.target, "features": self.features.to_dict(),
+            "contractions": {str(order): c.state() for order, c in self.contractions.items()},
+            "head": settings_to_dict(self.head),
             "heads": [{"kind": asdict(kind), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
-                       "fit": fit.state()} for (kind, eq), (keys, fit) in self.heads.items()],
+                       "fit": fit_state(fit)} for (kind, eq), (keys, fit) in self.heads.items()],
         }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> HamiltonianModel:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
-        features = FeatureSettings(density=DensitySettings(**state["features"]["density"]),
-                                   onsite_correlation_order=state["features"]["onsite_correlation_order"])
-        ridge = RidgeSettings(**{**state["ridge"], "alphas": tuple(state["ridge"]["alphas"])})
+        features = FeatureSettings.from_dict(state["features"])
         model = cls(AtomicBasis.from_dict(state["basis"]), state["species"], target=state["target"],
-                    features=features, ridge=ridge)
+                    features=features, head=settings_from_dict(state["head"]))
+        model.contractions = {int(order): ChannelContraction.from_state(c)
+                              for order, c in state.get("contractions", {}).items()}
         for head in state["heads"]:
             kind = PairKind(**head["kind"])
             keys = [_key_from_list(kind, k) for k in head["keys"]]
-            model.heads[(kind, tuple(head["equivariant"]))] = (keys, RidgeFit(**head["fit"]))
+            model.heads[(kind, tuple(head["equivariant"]))] = (keys, fit_from_state(head["fit"]))
         return model
 
     def save(self, path: str | Path) -> None:
@@ -196,6 +235,11 @@ def _feature_block(features: EquivariantFeatures, equivariant: tuple[int, int], 
         raise ValueError(f"no features with (lambda, sigma) = {equivariant} for atom pairs {kind}: "
                          "raise max_angular or the correlation order")
     return features.blocks[equivariant]
+
+
+def _invariants(features: EquivariantFeatures, kind: PairKind) -> torch.Tensor:
+    """(n, 1, q0) invariant (lambda = 0, sigma = +1) features: the kernel heads' similarity."""
+    return _feature_block(features, (0, 1), kind)
 
 
 def _has_intercept(kind: PairKind, equivariant: tuple[int, int]) -> bool:

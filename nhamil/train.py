@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import register_configs
 from .evaluate import orbital_energy_parity, prediction_errors
 from .features import DensitySettings
-from .heads import RidgeSettings
+from .heads import settings_from_dict
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
 from .reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
@@ -58,8 +58,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 def _make_model(cfg: DictConfig, basis: AtomicBasis, species) -> HamiltonianModel:
     features = FeatureSettings(density=DensitySettings(**OmegaConf.to_container(cfg.features.density)),
                                onsite_correlation_order=cfg.features.onsite_correlation_order)
-    ridge = RidgeSettings(alphas=tuple(cfg.head.alphas), n_folds=cfg.head.n_folds, seed=cfg.seed)
-    return HamiltonianModel(basis, species, target=cfg.target, features=features, ridge=ridge)
+    head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
+    return HamiltonianModel(basis, species, target=cfg.target, features=features, head=head)
 
 
 def _check_split(train_ids: range, test_ids: range, n_frames: int) -> None:

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from nhamil.heads import RidgeSettings, fit_ridge
+from nhamil.heads import (KernelSettings, MinibatchSettings, RidgeSettings, farthest_point_sampling, fit_kernel_ridge,
+                          fit_minibatch, fit_ridge, settings_from_dict, settings_to_dict)
 from nhamil.orbitals import irrep_wigner, random_rotation
 
 
@@ -53,3 +54,49 @@ def test_cross_validation_needs_two_molecules():
     features, _, targets = _data(6, 1, 4, 1)
     with pytest.raises(ValueError, match="two molecules"):
         fit_ridge(features, targets, torch.zeros(6, dtype=torch.long), intercept=False, settings=RidgeSettings())
+
+
+def _with_invariants(n, mu, q, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, mu, q, dtype=torch.float64, generator=generator),
+            torch.randn(n, 1, 6, dtype=torch.float64, generator=generator))
+
+
+@pytest.mark.parametrize("n_active", [None, 15])
+def test_kernel_prediction_is_equivariant(n_active):
+    features, invariants = _with_invariants(30, 5, 8)
+    targets = torch.randn(30, 5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    fit = fit_kernel_ridge(features, invariants, targets, torch.arange(30), intercept=False,
+                           settings=KernelSettings(n_active=n_active))
+    assert fit.active.shape[0] == (n_active or 30)
+    wigner = irrep_wigner(2, -1, random_rotation(torch.Generator().manual_seed(4), improper=True))
+    rotated = torch.einsum("mk,nkq->nmq", wigner, features)
+    torch.testing.assert_close(fit.predict(rotated, invariants),
+                               torch.einsum("mk,nkt->nmt", wigner, fit.predict(features, invariants)), atol=1e-11, rtol=0)
+
+
+def test_full_kernel_with_zeta_one_reproduces_linear_targets():
+    features, invariants = _with_invariants(40, 3, 10, seed=2)
+    weights = torch.randn(10, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    targets = features @ weights
+    fit = fit_kernel_ridge(features, invariants, targets, torch.arange(40), intercept=False,
+                           settings=KernelSettings(zeta=1))
+    torch.testing.assert_close(fit.predict(features, invariants), targets, atol=1e-6, rtol=0)
+
+
+def test_farthest_point_sampling_spreads_out():
+    points = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.0, 5.0], [5.1, 0.0]], dtype=torch.float64)
+    assert farthest_point_sampling(points, 3).tolist() == [0, 4, 3]
+    assert farthest_point_sampling(points, None).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_minibatch_head_learns_a_well_conditioned_problem():
+    features, _, targets = _data(200, 3, 5, 2, seed=3)
+    fit = fit_minibatch(features, targets, intercept=False,
+                        settings=MinibatchSettings(epochs=300, batch_size=32, learning_rate=1e-2, weight_decay=0.0))
+    assert (fit.predict(features) - targets).abs().max() < 1e-3 * targets.abs().max()
+
+
+@pytest.mark.parametrize("settings", [RidgeSettings(), KernelSettings(n_active=4), MinibatchSettings()])
+def test_head_settings_round_trip(settings):
+    assert settings_from_dict(settings_to_dict(settings)) == settings

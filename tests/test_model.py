@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nhamil.features import DensitySettings
+from nhamil.heads import KernelSettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
 from nhamil.reference import ProjectionSettings, read_frames
@@ -41,6 +42,16 @@ def water_saph_model():
 
 
 @pytest.fixture(scope="module")
+def water_kernel_model(water_saph_model):
+    """The same data with sparse lambda-SOAP kernel heads."""
+    _, frames = water_saph_model
+    matrices = [torch.as_tensor(m) for m in np.load(DATA / "water_saph_orthogonal.npy")[:10]]
+    model = HamiltonianModel(water_saph_model[0].basis, [1, 8], target="saph", features=SMALL,
+                             head=KernelSettings(n_active=6))
+    return model.fit(frames[:10], matrices), frames
+
+
+@pytest.fixture(scope="module")
 def ethanol_model():
     """A def2-SVP (s, p, d) model on random symmetric targets: symmetry must hold for any weights."""
     atoms = ase.build.molecule("CH3CH2OH")
@@ -52,7 +63,7 @@ def ethanol_model():
 
 
 @pytest.mark.parametrize("improper", [False, True])
-@pytest.mark.parametrize("fixture", ["water_saph_model", "ethanol_model"])
+@pytest.mark.parametrize("fixture", ["water_saph_model", "water_kernel_model", "ethanol_model"])
 def test_prediction_follows_rotation_inversion_and_permutation(fixture, improper, request):
     model, frames = request.getfixturevalue(fixture)
     atoms = frames[-1]
@@ -73,8 +84,9 @@ def test_water_saph_is_learned(water_saph_model):
     assert np.abs(predicted - reference).max() < 0.1 * np.abs(reference).max()
 
 
-def test_checkpoint_round_trip(water_saph_model, tmp_path):
-    model, frames = water_saph_model
+@pytest.mark.parametrize("fixture", ["water_saph_model", "water_kernel_model"])
+def test_checkpoint_round_trip(fixture, tmp_path, request):
+    model, frames = request.getfixturevalue(fixture)
     model.save(tmp_path / "model.pt")
     restored = HamiltonianModel.load(tmp_path / "model.pt")
     for a, b in zip(model.predict(frames[-2:]), restored.predict(frames[-2:])):

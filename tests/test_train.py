@@ -30,6 +30,12 @@ def test_typo_fails_at_composition():
         compose_config(["+experiment=water", "head.alpah=3"])
 
 
+def test_head_options_keep_their_own_keys():
+    assert compose_config(["+experiment=water", "head=sparse_kernel"]).head.n_active == 500
+    with pytest.raises(ConfigCompositionException, match="epochs"):
+        compose_config(["+experiment=water", "head=kernel", "head.epochs=3"])
+
+
 @pytest.mark.parametrize("launcher, expected", [("slurm", "submitit_launcher.SlurmLauncher"),
                                                 ("local", "joblib_launcher.JoblibLauncher")])
 def test_launcher_configscompose_config(launcher, expected):
