@@ -62,8 +62,17 @@ class DensityConfig:
 
 @dataclass
 class FeaturesConfig:
+    """Feature families (see ``nhamil.model.FeatureSettings``): on-site |rho_i^1..nu> with nu =
+    onsite_correlation_order (1-3) and optionally |rho_i^[1<-1]>; pairs |rho_ij^0..nu> with nu =
+    pair_correlation_order (1-2) and optionally |rho_ij^(1,1)>; contraction_channels: PCA channels
+    kept per (lambda, sigma) block of the order >= 2 correlations (null: all)."""
+
     density: DensityConfig = field(default_factory=DensityConfig)
     onsite_correlation_order: int = 2
+    message_passing: bool = False
+    pair_correlation_order: int = 1
+    both_centres: bool = False
+    contraction_channels: Optional[int] = None
 
 
 def _alpha_grid() -> list[float]:

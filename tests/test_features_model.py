@@ -1,0 +1,56 @@
+"""The Hamiltonian model with the higher-order feature families: symmetry, checkpoints, defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_features import one_thread  # noqa: F401 (fixture)
+from test_model import DATA, _expected, _transformed, water_saph_model  # noqa: F401 (fixture)
+
+from nhamil.features import DensitySettings
+from nhamil.model import FeatureSettings, HamiltonianModel
+from nhamil.orbitals import random_rotation
+
+EVERYTHING = FeatureSettings(density=DensitySettings(max_radial=3, max_angular=2), onsite_correlation_order=3,
+                             message_passing=True, pair_correlation_order=2, both_centres=True,
+                             contraction_channels=12)
+
+
+@pytest.fixture(scope="module")
+def water_model(water_saph_model):
+    """The water SAPH model of test_model, refitted with every feature family."""
+    paper_features, frames = water_saph_model
+    matrices = [torch.as_tensor(m) for m in np.load(DATA / "water_saph_orthogonal.npy")[:10]]
+    model = HamiltonianModel(paper_features.basis, [1, 8], target="saph", features=EVERYTHING)
+    return model.fit(frames[:10], matrices, progress=False), frames
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_every_family_keeps_the_prediction_equivariant(water_model, improper):
+    model, frames = water_model
+    assert set(model.contractions) == {2, 3}
+    atoms = frames[-1]
+    generator = torch.Generator().manual_seed(21)
+    rotation = random_rotation(generator, improper=improper)
+    permutation = torch.randperm(len(atoms), generator=generator).numpy()
+    original, moved = model.predict([atoms, _transformed(atoms, rotation, permutation)])
+    assert original.abs().max() > 1e-3
+    torch.testing.assert_close(moved, _expected(original, model.basis, atoms, rotation, permutation),
+                               atol=1e-9, rtol=0)
+
+
+def test_checkpoint_keeps_settings_and_contractions(water_model, tmp_path):
+    model, frames = water_model
+    model.save(tmp_path / "model.pt")
+    restored = HamiltonianModel.load(tmp_path / "model.pt")
+    assert restored.features == EVERYTHING
+    for a, b in zip(model.predict(frames[-2:]), restored.predict(frames[-2:])):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_settings_of_older_checkpoints_read_as_the_defaults():
+    old = {"density": {"cutoff": 4.0, "max_radial": 8, "max_angular": 6, "gaussian_width": 0.3,
+                       "cutoff_width": 0.5, "center_weight": 1.0}, "onsite_correlation_order": 2}
+    assert FeatureSettings.from_dict(old) == FeatureSettings()
+    assert FeatureSettings.from_dict(FeatureSettings().to_dict()) == FeatureSettings()
