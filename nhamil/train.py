@@ -49,7 +49,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     predicted = [p.cpu().numpy() for p in model.predict([frames[i] for i in test_ids], device=cfg.device)]
     predict_seconds = (time.perf_counter() - start) / len(test_ids)
     metrics = {**prediction_errors(predicted, test_set.matrices, test_set.n_occupied),
-               "n_train": len(train_ids), "n_test": len(test_ids), "fit_seconds": fit_seconds,
+               "target": cfg.target, "head": cfg.head.kind, "n_train": len(train_ids), "n_test": len(test_ids),
+               "fit_seconds": fit_seconds,
                "predict_seconds_per_molecule": predict_seconds}
     _write_outputs(run_dir, model, metrics, predicted, test_set.matrices, title=f"{cfg.target}, test frames")
     return metrics

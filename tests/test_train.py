@@ -48,12 +48,17 @@ def test_launcher_configscompose_config(launcher, expected):
         assert "partition: gpu" in shown
 
 
-def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
+def _small_water(tmp_path, *overrides):
     if not DATA.exists():
         pytest.skip(f"reference data folder {DATA} is absent")
-    cfg = compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[12,15]", f"data.cache_dir={tmp_path / 'cache'}",
-                    f"data.frames={DATA / 'water_coords_1000.xyz'}", "data.n_workers=1",
-                    "features.density.max_radial=4", "features.density.max_angular=3"])
+    return compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[12,15]",
+                           f"data.cache_dir={tmp_path / 'cache'}", f"data.frames={DATA / 'water_coords_1000.xyz'}",
+                           "data.n_workers=1", "features.density.max_radial=4", "features.density.max_angular=3",
+                           *overrides])
+
+
+def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
+    cfg = _small_water(tmp_path)
     metrics = train(cfg, tmp_path / "run")
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
@@ -64,6 +69,13 @@ def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
     reference = np.load(DATA / "water_saph_orthogonal.npy")[12:15]
     predicted = np.stack([p.numpy() for p in model.predict(frames)])
     assert np.abs(predicted - reference).mean() * 1e6 == pytest.approx(metrics["hamiltonian_mae_uha"], rel=1e-3)
+
+
+def test_same_config_and_seed_give_the_same_numbers(tmp_path):
+    cfg = _small_water(tmp_path, "head=sparse_kernel", "head.n_active=8")
+    first, second = train(cfg, tmp_path / "first"), train(cfg, tmp_path / "second")
+    timings = {"fit_seconds", "predict_seconds_per_molecule"}
+    assert {k: v for k, v in first.items() if k not in timings} == {k: v for k, v in second.items() if k not in timings}
 
 
 def test_overlapping_split_is_refused(tmp_path):

@@ -1,0 +1,86 @@
+"""Learning curves as one Hydra multirun sweep: test error against training-set size, per head.
+
+Run from the repository root, e.g.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/learning_curves.py water --sizes 40 100 200 400 800
+    python benchmarks/learning_curves.py ethanol_fock --heads ridge --launcher slurm \
+        hydra.launcher.partition=gpu
+
+Each call runs ``python -m nhamil.train -m +experiment=NAME split.train=[0,n],... head=...``
+with the joblib launcher (``local``, parallel here) or submitit (``slurm``); extra arguments are
+passed to Hydra. The test split is the experiment's own. Then it reads every job's
+``metrics.json``, prints a Markdown table and writes a log-log PNG beside the sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CURVES = (("hamiltonian_mae_uha", "matrix elements, MAE (µHa)"), ("occupied_energy_mae_mev", "occupied energies, MAE (meV)"))
+
+
+def sweep(experiment: str, sizes: list[int], heads: list[str], launcher: str, extra: list[str], folder: Path) -> None:
+    """Run the multirun sweep; Hydra writes one sub-folder per job into ``folder``."""
+    command = [sys.executable, "-m", "nhamil.train", "-m", f"+experiment={experiment}",
+               "split.train=" + ",".join(f"[0,{n}]" for n in sizes), "head=" + ",".join(heads),
+               f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}", *extra]
+    subprocess.run(command, cwd=REPO, check=True)
+
+
+def collect(folder: Path) -> list[dict]:
+    """metrics.json of every finished job of a sweep, sorted by head and size."""
+    runs = [json.loads(path.read_text()) for path in folder.glob("*/metrics.json")]
+    return sorted(runs, key=lambda m: (m["head"], m["n_train"]))
+
+
+def table(runs: list[dict]) -> str:
+    lines = ["| head | train | test | H MAE (µHa) | occ. E MAE (meV) | E RMSE all (meV) | gap MAE (meV) | fit (s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {m['head']} | {m['n_train']} | {m['n_test']} | {m['hamiltonian_mae_uha']:.1f} | "
+              f"{m['occupied_energy_mae_mev']:.2f} | {m['energy_rmse_mev']:.2f} | {m['gap_mae_mev']:.2f} | "
+              f"{m['fit_seconds']:.1f} |" for m in runs]
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict], title: str, path: Path) -> None:
+    """Log-log error against training-set size, one line per head and error kind."""
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(10, 4))
+    for axis, (key, label) in zip(axes, CURVES):
+        for head in sorted({m["head"] for m in runs}):
+            chosen = [m for m in runs if m["head"] == head]
+            axis.loglog([m["n_train"] for m in chosen], [m[key] for m in chosen], "o-", label=head)
+        axis.set(xlabel="training structures", ylabel=label, title=title)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help="an experiment of configs/experiment, e.g. water, ethanol_fock")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[40, 100, 200, 400, 800])
+    parser.add_argument("--heads", nargs="+", default=["ridge", "sparse_kernel"])
+    parser.add_argument("--launcher", choices=["local", "slurm"], default="local")
+    parser.add_argument("--folder", type=Path, default=None, help="sweep folder (default multirun/curve_EXPERIMENT)")
+    arguments, extra = parser.parse_known_args()
+    folder = (arguments.folder or REPO / "multirun" / f"curve_{arguments.experiment}").resolve()
+    sweep(arguments.experiment, arguments.sizes, arguments.heads, arguments.launcher, extra, folder)
+    runs = collect(folder)
+    plot(runs, arguments.experiment, folder / "learning_curve.png")
+    print(table(runs))
+    print(f"plot: {folder / 'learning_curve.png'}")
+
+
+if __name__ == "__main__":
+    main()
