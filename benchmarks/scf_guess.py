@@ -1,0 +1,138 @@
+"""SCF start guesses from predicted Fock matrices, and prediction speed against PySCF.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/scf_guess.py --molecule ethanol --method rhf
+
+1. Trains a ``fock_orthogonal`` model at the chosen level of theory (RHF, or PBE with
+   ``--method pbe``; def2-SVP) on the first ``--n-train`` frames (references cached).
+2. Converges held-out frames (the last ``--n-test`` of the file) from the model's density and
+   from PySCF's guesses; counts cycles and wall time (``nhamil.scf_guess``).
+3. With ``--speed``: the time to predict one molecule (features, heads, assembly, overlap,
+   diagonalization) next to RHF and B3LYP single points (PySCF's minao guess), median of repeats.
+
+Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>.json`` and prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nhamil.evaluate.electronic import orbitals_from_orthogonal, overlap_matrix
+from nhamil.evaluate.files import atomic_path
+from nhamil.features import DensitySettings
+from nhamil.model import FeatureSettings, HamiltonianModel
+from nhamil.orbitals import AtomicBasis
+from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
+from nhamil.scf_guess import compare_guesses, run_from_guess, runs_as_rows, summarize_runs
+from nhamil.targets import make_targets
+
+DATA = Path(os.environ.get("NHAMIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ncenter-reps"))
+FILES = {"water": "water_coords_1000.xyz", "ethanol": "ethanol-structures.xyz"}
+LEVELS = {"rhf": ScfSettings(method="rhf"), "pbe": ScfSettings(method="rks", xc="pbe")}
+
+
+def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
+    """A fock_orthogonal model fitted on ``frames`` at ``settings``."""
+    records = build_reference_set(frames, settings, ProjectionSettings(), args.cache_dir, n_workers=args.n_workers)
+    species = sorted({int(z) for a in frames for z in a.numbers})
+    basis = AtomicBasis.from_pyscf(settings.basis, species)
+    targets = make_targets(records, "fock_orthogonal", basis, ProjectionSettings())
+    features = FeatureSettings(density=DensitySettings(max_radial=args.max_radial, max_angular=args.max_angular))
+    model = HamiltonianModel(basis, species, target="fock_orthogonal", features=features)
+    return model.fit(frames, [torch.as_tensor(m) for m in targets.matrices])
+
+
+def seconds(function, repeats: int) -> float:
+    """Median wall time (s) of ``repeats`` calls after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
+    """Median seconds to predict one molecule (up to its occupied orbitals) and to converge it
+    with PySCF RHF and B3LYP (libxc B3LYP with VWN-RPA, PySCF >= 2.3 "b3lyp"), def2-SVP."""
+    atoms = frames[0]
+    n_occupied = int(atoms.numbers.sum()) // 2
+
+    def predict():
+        orbitals_from_orthogonal(model.predict([atoms])[0].numpy(), overlap_matrix(atoms, LEVELS["rhf"]), n_occupied)
+
+    result = {"predict_seconds": seconds(predict, repeats),
+              "rhf_seconds": seconds(lambda: run_from_guess(atoms, ScfSettings(method="rhf"), "minao"), repeats),
+              "b3lyp_seconds": seconds(lambda: run_from_guess(atoms, ScfSettings(method="rks", xc="b3lyp"), "minao"),
+                                       max(1, repeats // 3))}
+    return {**result, "rhf_ratio": result["rhf_seconds"] / result["predict_seconds"],
+            "b3lyp_ratio": result["b3lyp_seconds"] / result["predict_seconds"]}
+
+
+def markdown(summary: dict) -> str:
+    """A Markdown table of the per-guess summary."""
+    rows = ["| guess | converged | cycles mean | median | min-max | cycle histogram | SCF s | SCF + guess s |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        histogram = ", ".join(f"{k}:{v}" for k, v in s["cycles_histogram"].items())
+        rows.append(f"| {name} | {s['converged']}/{s['n']} | {s['cycles_mean']:.2f} | {s['cycles_median']:.0f} | "
+                    f"{s['cycles_min']}-{s['cycles_max']} | {histogram} | {s['scf_seconds_mean']:.3f} | "
+                    f"{s['total_seconds_mean']:.3f} |")
+    return "\n".join(rows)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--molecule", choices=sorted(FILES), default="water")
+    parser.add_argument("--method", choices=sorted(LEVELS), default="rhf")
+    parser.add_argument("--model-method", choices=sorted(LEVELS),
+                        help="level of theory the model learns (default: --method; rhf with --method pbe tests "
+                             "an RHF-trained guess for PBE)")
+    parser.add_argument("--n-train", type=int, default=300)
+    parser.add_argument("--n-test", type=int, default=50)
+    parser.add_argument("--max-radial", type=int, default=6)
+    parser.add_argument("--max-angular", type=int, default=6)
+    parser.add_argument("--guesses", nargs="+", default=["minao", "atom", "huckel", "1e"], help="PySCF guesses")
+    parser.add_argument("--conv-tol", type=float, default=1e-9, help="SCF energy threshold (Hartree), PySCF's default")
+    parser.add_argument("--speed", action="store_true", help="also time one prediction against RHF and B3LYP")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--cache-dir", default=".nhamil-cache")
+    parser.add_argument("--n-workers", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results")
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    frames = read_frames(DATA / FILES[args.molecule])
+    train, test = frames[:args.n_train], frames[-args.n_test:]
+    start = time.perf_counter()
+    model_method = args.model_method or args.method
+    model = train_model(train, LEVELS[model_method], args)
+    fit_seconds = time.perf_counter() - start
+    settings = ScfSettings(**{**LEVELS[args.method].to_dict(), "conv_tol": args.conv_tol})
+    runs = compare_guesses(model, test, settings, args.guesses)
+    result = {"molecule": args.molecule, "method": args.method, "model_method": model_method, "xc": settings.xc,
+              "basis": settings.basis, "conv_tol": args.conv_tol, "n_train": args.n_train,
+              "test_frames": [len(frames) - args.n_test, len(frames)],
+              "features": {"max_radial": args.max_radial, "max_angular": args.max_angular},
+              "train_and_fit_seconds": fit_seconds, "machine": f"{platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores", "summary": summarize_runs(runs), "runs": runs_as_rows(runs)}
+    if args.speed:
+        result["speed"] = speed(model, test, args.repeats)
+    with atomic_path(args.output / f"scf_guess_{args.molecule}_{args.method}_model_{model_method}.json") as temporary:
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(result["summary"]))
+    print(json.dumps(result.get("speed", {}), indent=2))
+
+
+if __name__ == "__main__":
+    main()
