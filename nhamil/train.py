@@ -17,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import register_configs
 from .evaluate import orbital_energy_parity, prediction_errors
-from .features import DensitySettings
 from .heads import settings_from_dict
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
@@ -57,8 +56,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 
 
 def _make_model(cfg: DictConfig, basis: AtomicBasis, species) -> HamiltonianModel:
-    features = FeatureSettings(density=DensitySettings(**OmegaConf.to_container(cfg.features.density)),
-                               onsite_correlation_order=cfg.features.onsite_correlation_order)
+    features = FeatureSettings.from_dict(OmegaConf.to_container(cfg.features))
     head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
     return HamiltonianModel(basis, species, target=cfg.target, features=features, head=head)
 

@@ -23,18 +23,22 @@ _HARTREE_TO_EV = HARTREE_TO_MEV / 1000
 def orbital_energy_parity(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], path: str | Path,
                           title: str = "") -> Path:
     """Predicted against reference orbital energies (eV) of orthogonal matrices, and the error
-    per state index (meV)."""
-    return energy_parity(np.array(orbital_energies(predicted)), np.array(orbital_energies(reference)), path, title)
+    per state index (meV); molecules may differ in size."""
+    return energy_parity(orbital_energies(predicted), orbital_energies(reference), path, title)
 
 
-def energy_parity(predicted: np.ndarray, reference: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Parity of (n_structures, n_states) orbital energies (Hartree, shown in eV) and a box
-    plot of the absolute error per state index (meV)."""
+def energy_parity(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], path: str | Path,
+                  title: str = "") -> Path:
+    """Parity of orbital energies (Hartree, shown in eV; one array per structure, sizes may
+    differ) and a box plot of the absolute error per state index (meV), counted from the lowest
+    state over the structures that have it."""
+    errors = [np.abs(np.asarray(p) - np.asarray(r)) * HARTREE_TO_MEV for p, r in zip(predicted, reference)]
+    by_state = [np.array([e[k] for e in errors if len(e) > k]) for k in range(max(len(e) for e in errors))]
     figure = Figure(figsize=(10, 4.5))
     parity, per_state = figure.subplots(1, 2)
-    _parity(parity, reference * _HARTREE_TO_EV, predicted * _HARTREE_TO_EV)
+    _parity(parity, np.concatenate(reference) * _HARTREE_TO_EV, np.concatenate(predicted) * _HARTREE_TO_EV)
     parity.set(xlabel="reference orbital energy (eV)", ylabel="predicted (eV)", title=title)
-    per_state.boxplot(np.abs(predicted - reference) * HARTREE_TO_MEV, showfliers=False)
+    per_state.boxplot(by_state, showfliers=False)
     per_state.set(xlabel="state index", ylabel="|error| (meV)", title="error per state")
     return _save(figure, path)
 

@@ -63,8 +63,8 @@ def write_report(folder: str | Path, evaluations: Sequence[StructureEvaluation],
     with atomic_path(folder / "evaluation.json") as temporary:
         temporary.write_text(json.dumps(metrics, indent=2) + "\n")
     paths = [folder / "evaluation.json",
-             energy_parity(np.stack([e.predicted.energies for e in evaluations]),
-                           np.stack([e.reference.energies for e in evaluations]), folder / "orbital_energies.png",
+             energy_parity([e.predicted.energies for e in evaluations],
+                           [e.reference.energies for e in evaluations], folder / "orbital_energies.png",
                            title=f"{metrics['target']}, {metrics['n_structures']} structures"),
              frontier_parity(evaluations, folder / "frontier_levels.png")]
     if evaluations[0].dipole_predicted is not None:
