@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from nhamil.features import (DensitySettings, EquivariantFeatures, atom_centered_features, couple,
-                             coupling_coefficients, density_expansion, ordered_pair_features, pair_density,
+                             density_expansion, ordered_pair_features, pair_density,
                              pair_features, radial_integral_reference, radial_integrals,
                              symmetrized_pair_features)
 from nhamil.features.products import couple_blocks
 from nhamil.features.radial import _quadrature, orthonormal_gto_basis
-from nhamil.orbitals import irrep_wigner, random_rotation
+from nhamil.orbitals import clebsch_gordan, irrep_wigner, random_rotation
 from nhamil.structures import Structures
 
 DEFAULTS = DensitySettings()
@@ -126,7 +126,7 @@ def test_radial_basis_is_orthonormal():
 
 def test_coupling_map_is_orthogonal():
     for l1, l2 in [(1, 1), (2, 3), (3, 0), (4, 4)]:
-        matrix = torch.cat([coupling_coefficients(l1, l2, lam).flatten(0, 1)
+        matrix = torch.cat([clebsch_gordan(l1, l2, lam).flatten(0, 1)
                             for lam in range(abs(l1 - l2), l1 + l2 + 1)], dim=1)
         assert_close(matrix.T @ matrix, torch.eye(matrix.shape[0], dtype=torch.float64), rtol=1e-13)
 

@@ -14,7 +14,7 @@ from .families import (atom_centered_features, both_centre_pair_features, ordere
                        symmetrized_pair_features)
 from .manybody import message_passing_features, triplet_features
 from .neighbors import neighbor_pairs, neighbor_triplets
-from .products import couple, coupling_coefficients
+from .products import couple
 from .radial import cutoff_function, radial_integral_reference, radial_integrals
 from .settings import DensitySettings
 
@@ -26,7 +26,6 @@ __all__ = [
     "atom_centered_features",
     "both_centre_pair_features",
     "couple",
-    "coupling_coefficients",
     "cutoff_function",
     "density_correlations",
     "density_expansion",

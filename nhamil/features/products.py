@@ -14,10 +14,9 @@ The product of (l1, sigma1) and (l2, sigma2) has sigma = sigma1 sigma2 (-1)^(l1 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
-from e3nn import o3
+
+from ..orbitals import clebsch_gordan
 
 Key = tuple[int, int]
 
@@ -53,16 +52,9 @@ def couple_blocks(a: torch.Tensor, b: torch.Tensor, lam: int) -> torch.Tensor:
     """(n, 2 lam + 1, c1, c2) coupling of a (n, 2 l1 + 1, c1) with b (n, 2 l2 + 1, c2):
     out[:, mu, c1, c2] = sum_{m1 m2} C[m1, m2, mu] a[:, m1, c1] b[:, m2, c2]."""
     l1, l2 = (a.shape[1] - 1) // 2, (b.shape[1] - 1) // 2
-    coefficients = coupling_coefficients(l1, l2, lam).to(device=a.device, dtype=a.dtype)
+    coefficients = clebsch_gordan(l1, l2, lam).to(device=a.device, dtype=a.dtype)
     partial = torch.einsum("nac,abm->nmcb", a, coefficients).contiguous()
     return torch.bmm(partial.flatten(1, 2), b).view(len(a), 2 * lam + 1, a.shape[-1], b.shape[-1])
-
-
-@lru_cache(maxsize=None)
-def coupling_coefficients(l1: int, l2: int, lam: int) -> torch.Tensor:
-    """(2 l1 + 1, 2 l2 + 1, 2 lam + 1) float64 CPU real Clebsch-Gordan coefficients
-    sqrt(2 lam + 1) * wigner_3j(l1, l2, lam): for each lam the map has orthonormal rows in mu."""
-    return (2 * lam + 1) ** 0.5 * o3.wigner_3j(l1, l2, lam, dtype=torch.float64)
 
 
 def _with_sigma(features: dict) -> dict[Key, torch.Tensor]:
