@@ -17,6 +17,7 @@ import ase
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import atomic_path
 from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
 from .blocks import blocks_to_matrices, matrix_to_blocks
 from .features import (ChannelContraction, DensitySettings, EquivariantFeatures, atom_centered_features,
@@ -206,10 +207,8 @@ class HamiltonianModel:
 
     def save(self, path: str | Path) -> None:
         """Write the checkpoint atomically (temporary file, then rename)."""
-        path = Path(path)
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), temporary)
-        temporary.replace(path)
+        with atomic_path(path) as temporary:
+            torch.save(self.state_dict(), temporary)
 
     @classmethod
     def load(cls, path: str | Path) -> HamiltonianModel:

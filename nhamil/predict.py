@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from .evaluate.files import atomic_path
+from .atomic import atomic_path
 from .model import HamiltonianModel
 from .reference import read_frames
 

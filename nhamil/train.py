@@ -15,6 +15,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from .atomic import atomic_path
 from .config import register_configs
 from .evaluate import orbital_energy_parity, prediction_errors
 from .heads import settings_from_dict
@@ -74,9 +75,8 @@ def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predic
     """Checkpoint, metrics.json (atomically), parity plot, and a table on screen."""
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "model.pt")
-    temporary = run_dir / "metrics.json.tmp"
-    temporary.write_text(json.dumps(metrics, indent=2))
-    temporary.replace(run_dir / "metrics.json")
+    with atomic_path(run_dir / "metrics.json") as temporary:
+        temporary.write_text(json.dumps(metrics, indent=2))
     orbital_energy_parity(predicted, reference, run_dir / "orbital_energies.png", title=title)
     print(format_metrics(metrics))
     print(f"outputs in {run_dir}")

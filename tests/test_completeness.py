@@ -7,7 +7,6 @@ from pathlib import Path
 
 import ase.io
 import pytest
-from test_features import one_thread  # noqa: F401 (fixture)
 
 from nhamil.features import DensitySettings
 from nhamil.features.completeness import family_invariants, matched_distance
@@ -19,7 +18,8 @@ SPECIES = (1, 6, 8)
 CLEAR = 0.03
 N_CENTRE = ("pair nu<=1", "pair nu<=2", "both centres", "triplets")
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"paper data not found at {DATA}")
+pytestmark = [pytest.mark.skipif(not DATA.is_dir(), reason=f"paper data not found at {DATA}"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 def distances(name: str) -> dict[str, list[float]]:

@@ -25,14 +25,7 @@ SPECIES = (1, 6, 8)
 MAX_LAMBDA = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors here are small: with two busy cores, OpenMP threads waiting on each other made
-    these tests 10x slower (90 s instead of 8 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def molecules(*names: str, seed: int = 0) -> list[ase.Atoms]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_features import one_thread  # noqa: F401 (fixture)
-from test_model import DATA, _expected, _transformed, water_saph_model  # noqa: F401 (fixture)
+from test_model import DATA, _expected, _transformed
 
 from nhamil.features import DensitySettings
 from nhamil.model import FeatureSettings, HamiltonianModel
-from nhamil.orbitals import random_rotation
+from nhamil.orbitals import AtomicBasis, random_rotation
+from nhamil.reference import ProjectionSettings, read_frames
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 EVERYTHING = FeatureSettings(density=DensitySettings(max_radial=3, max_angular=2), onsite_correlation_order=3,
                              message_passing=True, pair_correlation_order=2, both_centres=True,
@@ -18,11 +20,14 @@ EVERYTHING = FeatureSettings(density=DensitySettings(max_radial=3, max_angular=2
 
 
 @pytest.fixture(scope="module")
-def water_model(water_saph_model):
-    """The water SAPH model of test_model, refitted with every feature family."""
-    paper_features, frames = water_saph_model
+def water_model():
+    """A water SAPH model with every feature family switched on."""
+    if not DATA.exists():
+        pytest.skip(f"reference data folder {DATA} is absent")
+    frames = read_frames(DATA / "water_coords_1000.xyz", ":12")
     matrices = [torch.as_tensor(m) for m in np.load(DATA / "water_saph_orthogonal.npy")[:10]]
-    model = HamiltonianModel(paper_features.basis, [1, 8], target="saph", features=EVERYTHING)
+    basis = ProjectionSettings().minimal_basis(AtomicBasis.from_pyscf("def2-svp", [1, 8]))
+    model = HamiltonianModel(basis, [1, 8], target="saph", features=EVERYTHING)
     return model.fit(frames[:10], matrices, progress=False), frames
 
 

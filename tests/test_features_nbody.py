@@ -7,14 +7,15 @@ import ase
 import numpy as np
 import pytest
 import torch
-from test_features import (all_pairs, assert_close, assert_gradient_matches_finite_differences, molecules, moved,  # noqa: F401
-                           one_thread)
+from test_features import all_pairs, assert_close, assert_gradient_matches_finite_differences, molecules, moved
 
 from nhamil.features import (ChannelContraction, DensitySettings, atom_centered_features, both_centre_pair_features,
                              couple, density_expansion, fit_contractions, message_passing_features, neighbor_pairs,
                              neighbor_triplets, pair_features, symmetrized_pair_features, triplet_features)
 from nhamil.orbitals import irrep_wigner, random_rotation
 from nhamil.structures import Structures
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 #: Small settings: products of three densities grow as (max_radial * n_species)^3.
 SETTINGS = DensitySettings(max_radial=3, max_angular=2)

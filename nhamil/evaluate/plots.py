@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..units import HARTREE_TO_MEV
-from .files import atomic_path
+from ..atomic import atomic_path
 from .metrics import orbital_energies
 from .physics import StructureEvaluation
 

@@ -19,7 +19,7 @@ from ..model import HamiltonianModel
 from ..orbitals import AtomicBasis
 from ..reference import ProjectionSettings, ReferenceRecord, ScfSettings
 from ..targets import make_targets
-from .files import atomic_path
+from ..atomic import atomic_path
 from .metrics import hamiltonian_errors
 from .physics import StructureEvaluation, block_type_errors, evaluate_structure, summarize
 from .plots import dipole_parity, energy_parity, frontier_parity

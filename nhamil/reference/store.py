@@ -35,12 +35,9 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +46,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from nhamil.atomic import atomic_path
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference.saph import n_core_orbitals, projected_valence_hamiltonian
 from nhamil.reference.scf import run_scf
@@ -134,23 +132,9 @@ def geometry_hash(numbers, positions) -> str:
     return digest.hexdigest()[:32]
 
 
-@contextmanager
-def _replacing(path: Path) -> Iterator[str]:
-    """Yield a temporary file name beside ``path``; on success rename it to ``path`` (atomic),
-    on failure remove it, so ``path`` is either absent or complete."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def write_record(record: ReferenceRecord, path: Path) -> None:
     """Write ``record`` to ``path`` (HDF5, see the module docstring) atomically."""
-    with _replacing(path) as temporary, h5py.File(temporary, "w") as file:
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
         for name in _ARRAYS:
             file.create_dataset(name, data=getattr(record, name))
         file.attrs.update({name: getattr(record, name) for name in _SCALARS}, format_version=FORMAT_VERSION)
@@ -177,7 +161,7 @@ def cache_folder(cache_dir: str | Path, scf: ScfSettings, projection: Projection
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "settings.json").exists():
         text = json.dumps({**settings_record(scf, projection), "pyscf_version": pyscf.__version__}, indent=2)
-        with _replacing(folder / "settings.json") as temporary:
+        with atomic_path(folder / "settings.json") as temporary:
             Path(temporary).write_text(text + "\n")
     return folder
 
