@@ -203,6 +203,14 @@ def clebsch_gordan(l1: int, l2: int, lam: int) -> torch.Tensor:
     return (2 * lam + 1) ** 0.5 * o3.wigner_3j(l1, l2, lam, dtype=torch.float64)
 
 
+def real_spherical_harmonics_up_to(max_l: int, vectors: torch.Tensor) -> list[torch.Tensor]:
+    """[Y_0, .., Y_max_l] of ``vectors`` (..., 3), each (..., 2l+1), as
+    :func:`real_spherical_harmonics` but from one e3nn call (a call costs a module set-up)."""
+    harmonics = o3.spherical_harmonics(list(range(max_l + 1)), vectors[..., [1, 2, 0]], normalize=True,
+                                       normalization="integral")
+    return list(torch.split(harmonics, [2 * l + 1 for l in range(max_l + 1)], dim=-1))
+
+
 def random_rotation(generator: torch.Generator | None = None, improper: bool = False,
                     dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """(3, 3) uniformly random rotation; with ``improper`` it is composed with inversion."""

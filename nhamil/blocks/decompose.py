@@ -117,15 +117,29 @@ def blocks_to_matrices(blocks: dict[BlockKey, Block], layout: MatrixLayout) -> l
     are absent count as zero; each block enters linearly."""
     like = next(iter(blocks.values())).values
     indices, values = [], []
-    for key, block in blocks.items():
-        sp = key.shell_pair
-        uncoupled = uncouple(block.values, sp.first_shell.l, sp.second_shell.l, key.o3_lambda)
-        for index, part in _scatter_targets(layout, sp, block.samples.cpu().numpy(), uncoupled):
+    for shell_pair, (samples, uncoupled) in _uncoupled_by_shell_pair(blocks).items():
+        for index, part in _scatter_targets(layout, shell_pair, samples.cpu().numpy(), uncoupled):
             indices.append(index.reshape(-1))
             values.append(part.reshape(-1))
     flat = like.new_zeros(int((layout.n_ao ** 2).sum()))
     flat = flat.index_put((torch.cat(indices).to(flat.device),), torch.cat(values), accumulate=True)
     return _unflatten(flat, layout)
+
+
+def _uncoupled_by_shell_pair(blocks: dict[BlockKey, Block]) -> dict[ShellPair, tuple[torch.Tensor, torch.Tensor]]:
+    """Each shell pair's uncoupled block (n, 2l1+1, 2l2+1), summed over its lambda channels,
+    with its samples (blocks of one shell pair must share samples)."""
+    grouped: dict[ShellPair, tuple[torch.Tensor, torch.Tensor]] = {}
+    for key, block in blocks.items():
+        sp = key.shell_pair
+        uncoupled = uncouple(block.values, sp.first_shell.l, sp.second_shell.l, key.o3_lambda)
+        if sp in grouped:
+            samples, total = grouped[sp]
+            if not torch.equal(samples, block.samples):
+                raise ValueError(f"blocks of shell pair {sp} have different samples")
+            uncoupled = total + uncoupled
+        grouped[sp] = (block.samples, uncoupled)
+    return grouped
 
 
 def _gather_shell_pair(flat: torch.Tensor, layout: MatrixLayout, sp: ShellPair, samples: np.ndarray) -> torch.Tensor:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from ase.data import chemical_symbols
 
-from ..orbitals import real_spherical_harmonics
+from ..orbitals import real_spherical_harmonics_up_to
 from ..structures import Structures
 from .neighbors import neighbor_pairs
 from .radial import cutoff_function, radial_integrals
@@ -109,5 +109,5 @@ def single_neighbor_density(structures: Structures, first: torch.Tensor, second:
     distances = torch.where(is_self[:, 0], 0.0, vectors.norm(dim=-1))
     weights = torch.where(is_self[:, 0], settings.center_weight, cutoff_function(distances, settings))
     radial = radial_integrals(distances, settings) * weights[:, None, None]
-    return {l: real_spherical_harmonics(l, vectors)[:, :, None] * radial[:, None, l]
-            for l in range(settings.max_angular + 1)}
+    harmonics = real_spherical_harmonics_up_to(settings.max_angular, vectors)
+    return {l: y[:, :, None] * radial[:, None, l] for l, y in enumerate(harmonics)}
