@@ -2,7 +2,8 @@
 
 Run from the repository root, e.g.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/learning_curves.py water --sizes 40 100 200 400 800
+    OPENBLAS_NUM_THREADS=1 python benchmarks/learning_curves.py water --sizes 40,100,200,400,800 \
+        split.test=[800,1000]
     python benchmarks/learning_curves.py ethanol_fock --heads ridge --launcher slurm \
         hydra.launcher.partition=gpu
 
@@ -59,6 +60,9 @@ def plot(runs: list[dict], title: str, path: Path) -> None:
         for head in sorted({m["head"] for m in runs}):
             chosen = [m for m in runs if m["head"] == head]
             axis.loglog([m["n_train"] for m in chosen], [m[key] for m in chosen], "o-", label=head)
+        sizes = sorted({m["n_train"] for m in runs})
+        axis.set_xticks(sizes, [str(n) for n in sizes])
+        axis.minorticks_off()
         axis.set(xlabel="training structures", ylabel=label, title=title)
         axis.legend()
     figure.tight_layout()
@@ -69,13 +73,14 @@ def plot(runs: list[dict], title: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="an experiment of configs/experiment, e.g. water, ethanol_fock")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[40, 100, 200, 400, 800])
-    parser.add_argument("--heads", nargs="+", default=["ridge", "sparse_kernel"])
+    parser.add_argument("--sizes", default="40,100,200,400,800", help="comma-separated training-set sizes")
+    parser.add_argument("--heads", default="ridge,sparse_kernel", help="comma-separated head options")
     parser.add_argument("--launcher", choices=["local", "slurm"], default="local")
     parser.add_argument("--folder", type=Path, default=None, help="sweep folder (default multirun/curve_EXPERIMENT)")
     arguments, extra = parser.parse_known_args()
     folder = (arguments.folder or REPO / "multirun" / f"curve_{arguments.experiment}").resolve()
-    sweep(arguments.experiment, arguments.sizes, arguments.heads, arguments.launcher, extra, folder)
+    sizes = [int(n) for n in arguments.sizes.split(",")]
+    sweep(arguments.experiment, sizes, arguments.heads.split(","), arguments.launcher, extra, folder)
     runs = collect(folder)
     plot(runs, arguments.experiment, folder / "learning_curve.png")
     print(table(runs))
