@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from test_model import DATA, _expected, _transformed
+from test_model import _expected, _transformed
 
 from nhamil.features import DensitySettings
 from nhamil.model import FeatureSettings, HamiltonianModel
-from nhamil.orbitals import AtomicBasis, random_rotation
-from nhamil.reference import ProjectionSettings, read_frames
+from nhamil.orbitals import random_rotation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,15 +18,11 @@ EVERYTHING = FeatureSettings(density=DensitySettings(max_radial=3, max_angular=2
 
 
 @pytest.fixture(scope="module")
-def water_model():
+def water_model(water_saph_data):
     """A water SAPH model with every feature family switched on."""
-    if not DATA.exists():
-        pytest.skip(f"reference data folder {DATA} is absent")
-    frames = read_frames(DATA / "water_coords_1000.xyz", ":12")
-    matrices = [torch.as_tensor(m) for m in np.load(DATA / "water_saph_orthogonal.npy")[:10]]
-    basis = ProjectionSettings().minimal_basis(AtomicBasis.from_pyscf("def2-svp", [1, 8]))
+    frames, matrices, basis = water_saph_data
     model = HamiltonianModel(basis, [1, 8], target="saph", features=EVERYTHING)
-    return model.fit(frames[:10], matrices, progress=False), frames
+    return model.fit(frames[:10], matrices[:10], progress=False), frames
 
 
 @pytest.mark.parametrize("improper", [False, True])

@@ -12,7 +12,6 @@ from nhamil.features import DensitySettings
 from nhamil.heads import KernelSettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
-from nhamil.reference import ProjectionSettings, read_frames
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
 SMALL = FeatureSettings(density=DensitySettings(max_radial=4, max_angular=4))
@@ -32,23 +31,17 @@ def _expected(prediction, basis, atoms, rotation, permutation):
 
 
 @pytest.fixture(scope="module")
-def water_saph_model():
-    if not DATA.exists():
-        pytest.skip(f"reference data folder {DATA} is absent")
-    frames = read_frames(DATA / "water_coords_1000.xyz", ":12")
-    matrices = [torch.as_tensor(m) for m in np.load(DATA / "water_saph_orthogonal.npy")[:12]]
-    basis = ProjectionSettings().minimal_basis(AtomicBasis.from_pyscf("def2-svp", [1, 8]))
+def water_saph_model(water_saph_data):
+    frames, matrices, basis = water_saph_data
     return HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:10], matrices[:10]), frames
 
 
 @pytest.fixture(scope="module")
-def water_kernel_model(water_saph_model):
+def water_kernel_model(water_saph_data):
     """The same data with sparse lambda-SOAP kernel heads."""
-    _, frames = water_saph_model
-    matrices = [torch.as_tensor(m) for m in np.load(DATA / "water_saph_orthogonal.npy")[:10]]
-    model = HamiltonianModel(water_saph_model[0].basis, [1, 8], target="saph", features=SMALL,
-                             head=KernelSettings(n_active=6))
-    return model.fit(frames[:10], matrices), frames
+    frames, matrices, basis = water_saph_data
+    model = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL, head=KernelSettings(n_active=6))
+    return model.fit(frames[:10], matrices[:10]), frames
 
 
 @pytest.fixture(scope="module")
