@@ -114,7 +114,8 @@ class MinibatchHeadConfig:
 @dataclass
 class TrainConfig:
     """One training run: data, level of theory, target ("saph" or "fock_orthogonal"), split,
-    features, head (one of the head schemas); ``device`` "cpu" or "cuda"; ``seed`` fixes folds and anything random."""
+    features, head (one of the head schemas); ``task`` "hamiltonian", or "properties" for the
+    vector and tensor property models configured in ``properties``; ``device`` "cpu" or "cuda"; ``seed`` fixes folds and anything random."""
 
     data: DataConfig = field(default_factory=DataConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
@@ -124,6 +125,8 @@ class TrainConfig:
     head: Any = MISSING
     device: str = "cpu"
     seed: int = 0
+    task: str = "hamiltonian"
+    properties: Any = None
 
 
 def register_configs() -> None:
