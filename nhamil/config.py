@@ -115,7 +115,8 @@ class MinibatchHeadConfig:
 class TrainConfig:
     """One training run: data, level of theory, target ("saph" or "fock_orthogonal"), split,
     features, head (one of the head schemas); ``task`` "hamiltonian", or "properties" for the
-    vector and tensor property models configured in ``properties``; ``device`` "cpu" or "cuda"; ``seed`` fixes folds and anything random."""
+    vector and tensor property models configured in ``properties``; ``device`` "cpu" or
+    "cuda"; ``seed`` fixes folds and anything random."""
 
     data: DataConfig = field(default_factory=DataConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
