@@ -21,7 +21,7 @@ from .atomic import atomic_path
 from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
 from .blocks import blocks_to_matrices, matrix_to_blocks
 from .features import (ChannelContraction, DensitySettings, EquivariantFeatures, atom_centered_features,
-                       fit_contractions, message_passing_features, ordered_pair_features, symmetrized_pair_features)
+                       both_directions, fit_contractions, message_passing_features, symmetrize)
 from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_head, fit_state, predict_head,
                     settings_from_dict, settings_to_dict)
 from .orbitals import AtomicBasis, Shell
@@ -133,26 +133,35 @@ class HamiltonianModel:
 
     def _features(self, structures: Structures, layout: MatrixLayout) -> dict[PairKind, EquivariantFeatures]:
         """Features of every pair kind of ``layout``, samples in the order of ``layout.pairs()``."""
-        density, species = self.features.density, self.species
         pairs = {kind: torch.as_tensor(samples, device=structures.ptr.device) for kind, samples in layout.pairs().items()}
         onsite = self._onsite_features(structures)
-        result = {}
-        for kind, samples in pairs.items():
-            lam = self._max_lambda(kind)
-            if kind.block_type == ON_SITE:
-                result[kind] = _select_atoms(onsite, structures, samples)
-            elif kind.block_type == HETERO:
-                result[kind] = ordered_pair_features(structures, species, density, samples, max_lambda=lam,
-                                                     **self._pair_options())
-            elif kind.block_type == PLUS:
-                plus, minus = symmetrized_pair_features(structures, species, density, samples, max_lambda=lam,
-                                                        **self._pair_options())
-                result[kind], result[PairKind(MINUS, kind.first_atom_type, kind.second_atom_type)] = plus, minus
-        return result
+        result = {kind: _select_atoms(onsite, structures, samples)
+                  for kind, samples in pairs.items() if kind.block_type == ON_SITE}
+        return {**result, **self._pair_features(structures, pairs)}
 
-    def _max_lambda(self, kind: PairKind) -> int:
-        """Highest o3_lambda among the blocks of a pair kind: l_max(first) + l_max(second)."""
-        return sum(max(s.l for s in self.basis.shells[z]) for z in (kind.first_atom_type, kind.second_atom_type))
+    def _pair_features(self, structures: Structures, pairs: dict[PairKind, torch.Tensor]
+                       ) -> dict[PairKind, EquivariantFeatures]:
+        """Permutation-adapted features of every pair kind, from one pass over all pairs in both
+        directions: (f_ij +- f_ji)/sqrt(2) for same-element kinds, [f_ij, f_ji] otherwise. The
+        pass runs to the model's max_lambda whatever kinds are present, so a pair's features never
+        depend on the other molecules of the batch."""
+        kinds = [kind for kind in pairs if kind.block_type in (PLUS, HETERO)]
+        if not kinds:
+            return {}
+        samples = torch.cat([pairs[kind] for kind in kinds])
+        forward, backward = both_directions(structures, self.species, self.features.density, samples,
+                                            max_lambda=self.max_lambda, **self._pair_options())
+        result, start = {}, 0
+        for kind in kinds:
+            rows = slice(start, start + len(pairs[kind]))
+            start = rows.stop
+            ahead, back = _rows(forward, rows), _rows(backward, rows)
+            if kind.block_type == HETERO:
+                result[kind] = ahead.concatenate(EquivariantFeatures(ahead.samples, back.blocks))
+            else:
+                minus = PairKind(MINUS, kind.first_atom_type, kind.second_atom_type)
+                result[kind], result[minus] = symmetrize(ahead, back)
+        return result
 
     def _onsite_features(self, structures: Structures) -> EquivariantFeatures:
         """|rho_i^1> .. |rho_i^nu> (and |rho_i^[1<-1]> with message passing) of every atom."""
@@ -244,6 +253,10 @@ def _invariants(features: EquivariantFeatures, kind: PairKind) -> torch.Tensor:
 def _has_intercept(kind: PairKind, equivariant: tuple[int, int]) -> bool:
     """Only invariant on-site blocks may have a constant term."""
     return kind.block_type == ON_SITE and equivariant == (0, 1)
+
+
+def _rows(features: EquivariantFeatures, rows: slice) -> EquivariantFeatures:
+    return EquivariantFeatures(features.samples[rows], {key: block[rows] for key, block in features.blocks.items()})
 
 
 def _select_atoms(features: EquivariantFeatures, structures: Structures, samples: torch.Tensor) -> EquivariantFeatures:

@@ -10,8 +10,8 @@ from .container import EquivariantFeatures
 from .contraction import ChannelContraction
 from .correlations import MAX_CORRELATION_ORDER, density_correlations, fit_contractions
 from .density import density_expansion, pair_density
-from .families import (atom_centered_features, both_centre_pair_features, ordered_pair_features, pair_features,
-                       symmetrized_pair_features)
+from .families import (atom_centered_features, both_centre_pair_features, both_directions, ordered_pair_features,
+                       pair_features, symmetrize, symmetrized_pair_features)
 from .manybody import message_passing_features, triplet_features
 from .neighbors import neighbor_pairs, neighbor_triplets
 from .products import couple
@@ -25,6 +25,7 @@ __all__ = [
     "EquivariantFeatures",
     "atom_centered_features",
     "both_centre_pair_features",
+    "both_directions",
     "couple",
     "cutoff_function",
     "density_correlations",
@@ -38,6 +39,7 @@ __all__ = [
     "pair_features",
     "radial_integral_reference",
     "radial_integrals",
+    "symmetrize",
     "symmetrized_pair_features",
     "triplet_features",
 ]

@@ -106,9 +106,16 @@ def symmetrized_pair_features(structures: Structures, species: Sequence[int], se
     the first unchanged and flips the sign of the second. ``ValueError`` for mixed-element pairs."""
     if not torch.equal(_pair_numbers(structures, pairs, 0), _pair_numbers(structures, pairs, 1)):
         raise ValueError("symmetrized pair features need two atoms of the same element")
-    forward, backward = _both_directions(structures, species, settings, pairs, max_lambda=max_lambda,
+    forward, backward = both_directions(structures, species, settings, pairs, max_lambda=max_lambda,
                                          correlation_order=correlation_order, both_centres=both_centres,
                                          contractions=contractions)
+    return symmetrize(forward, backward)
+
+
+def symmetrize(forward: EquivariantFeatures, backward: EquivariantFeatures
+               ) -> tuple[EquivariantFeatures, EquivariantFeatures]:
+    """(f_ij + f_ji) / sqrt(2) and (f_ij - f_ji) / sqrt(2) from the features of both directions
+    of the same samples."""
     scale = 2.0 ** -0.5
     plus = {key: scale * (block + backward.blocks[key]) for key, block in forward.blocks.items()}
     minus = {key: scale * (block - backward.blocks[key]) for key, block in forward.blocks.items()}
@@ -124,14 +131,14 @@ def ordered_pair_features(structures: Structures, species: Sequence[int], settin
     same options)."""
     if not (_pair_numbers(structures, pairs, 0) < _pair_numbers(structures, pairs, 1)).all():
         raise ValueError("ordered pair features need the first atom of lower atomic number than the second")
-    forward, backward = _both_directions(structures, species, settings, pairs, max_lambda=max_lambda,
+    forward, backward = both_directions(structures, species, settings, pairs, max_lambda=max_lambda,
                                          correlation_order=correlation_order, both_centres=both_centres,
                                          contractions=contractions)
     return forward.concatenate(EquivariantFeatures(forward.samples, backward.blocks))
 
 
-def _both_directions(structures: Structures, species: Sequence[int], settings: DensitySettings,
-                     pairs: torch.Tensor, **options) -> tuple[EquivariantFeatures, EquivariantFeatures]:
+def both_directions(structures: Structures, species: Sequence[int], settings: DensitySettings,
+                    pairs: torch.Tensor, **options) -> tuple[EquivariantFeatures, EquivariantFeatures]:
     """:func:`pair_features` (keyword ``options``) of ``pairs`` and of the swapped pairs
     (system, j, i), both with samples ``pairs``, from a single density expansion and a single
     coupling pass."""
