@@ -146,3 +146,8 @@ def test_pyscf_dipole_and_polarizability_rotate_with_the_molecule():
     assert np.abs(dipole).max() > 0.1
     assert np.allclose(rotated_dipole, q @ dipole, atol=1e-6)
     assert np.allclose(rotated_alpha, q @ alpha @ q.T, atol=1e-5)
+
+
+def test_chlorine_dihedral_tells_anti_from_gauche():
+    geometries = np.stack([dce.dichloroethane(angle).positions for angle in (180.0, 70.0, -65.0)])
+    assert np.abs(dce.chlorine_dihedral(geometries)) == pytest.approx([180.0, 70.0, 65.0], abs=1e-9)

@@ -84,6 +84,16 @@ def dichloroethane(dihedral_deg: float = 180.0) -> ase.Atoms:
     return ase.Atoms(symbols, positions)
 
 
+def chlorine_dihedral(positions: np.ndarray) -> np.ndarray:
+    """(m,) Cl-C-C-Cl dihedral angles, degrees in (-180, 180], of positions (m, 8, 3) Å in the
+    atom order of :func:`dichloroethane` (|angle| > 120: anti, else gauche)."""
+    cl1, c1, c2, cl2 = (positions[:, k] for k in (2, 0, 1, 5))
+    bond = c2 - c1
+    first, second = np.cross(c1 - cl1, bond), np.cross(bond, cl2 - c2)
+    sine = np.einsum("mi,mi->m", np.cross(first, second), bond / np.linalg.norm(bond, axis=1, keepdims=True))
+    return np.degrees(np.arctan2(sine, np.einsum("mi,mi->m", first, second)))
+
+
 def dipole_and_polarizability(solver) -> tuple[np.ndarray, np.ndarray]:
     """(3,) dipole, Debye, and (3, 3) static polarizability, bohr^3, of a converged restricted
     PySCF solver."""

@@ -15,7 +15,8 @@ from nhamil.features import DensitySettings
 from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.properties.compare import (Molecule, cartesian_model, equivariance_error, equivariant_model, errors,
                                        frame_jumps, rpr_model, smoothness, split_indices)
-from nhamil.properties.data import Trajectory, TrajectorySettings, build_trajectory, dichloroethane
+from nhamil.properties.data import (Trajectory, TrajectorySettings, build_trajectory, chlorine_dihedral,
+                                    dichloroethane)
 from nhamil.properties.equivariant import EquivariantPropertyModel
 from nhamil.properties.frames import principal_frames
 from nhamil.properties.plots import plot_learning_curves, plot_trajectory
@@ -69,11 +70,14 @@ def compare(cfg: DictConfig, trajectory: Trajectory, seed: int = 0) -> tuple[dic
 
 
 def frame_statistics(trajectory: Trajectory, test: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Counts of near-degenerate frames and abrupt frame changes in the test block, and the latter's indices."""
+    """Counts of near-degenerate frames and abrupt frame changes in the test block (and the
+    latter's indices); gauche fraction and gauche/anti changes over the whole trajectory."""
     masses = atomic_masses[trajectory.numbers]
     rotations, _, degenerate = principal_frames(trajectory.positions[test], masses)
     jumps = frame_jumps(rotations)
-    return {"frames/degenerate": int(degenerate.sum()), "frames/jumps": len(jumps)}, jumps
+    gauche = np.abs(chlorine_dihedral(trajectory.positions)) < 120.0
+    return {"frames/degenerate": int(degenerate.sum()), "frames/jumps": len(jumps),
+            "frames/gauche_fraction": float(gauche.mean()), "frames/conformer_changes": int(np.diff(gauche).sum())}, jumps
 
 
 def train_properties(cfg: DictConfig, run_dir: str | Path, seed: int = 0) -> dict[str, float]:
