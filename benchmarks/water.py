@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
 from nhamil.config import compose_config  # noqa: E402
 from nhamil.model import HamiltonianModel  # noqa: E402
@@ -48,14 +49,19 @@ def run(name: str, overrides: list[str], cache: Path, runs: Path) -> dict:
 
 
 def predict_time(checkpoint: Path, cfg, repeats: int = 50) -> float:
-    """Median wall time to predict one test molecule on its own (features, heads, assembly)."""
+    """Median wall time to predict one test molecule on its own (features, heads, assembly), on
+    one thread: for one small molecule a second thread only waits (and on a shared machine
+    OpenMP waits made it up to 100x slower)."""
     model = HamiltonianModel.load(checkpoint)
     frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[0] + repeats}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     times = []
     for atoms in frames:
         start = time.perf_counter()
         model.predict([atoms])
         times.append(time.perf_counter() - start)
+    torch.set_num_threads(threads)
     return statistics.median(times)
 
 
