@@ -15,6 +15,7 @@ from nhamil.orbitals import irrep_wigner, random_rotation
 from nhamil.properties import EquivariantPropertyModel, RotatePredictRotate, principal_frame
 from nhamil.properties import data as dce
 from nhamil.properties.compare import equivariance_error, rotate_targets
+from nhamil.properties.frames import align_to_reference
 from nhamil.properties.equivariant import spherical_to_tensor, tensor_to_spherical
 from nhamil.properties.rpr import HeadRegressor
 from nhamil.reference.scf import build_molecule, make_solver
@@ -55,6 +56,17 @@ def test_principal_frame_signs_are_deterministic_under_rotation():
         assert np.allclose(rotated_moments, moments, atol=1e-10)
 
 
+def test_reference_signs_follow_the_atoms_through_a_c2_rotation():
+    """Anti DCE is centrosymmetric: third moments vanish, but with labelled atoms the C2 image
+    (axes 1 and 2 negated) is a different frame, and alignment to the reference picks ours."""
+    anti = dce.dichloroethane().positions
+    centred = anti - MASSES @ anti / MASSES.sum()
+    rotation, _, _ = principal_frame(anti, MASSES)
+    flipped = np.diag([-1.0, -1.0, 1.0]) @ rotation
+    aligned = align_to_reference(flipped, centred, centred @ rotation.T, MASSES)
+    assert np.allclose(aligned, rotation, atol=1e-12)
+
+
 def test_degeneracy_flag_fires_for_a_symmetric_top():
     ammonia = molecule("NH3")
     assert principal_frame(ammonia.positions, ammonia.get_masses())[2]
@@ -62,12 +74,14 @@ def test_degeneracy_flag_fires_for_a_symmetric_top():
 
 
 @pytest.mark.parametrize("shape", [(3,), (3, 3)])
-@pytest.mark.parametrize("regressor", ["gaussian", "head"])
-def test_rpr_predictions_rotate_with_the_molecule(shape, regressor):
+@pytest.mark.parametrize("regressor, signs", [("gaussian", "third_moment"), ("head", "third_moment"),
+                                             ("gaussian", "reference")])
+def test_rpr_predictions_rotate_with_the_molecule(shape, regressor, signs):
     train, test = gauche_frames(30), gauche_frames(5, seed=1)
     targets = np.random.default_rng(2).standard_normal((30, *shape))
     kwargs = {"regressor": HeadRegressor()} if regressor == "head" else {}
-    fitted = RotatePredictRotate(masses=MASSES, reference=dce.dichloroethane().positions, **kwargs).fit(train, targets)
+    fitted = RotatePredictRotate(masses=MASSES, reference=dce.dichloroethane().positions, signs=signs,
+                                 **kwargs).fit(train, targets)
     base = fitted.predict(test)
     assert np.abs(base).max() > 1e-3
     for q in rotations(2):

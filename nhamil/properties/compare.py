@@ -4,6 +4,7 @@ Models (each ``fit(positions (m, n, 3) Å, targets) -> predict(positions) -> tar
 (m, 3) dipoles in Debye or (m, 3, 3) polarizabilities in bohr^3):
 
 - ``rpr``: :class:`RotatePredictRotate`, Gaussian kernel ridge on inverse distances;
+- ``rpr_reference``: the same with axis signs aligned to the reference geometry;
 - ``equivariant``: :class:`EquivariantPropertyModel` (lambda = 1; lambda = 0 and 2);
 - ``cartesian``: Gaussian kernel ridge on centred lab-frame coordinates;
 - ``cartesian_augmented``: the same trained on ``n_augment`` random rotations of each frame.
@@ -64,8 +65,9 @@ def random_rotations(count: int, seed: int) -> np.ndarray:
     return np.stack([random_rotation(generator).numpy() for _ in range(count)])
 
 
-def rpr_model(molecule: Molecule) -> Model:
-    model = RotatePredictRotate(masses=molecule.masses, reference=molecule.reference, regressor=GaussianKernelRidge())
+def rpr_model(molecule: Molecule, signs: str = "third_moment") -> Model:
+    model = RotatePredictRotate(masses=molecule.masses, reference=molecule.reference, regressor=GaussianKernelRidge(),
+                                signs=signs)
     return lambda positions, targets: model.fit(positions, targets).predict
 
 

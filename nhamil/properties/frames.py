@@ -43,6 +43,19 @@ def principal_frame(positions: np.ndarray, masses: np.ndarray,
     return rotation, moments, degenerate
 
 
+def align_to_reference(rotation: np.ndarray, centred: np.ndarray, reference: np.ndarray,
+                       masses: np.ndarray) -> np.ndarray:
+    """An alternative sign convention for molecules whose atoms keep their order (a trajectory):
+    of the four proper sign choices diag(s1, s2, s1 s2) @ rotation, the one whose frame
+    coordinates best overlap ``reference`` (n, 3), Å, the reference geometry in its own
+    principal frame (largest sum_i m_i x_i . x_i^ref). ``centred``: (n, 3) positions about the
+    centre of mass, Å. Keeps the law R(Q x) = R(x) Q^T for proper Q."""
+    coordinates = centred @ rotation.T
+    signs = [np.array([a, b, a * b]) for a in (1.0, -1.0) for b in (1.0, -1.0)]
+    best = max(signs, key=lambda s: float(masses @ np.sum(coordinates * s * reference, axis=1)))
+    return best[:, None] * rotation
+
+
 def principal_frames(positions: np.ndarray, masses: np.ndarray,
                      tolerance: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`principal_frame` of each structure: positions (m, n, 3) Å -> rotations (m, 3, 3),

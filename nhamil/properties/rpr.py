@@ -24,7 +24,7 @@ import torch
 
 from nhamil.heads import KernelSettings, RidgeSettings, fit_kernel_ridge, fit_ridge
 from nhamil.properties.descriptors import inverse_distances
-from nhamil.properties.frames import principal_frames
+from nhamil.properties.frames import align_to_reference, principal_frame, principal_frames
 
 
 class Fitted(Protocol):
@@ -135,19 +135,32 @@ def from_frame(targets: np.ndarray, rotations: np.ndarray) -> np.ndarray:
 class RotatePredictRotate:
     """RPR for one molecule (atoms in a fixed order): masses (n,) amu; descriptor maps frame
     coordinates (m, n, 3) Å to invariant features (m, q) (default: inverse distances relative
-    to ``reference`` (n, 3) Å); regressor as in the module docstring."""
+    to ``reference`` (n, 3) Å); regressor as in the module docstring. signs: "third_moment"
+    (:func:`principal_frame`'s convention) or "reference" (:func:`align_to_reference` with the
+    reference geometry: for trajectories of one molecule with its atoms in a fixed order)."""
 
     masses: np.ndarray
     reference: np.ndarray
     regressor: Regressor = field(default_factory=GaussianKernelRidge)
     descriptor: Callable[[np.ndarray, np.ndarray], np.ndarray] = inverse_distances
     tolerance: float = 1e-3
+    signs: str = "third_moment"
 
     def frames(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rotations (m, 3, 3) and frame coordinates (m, n, 3) Å of positions (m, n, 3) Å."""
+        if self.signs not in ("third_moment", "reference"):
+            raise ValueError(f"signs must be 'third_moment' or 'reference', got {self.signs!r}")
         rotations, _, _ = principal_frames(positions, self.masses, self.tolerance)
-        centre = np.einsum("a,mac->mc", self.masses, positions) / self.masses.sum()
-        return rotations, np.einsum("mij,maj->mai", rotations, positions - centre[:, None])
+        centred = positions - (np.einsum("a,mac->mc", self.masses, positions) / self.masses.sum())[:, None]
+        if self.signs == "reference":
+            reference = self.frames_of_reference()
+            rotations = np.stack([align_to_reference(r, c, reference, self.masses) for r, c in zip(rotations, centred)])
+        return rotations, np.einsum("mij,maj->mai", rotations, centred)
+
+    def frames_of_reference(self) -> np.ndarray:
+        """(n, 3) the reference geometry in its principal frame (third-moment signs), Å."""
+        rotation, _, _ = principal_frame(self.reference, self.masses, self.tolerance)
+        return (self.reference - self.masses @ self.reference / self.masses.sum()) @ rotation.T
 
     def fit(self, positions: np.ndarray, targets: np.ndarray) -> FittedRPR:
         """positions (m, n, 3) Å; targets (m, 3) vectors or (m, 3, 3) tensors, lab frame."""

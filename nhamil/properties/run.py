@@ -42,7 +42,8 @@ def make_models(cfg: DictConfig, molecule: Molecule, seed: int) -> dict:
     species = tuple(sorted({int(z) for z in molecule.numbers}))
     equivariant = EquivariantPropertyModel(species=species, density=density, correlation_order=eq.correlation_order,
                                            head=head)
-    return {"rpr": rpr_model(molecule), "equivariant": equivariant_model(molecule, equivariant),
+    return {"rpr": rpr_model(molecule), "rpr_reference": rpr_model(molecule, "reference"),
+            "equivariant": equivariant_model(molecule, equivariant),
             "cartesian": cartesian_model(molecule), "cartesian_augmented": cartesian_model(molecule, cfg.n_augment, seed)}
 
 
