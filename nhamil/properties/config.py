@@ -17,7 +17,7 @@ class TrajectoryConfig:
 
     n_frames: int = 2200
     timestep_fs: float = 1.0
-    temperature_K: float = 1000.0
+    temperature_K: float = 1500.0
     friction: float = 0.01
     chunk_size: int = 100
     seed: int = 0

@@ -45,7 +45,7 @@ class TrajectorySettings:
     ``ScfSettings(method="rks", xc="b3lyp", basis="aug-cc-pvtz")``)."""
 
     timestep_fs: float = 1.0
-    temperature_K: float = 1000.0
+    temperature_K: float = 1500.0
     friction: float = 0.01
     chunk_size: int = 100
     seed: int = 0
