@@ -103,10 +103,17 @@ class HamiltonianModel:
         return self
 
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
-        """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``."""
+                dtype: torch.dtype = torch.float64, batch_size: int = 32) -> list[torch.Tensor]:
+        """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
+        ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound)."""
         if not self.heads:
             raise RuntimeError("the model is not fitted")
+        self._layout(frames)
+        return [matrix for start in range(0, len(frames), batch_size)
+                for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
+
+    def _predict_batch(self, frames: Sequence[ase.Atoms], device: torch.device | str,
+                       dtype: torch.dtype) -> list[torch.Tensor]:
         layout = self._layout(frames)
         structures = Structures.from_atoms(frames, dtype=dtype, device=device)
         blocks = {}
