@@ -132,11 +132,15 @@ class TrainConfig:
 
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore (idempotent). Each option of the ``head`` group
-    extends its own schema, so keys of one head kind cannot leak into another."""
+    extends its own schema, so keys of one head kind cannot leak into another. The property
+    schemas build on these ones (they reuse DensityConfig), hence their import here."""
+    from .properties.config import register_property_configs
+
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     for name, node in [("ridge", RidgeHeadConfig), ("kernel", KernelHeadConfig), ("minibatch", MinibatchHeadConfig)]:
         store.store(group="head", name=f"{name}_schema", node=node)
+    register_property_configs()
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:

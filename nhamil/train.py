@@ -21,6 +21,7 @@ from .evaluate import orbital_energy_parity, prediction_errors
 from .heads import settings_from_dict
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
+from .properties import train_properties
 from .reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
 from .targets import make_targets
 
@@ -94,10 +95,15 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
-def main(cfg: DictConfig) -> float:
-    """Hydra wrapper; returns the occupied orbital-energy MAE (meV) for sweepers."""
-    metrics = train(cfg, HydraConfig.get().runtime.output_dir)
-    return metrics["occupied_energy_mae_mev"]
+def main(cfg: DictConfig) -> dict:
+    """Hydra wrapper: ``task=hamiltonian`` trains a Hamiltonian model, ``task=properties`` runs
+    the vector and tensor property comparison; returns the metrics (also for sweepers)."""
+    run_dir = HydraConfig.get().runtime.output_dir
+    if cfg.task == "properties":
+        return train_properties(cfg.properties, run_dir)
+    if cfg.task != "hamiltonian":
+        raise ValueError(f"unknown task {cfg.task!r}; choose 'hamiltonian' or 'properties'")
+    return train(cfg, run_dir)
 
 
 if __name__ == "__main__":
