@@ -30,6 +30,13 @@ def test_typo_fails_at_composition():
         compose_config(["+experiment=water", "head.alpah=3"])
 
 
+def test_property_experiment_composes_with_its_own_schema():
+    cfg = compose_config(["+experiment=dipole_dce"])
+    assert cfg.task == "properties" and cfg.properties.n_train == 1000 and cfg.properties.n_test == 1200
+    with pytest.raises(ConfigCompositionException, match="n_trian"):
+        compose_config(["+experiment=dipole_dce", "properties.n_trian=5"])
+
+
 def test_head_options_keep_their_own_keys():
     assert compose_config(["+experiment=water", "head=sparse_kernel"]).head.n_active == 500
     with pytest.raises(ConfigCompositionException, match="epochs"):
