@@ -84,8 +84,9 @@ def cartesian_model(molecule: Molecule, n_augment: int = 0, seed: int = 0) -> Mo
     def fit(positions: np.ndarray, targets: np.ndarray) -> Predictor:
         if n_augment:
             rotations = random_rotations(n_augment * len(positions), seed)
-            positions = np.einsum("mij,maj->mai", rotations, np.tile(positions, (n_augment, 1, 1)))
-            targets = rotate_targets(np.tile(targets, (n_augment,) + (1,) * (targets.ndim - 1)), rotations)
+            copies = np.repeat(np.arange(len(positions)), n_augment)  # copies of a frame stay together, in time order
+            positions = np.einsum("mij,maj->mai", rotations, positions[copies])
+            targets = rotate_targets(targets[copies], rotations)
         fitted = GaussianKernelRidge().fit(centred_coordinates(positions, molecule.masses), targets.reshape(len(targets), -1))
         return lambda new: fitted.predict(centred_coordinates(new, molecule.masses)).reshape(len(new), *targets.shape[1:])
     return fit

@@ -21,6 +21,7 @@ import torch
 from nhamil.features import DensitySettings, atom_centered_features
 from nhamil.heads import KernelSettings, RidgeSettings, fit_kernel_ridge, fit_ridge
 from nhamil.orbitals import clebsch_gordan
+from nhamil.properties.rpr import blocks
 from nhamil.structures import Structures
 
 #: (x, y, z) -> canonical (y, z, x) order of a lambda = 1 component.
@@ -84,9 +85,10 @@ class EquivariantPropertyModel:
                                   correlation_order=self.correlation_order)
 
     def fit(self, frames: Sequence[ase.Atoms], targets: np.ndarray) -> FittedEquivariant:
-        """frames (Å); targets (m, 3) dipoles or (m, 3, 3) polarizabilities (any unit)."""
+        """frames (Å), in trajectory order: the cross-validation folds are contiguous stretches;
+        targets (m, 3) dipoles or (m, 3, 3) polarizabilities (any unit)."""
         features, parts = self.features(frames), _spherical_parts(targets)
-        groups = torch.arange(len(frames))
+        groups = torch.as_tensor(blocks(len(frames), self.head.n_folds))
         fits = {lam: self._fit_block(features, lam, part, groups) for lam, part in parts.items()}
         return FittedEquivariant(self, fits, np.asarray(targets).ndim)
 
