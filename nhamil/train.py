@@ -95,15 +95,16 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
-def main(cfg: DictConfig) -> dict:
+def main(cfg: DictConfig) -> float:
     """Hydra wrapper: ``task=hamiltonian`` trains a Hamiltonian model, ``task=properties`` runs
-    the vector and tensor property comparison; returns the metrics (also for sweepers)."""
+    the vector and tensor property comparison. Returns the number a sweeper minimizes: the
+    occupied orbital-energy MAE (meV), or the equivariant model's dipole RMSE (Debye)."""
     run_dir = HydraConfig.get().runtime.output_dir
     if cfg.task == "properties":
-        return train_properties(cfg.properties, run_dir)
+        return train_properties(cfg.properties, run_dir, seed=cfg.seed)["dipole/equivariant/rmse"]
     if cfg.task != "hamiltonian":
         raise ValueError(f"unknown task {cfg.task!r}; choose 'hamiltonian' or 'properties'")
-    return train(cfg, run_dir)
+    return train(cfg, run_dir)["occupied_energy_mae_mev"]
 
 
 if __name__ == "__main__":
