@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from nhamil.evaluate.electronic import orbitals_from_orthogonal, overlap_matrix
-from nhamil.evaluate.files import atomic_path
+from nhamil.atomic import atomic_path
 from nhamil.features import DensitySettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis
