@@ -20,7 +20,6 @@ import argparse
 import functools
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ import ase
 import ase.build
 import ase.io
 import numpy as np
+from timing import median_seconds
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
 CUTOFF, CUTOFF_WIDTH, GAUSSIAN_WIDTH, MAX_RADIAL, MAX_ANGULAR = 4.0, 0.5, 0.3, 8, 4
@@ -120,13 +120,8 @@ def measure(data: str, calculation: str, implementation: str, repeats: int) -> d
     make = nhamil_calculation if implementation == "nhamil" else featomic_calculation
     run = make(frames, calculation)
     with PeakMemory() as memory:
-        run()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-    return {"seconds_per_structure": statistics.median(times) / len(frames), "peak_mib": memory.peak_mib,
+        median = median_seconds(run, repeats)
+    return {"seconds_per_structure": median / len(frames), "peak_mib": memory.peak_mib,
             "atoms_per_structure": sum(len(a) for a in frames) / len(frames)}
 
 

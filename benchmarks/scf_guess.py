@@ -21,7 +21,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from nhamil.evaluate.electronic import orbitals_from_orthogonal, overlap_matrix
@@ -32,6 +31,7 @@ from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
 from nhamil.scf_guess import compare_guesses, run_from_guess, runs_as_rows, summarize_runs
 from nhamil.targets import make_targets
+from timing import median_seconds
 
 DATA = Path(os.environ.get("NHAMIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ncenter-reps"))
 FILES = {"water": "water_coords_1000.xyz", "ethanol": "ethanol-structures.xyz"}
@@ -49,17 +49,6 @@ def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
     return model.fit(frames, [torch.as_tensor(m) for m in targets.matrices])
 
 
-def seconds(function, repeats: int) -> float:
-    """Median wall time (s) of ``repeats`` calls after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
     """Median seconds to predict one molecule (up to its occupied orbitals) and to converge it
     with PySCF RHF and B3LYP (libxc B3LYP with VWN-RPA, PySCF >= 2.3 "b3lyp"), def2-SVP."""
@@ -69,9 +58,9 @@ def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
     def predict():
         orbitals_from_orthogonal(model.predict([atoms])[0].numpy(), overlap_matrix(atoms, LEVELS["rhf"]), n_occupied)
 
-    result = {"predict_seconds": seconds(predict, repeats),
-              "rhf_seconds": seconds(lambda: run_from_guess(atoms, ScfSettings(method="rhf"), "minao"), repeats),
-              "b3lyp_seconds": seconds(lambda: run_from_guess(atoms, ScfSettings(method="rks", xc="b3lyp"), "minao"),
+    result = {"predict_seconds": median_seconds(predict, repeats),
+              "rhf_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rhf"), "minao"), repeats),
+              "b3lyp_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rks", xc="b3lyp"), "minao"),
                                        max(1, repeats // 3))}
     return {**result, "rhf_ratio": result["rhf_seconds"] / result["predict_seconds"],
             "b3lyp_ratio": result["b3lyp_seconds"] / result["predict_seconds"]}
