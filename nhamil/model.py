@@ -21,7 +21,7 @@ from .atomic import atomic_path
 from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
 from .blocks import blocks_to_matrices, matrix_to_blocks
 from .features import (ChannelContraction, DensitySettings, EquivariantFeatures, atom_centered_features,
-                       both_directions, fit_contractions, message_passing_features, symmetrize)
+                       both_directions, fit_contractions, message_passing_features, select_rows, symmetrize)
 from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_head, fit_state, predict_head,
                     settings_from_dict, settings_to_dict)
 from .orbitals import AtomicBasis, Shell
@@ -263,13 +263,13 @@ def _has_intercept(kind: PairKind, equivariant: tuple[int, int]) -> bool:
 
 
 def _rows(features: EquivariantFeatures, rows: slice) -> EquivariantFeatures:
-    return EquivariantFeatures(features.samples[rows], {key: block[rows] for key, block in features.blocks.items()})
+    return EquivariantFeatures(features.samples[rows], select_rows(features.blocks, rows))
 
 
 def _select_atoms(features: EquivariantFeatures, structures: Structures, samples: torch.Tensor) -> EquivariantFeatures:
     """Rows of atom-centred features for on-site samples (system, i, i)."""
     rows = structures.ptr[samples[:, 0]] + samples[:, 1]
-    return EquivariantFeatures(samples, {key: block[rows] for key, block in features.blocks.items()})
+    return EquivariantFeatures(samples, select_rows(features.blocks, rows))
 
 
 def _key_to_list(key: BlockKey) -> list[int]:

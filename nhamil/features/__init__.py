@@ -11,7 +11,7 @@ from .contraction import ChannelContraction
 from .correlations import MAX_CORRELATION_ORDER, density_correlations, fit_contractions
 from .density import density_expansion, pair_density
 from .families import (atom_centered_features, both_centre_pair_features, both_directions, ordered_pair_features,
-                       pair_features, symmetrize, symmetrized_pair_features)
+                       pair_features, select_rows, symmetrize, symmetrized_pair_features)
 from .manybody import message_passing_features, triplet_features
 from .neighbors import neighbor_pairs, neighbor_triplets
 from .products import couple
@@ -39,6 +39,7 @@ __all__ = [
     "pair_features",
     "radial_integral_reference",
     "radial_integrals",
+    "select_rows",
     "symmetrize",
     "symmetrized_pair_features",
     "triplet_features",
