@@ -18,6 +18,7 @@ import scipy.linalg
 
 from ..orbitals import AtomicBasis, pyscf_to_canonical
 from ..reference import ScfSettings
+from ..reference.saph import overlap_power
 from ..reference.scf import build_molecule
 
 #: Targets whose matrices are AO-basis Fock matrices up to the Löwdin transformation.
@@ -61,12 +62,6 @@ def solve_orbitals(fock: np.ndarray, n_occupied: int, overlap: np.ndarray | None
         raise ValueError(f"{n_occupied} occupied orbitals in a basis of {len(fock)} functions")
     energies, coefficients = scipy.linalg.eigh(fock, overlap)
     return Orbitals(energies, coefficients, int(n_occupied))
-
-
-def overlap_power(overlap: np.ndarray, power: float) -> np.ndarray:
-    """(n, n) S^power of a symmetric positive definite overlap matrix (n, n), e.g. S^-1/2."""
-    values, vectors = np.linalg.eigh(overlap)
-    return (vectors * values ** power) @ vectors.T
 
 
 def ao_fock(orthogonal_fock: np.ndarray, overlap: np.ndarray) -> np.ndarray:

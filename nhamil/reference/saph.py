@@ -21,11 +21,16 @@ from nhamil.reference.scf import ScfResult
 from nhamil.reference.settings import ProjectionSettings
 
 
+def overlap_power(overlap: np.ndarray, power: float) -> np.ndarray:
+    """(n, n) S^power of a symmetric positive definite overlap matrix (n, n), e.g. S^-1/2."""
+    values, vectors = np.linalg.eigh(overlap)
+    return (vectors * values ** power) @ vectors.T
+
+
 def lowdin_orthogonalize(fock: np.ndarray, overlap: np.ndarray) -> np.ndarray:
     """(n, n) ``S^-1/2 F S^-1/2`` of a Fock (Hartree) and overlap matrix (n, n); its eigenvalues
     are the orbital energies. Transforms like F under rotations (``D`` is orthogonal)."""
-    values, vectors = np.linalg.eigh(overlap)
-    inverse_sqrt = (vectors / np.sqrt(values)) @ vectors.T
+    inverse_sqrt = overlap_power(overlap, -0.5)
     return inverse_sqrt @ fock @ inverse_sqrt
 
 
