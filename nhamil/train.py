@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .atomic import atomic_path
 from .config import register_configs
-from .evaluate import orbital_energy_parity, prediction_errors
+from .evaluate import errors_by_size, orbital_energy_parity, prediction_errors
 from .heads import settings_from_dict
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
@@ -54,6 +54,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                "fit_seconds": fit_seconds,
                "predict_seconds_per_molecule": predict_seconds}
     _write_outputs(run_dir, model, metrics, predicted, test_set.matrices, title=f"{cfg.target}, test frames")
+    _write_size_table(run_dir, errors_by_size(predicted, test_set.matrices, test_set.n_occupied,
+                                              [len(frames[i]) for i in test_ids]))
     return metrics
 
 
@@ -81,6 +83,19 @@ def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predic
     orbital_energy_parity(predicted, reference, run_dir / "orbital_energies.png", title=title)
     print(format_metrics(metrics))
     print(f"outputs in {run_dir}")
+
+
+def _write_size_table(run_dir: Path, by_size: dict[int, dict[str, float]]) -> None:
+    """``errors_by_size.json`` (atomically) and a table on screen, when the test molecules
+    differ in size (a data set of many molecules, not one molecule's conformers)."""
+    if len(by_size) < 2:
+        return
+    with atomic_path(run_dir / "errors_by_size.json") as temporary:
+        temporary.write_text(json.dumps(by_size, indent=2))
+    print("atoms  molecules  H MAE (µHa)  occupied E MAE (meV)")
+    for size, errors in by_size.items():
+        print(f"{size:5d}  {errors['n_structures']:9d}  {errors['hamiltonian_mae_uha']:11.1f}  "
+              f"{errors['occupied_energy_mae_mev']:20.2f}")
 
 
 def format_metrics(metrics: dict) -> str:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from water_fock_run import DATA, WATER, reference_cache, water_fock_run
 
-from nhamil.evaluate import (ao_fock, block_type_errors, density_matrix, dipole_moment, evaluate_structure,
-                             occupied_similarity, orbitals_from_orthogonal, overlap_matrix, solve_orbitals,
-                             summarize)
+from nhamil.evaluate import (ao_fock, block_type_errors, density_matrix, dipole_moment, errors_by_size,
+                             evaluate_structure, occupied_similarity, orbitals_from_orthogonal, overlap_matrix,
+                             solve_orbitals, summarize)
 from nhamil.evaluate.__main__ import main as evaluate_main
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
@@ -85,6 +85,20 @@ def test_perfect_prediction_scores_perfectly_and_a_shift_is_seen(water):
     assert shift["energy_mae_mev"] == pytest.approx(0.01 * 27211.386, rel=1e-5)
     assert shift["gap_mae_mev"] < 1e-4 and shift["dipole_component_mae_debye"] < 1e-6
     assert shift["state_energy_mae_mev"] == pytest.approx([0.01 * 27211.386] * 24, rel=1e-5)
+
+
+def test_errors_by_size_groups_structures_by_atom_count():
+    rng = np.random.default_rng(0)
+    reference = [(lambda a: a + a.T)(rng.normal(size=(n, n))) for n in (4, 6, 4)]
+    shifts = (1e-3, 0.0, 3e-3)
+    predicted = [m + shift * np.eye(len(m)) for m, shift in zip(reference, shifts)]
+    by_size = errors_by_size(predicted, reference, [2, 3, 2], n_atoms=[5, 9, 5])
+    assert list(by_size) == [5, 9]
+    assert by_size[5]["n_structures"] == 2 and by_size[9]["n_structures"] == 1
+    assert by_size[5]["occupied_energy_mae_mev"] == pytest.approx(2e-3 * 27211.386, rel=1e-6)
+    assert by_size[9]["hamiltonian_mae_uha"] == 0.0
+    with pytest.raises(ValueError, match="sizes"):
+        errors_by_size(predicted, reference, [2, 3, 2], n_atoms=[5, 9])
 
 
 def test_occupied_similarity_sees_mixing_not_rotation(water):

@@ -54,3 +54,18 @@ def prediction_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.nd
     if len(predicted) != len(reference) or len(reference) != len(n_occupied):
         raise ValueError(f"got {len(predicted)} predictions, {len(reference)} references, {len(n_occupied)} counts")
     return {**hamiltonian_errors(predicted, reference), **eigenvalue_errors(predicted, reference, n_occupied)}
+
+
+def errors_by_size(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], n_occupied: Sequence[int],
+                   n_atoms: Sequence[int]) -> dict[int, dict[str, float]]:
+    """:func:`prediction_errors` of the structures of each size: number of atoms -> errors, with
+    ``n_structures`` counting the structures of that size. Sizes in ascending order."""
+    if len(n_atoms) != len(predicted):
+        raise ValueError(f"got {len(n_atoms)} sizes for {len(predicted)} predictions")
+    by_size = {}
+    for size in sorted(set(int(n) for n in n_atoms)):
+        chosen = [k for k, n in enumerate(n_atoms) if n == size]
+        errors = prediction_errors([predicted[k] for k in chosen], [reference[k] for k in chosen],
+                                   [n_occupied[k] for k in chosen])
+        by_size[size] = {"n_structures": len(chosen), **errors}
+    return by_size
