@@ -58,6 +58,7 @@ class DensityConfig:
     gaussian_width: float = 0.3
     cutoff_width: float = 0.5
     center_weight: float = 1.0
+    radial_domain: str = "cutoff"  # or "unbounded" (featomic's GTO convention)
 
 
 @dataclass

@@ -21,6 +21,8 @@ from nhamil.structures import Structures
 DEFAULTS = DensitySettings()
 #: Smaller than the defaults to keep the tests quick; no symmetry law depends on the settings.
 SETTINGS = DensitySettings(max_radial=4, max_angular=4)
+#: featomic's radial convention: basis and projection over all space.
+UNBOUNDED = DensitySettings(max_radial=4, max_angular=4, radial_domain="unbounded")
 SPECIES = (1, 6, 8)
 MAX_LAMBDA = 4
 
@@ -81,6 +83,7 @@ def all_families(structures: Structures) -> dict:
         "rho": density_expansion(structures, SPECIES, SETTINGS),
         "g": pair_density(structures, all_pairs(structures), SETTINGS),
         "rho_defaults": density_expansion(structures, SPECIES, DEFAULTS),
+        "rho_unbounded": density_expansion(structures, SPECIES, UNBOUNDED),
         "g_defaults": pair_density(structures, all_pairs(structures), DEFAULTS),
         "nu1": atom_centered_features(structures, SPECIES, SETTINGS, max_lambda=MAX_LAMBDA, correlation_order=1),
         "nu2": atom_centered_features(structures, SPECIES, SETTINGS, max_lambda=MAX_LAMBDA, correlation_order=2),
@@ -110,11 +113,53 @@ def test_radial_derivative_matches_finite_differences():
     assert_close(torch.from_numpy((above - below) / (2 * step)), torch.from_numpy(derivatives), rtol=1e-8)
 
 
-def test_radial_basis_is_orthonormal():
-    r, weights = _quadrature(DEFAULTS.cutoff)
-    basis = orthonormal_gto_basis(r, DEFAULTS)
+@pytest.mark.parametrize("domain, extent", [("cutoff", 1.0), ("unbounded", 10.0)])
+def test_radial_basis_is_orthonormal(domain, extent):
+    """On [0, cutoff], or for the unbounded domain on [0, 10 cutoff] (where the GTOs have died out)."""
+    settings = DensitySettings(radial_domain=domain)
+    r, weights = _quadrature(extent * settings.cutoff)
+    basis = orthonormal_gto_basis(r, settings)
     overlap = basis.T @ (basis * (weights * r ** 2)[:, None])
-    np.testing.assert_allclose(overlap, np.eye(DEFAULTS.max_radial), atol=1e-9)
+    np.testing.assert_allclose(overlap, np.eye(settings.max_radial), atol=1e-9)
+
+
+@pytest.mark.parametrize("domain", ["cutoff", "unbounded"])
+def test_radial_integral_is_the_projection_of_the_gaussian(domain):
+    """I_nl(d) Y_l0(z^) = int g(r - d z^) R_n(r) Y_l0(r^) d^3r by direct quadrature over r and
+    cos(theta) (no Bessel functions), with r up to the cutoff or, unbounded, to 3 cutoffs."""
+    settings = DensitySettings(max_radial=5, max_angular=3, radial_domain=domain)
+    distances = np.array([0.0, 0.4, 1.7, 3.2, 3.9])
+    r, r_weights = _quadrature(settings.cutoff * (1 if domain == "cutoff" else 3))
+    cosines, cos_weights = np.polynomial.legendre.leggauss(200)
+    separation2 = r[:, None, None] ** 2 + distances ** 2 - 2 * r[:, None, None] * cosines[:, None] * distances
+    gaussian = np.exp(-separation2 / (2 * settings.gaussian_width ** 2)) / (2 * np.pi * settings.gaussian_width ** 2) ** 1.5
+    basis = orthonormal_gto_basis(r, settings)
+    for l in range(settings.max_angular + 1):
+        y_l0 = np.sqrt((2 * l + 1) / (4 * np.pi)) * np.polynomial.legendre.legval(cosines, np.eye(l + 1)[l])
+        direct = 2 * np.pi * np.einsum("rcd,r,c,rn->dn", gaussian, r_weights * r ** 2, cos_weights * y_l0, basis)
+        values, _ = radial_integral_reference(distances, settings)
+        np.testing.assert_allclose(values[:, l] * np.sqrt((2 * l + 1) / (4 * np.pi)), direct,
+                                   atol=1e-10 * np.abs(direct).max())
+
+
+def test_unbounded_domain_reproduces_featomic():
+    """featomic's GTO spherical expansion (if installed) equals nhamil's with the unbounded radial
+    domain times 2^(3/2) (pi sigma^2)^(3/4), its L2-normalized Gaussian; centre atom included."""
+    featomic = pytest.importorskip("featomic")
+    frames = molecules("H2O", "CH3CH2OH")
+    hypers = {"cutoff": {"radius": UNBOUNDED.cutoff, "smoothing": {"type": "ShiftedCosine", "width": UNBOUNDED.cutoff_width}},
+              "density": {"type": "Gaussian", "width": UNBOUNDED.gaussian_width},
+              "basis": {"type": "TensorProduct", "max_angular": UNBOUNDED.max_angular,
+                        "radial": {"type": "Gto", "max_radial": UNBOUNDED.max_radial - 1}}}
+    theirs = featomic.SphericalExpansion(**hypers).compute(frames)
+    structures = Structures.from_atoms(frames)
+    ours = density_expansion(structures, SPECIES, UNBOUNDED)
+    scale = 2 ** 1.5 * (np.pi * UNBOUNDED.gaussian_width ** 2) ** 0.75
+    for key, block in theirs.items():
+        atoms = structures.ptr[block.samples.column("system")] + torch.as_tensor(block.samples.column("atom"))
+        channel = SPECIES.index(key["neighbor_type"]) * UNBOUNDED.max_radial
+        expected = ours[int(key["o3_lambda"])][atoms][..., channel:channel + UNBOUNDED.max_radial]
+        assert_close(torch.as_tensor(block.values) / scale, expected, rtol=1e-7)
 
 
 def test_coupling_map_is_orthogonal():

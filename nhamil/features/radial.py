@@ -2,16 +2,18 @@
 
 An atom at distance d from the centre carries the normalized Gaussian density
 g(r) = (2 pi sigma^2)^(-3/2) exp(-|r - d|^2 / (2 sigma^2)). Its coefficients on the orthonormal
-basis R_n(r) Y_lm(r^) of the cutoff ball are, by the expansion of exp(x cos theta) in Legendre
-polynomials, ``I_nl(d) Y_lm(d^)`` with the radial integral
+basis R_n(r) Y_lm(r^) are, by the expansion of exp(x cos theta) in Legendre polynomials,
+``I_nl(d) Y_lm(d^)`` with the radial integral
 
-    I_nl(d) = 4 pi (2 pi sigma^2)^(-3/2) int_0^cutoff R_n(r) r^2 exp(-(r^2 + d^2) / (2 sigma^2))
+    I_nl(d) = 4 pi (2 pi sigma^2)^(-3/2) int_0^extent R_n(r) r^2 exp(-(r^2 + d^2) / (2 sigma^2))
               i_l(r d / sigma^2) dr,
 
-i_l the modified spherical Bessel function of the first kind. ``I_nl`` has units Å^(-3/2) (the
-basis is orthonormal with weight r^2 dr). It is computed in float64 quadrature with SciPy on a
-grid of d in [0, cutoff] and evaluated in torch by a cubic Hermite spline (values and exact
-derivatives at the nodes), so that it is fast, differentiable and runs on any device.
+i_l the modified spherical Bessel function of the first kind, and extent = cutoff, or infinity
+for ``radial_domain="unbounded"`` (where R_n is orthonormal on [0, inf)). ``I_nl`` has units
+Å^(-3/2) (the basis is orthonormal with weight r^2 dr). It is computed in float64 quadrature
+with SciPy on a grid of d in [0, cutoff] and evaluated in torch by a cubic Hermite spline
+(values and exact derivatives at the nodes), so that it is fast, differentiable and runs on any
+device.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from scipy.special import ive
+from scipy.special import gamma, gammainc, ive
 
 from .settings import DensitySettings
 
@@ -29,6 +31,9 @@ from .settings import DensitySettings
 _QUADRATURE_NODES = 256
 #: Spline nodes per Gaussian width: interpolation error ~ (1/32)^4 * 3/384, about 1e-8 relative.
 _NODES_PER_WIDTH = 32
+#: Unbounded domain: the r integral stops this many Gaussian widths beyond the cutoff, where
+#: exp(-(r - d)^2 / (2 sigma^2)) < 1e-31 for every d <= cutoff.
+_TAIL_WIDTHS = 12
 #: Below this argument exp(-x) i_l(x) comes from its Taylor series (1/x is unsafe at 0).
 _SERIES_BELOW = 1e-3
 
@@ -75,7 +80,7 @@ def radial_integral_reference(distances: np.ndarray, settings: DensitySettings) 
     Derivative: i_l'(x) = (l i_(l-1)(x) + (l + 1) i_(l+1)(x)) / (2l + 1).
     """
     sigma2 = settings.gaussian_width ** 2
-    r, weights = _quadrature(settings.cutoff)
+    r, weights = _quadrature(_integration_extent(settings))
     d = np.asarray(distances, dtype=np.float64)[:, None]
     basis = orthonormal_gto_basis(r, settings) * (weights * r ** 2)[:, None]
     gaussian = np.exp(-((r - d) ** 2) / (2 * sigma2))
@@ -92,25 +97,50 @@ def radial_integral_reference(distances: np.ndarray, settings: DensitySettings) 
 def orthonormal_gto_basis(r: np.ndarray, settings: DensitySettings) -> np.ndarray:
     """(len(r), max_radial) GTO radial functions r^n exp(-r^2 / (2 s_n^2)),
     s_n = cutoff * max(sqrt(n), 1) / max_radial, each normalized, then Löwdin-orthonormalized
-    (S^(-1/2)) with weight r^2 dr on [0, cutoff]. Units Å^(-3/2)."""
-    nodes, weights = _quadrature(settings.cutoff)
-    raw = _gto(nodes, settings)
-    overlap = raw.T @ (raw * (weights * nodes ** 2)[:, None])
+    (S^(-1/2)) with weight r^2 dr on [0, cutoff], or on [0, inf) for
+    ``radial_domain="unbounded"``. Units Å^(-3/2)."""
+    overlap = _gto_overlap(settings)
     norms = np.sqrt(np.diag(overlap))
     eigenvalues, vectors = np.linalg.eigh(overlap / np.outer(norms, norms))
     return (_gto(r, settings) / norms) @ (vectors / np.sqrt(eigenvalues)) @ vectors.T
 
 
-def _quadrature(cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes (Å) and weights of an integral over [0, cutoff]."""
+def _gto_overlap(settings: DensitySettings) -> np.ndarray:
+    """(max_radial, max_radial) S_nm = int_0^R r^(n + m + 2) exp(-a r^2) dr of the raw GTOs,
+    a = 1/(2 s_n^2) + 1/(2 s_m^2), R = cutoff or inf: Gamma(k) P(k, a R^2) / (2 a^k) with
+    k = (n + m + 3) / 2 and P the regularized lower incomplete gamma function."""
+    n = np.arange(settings.max_radial)
+    inverse = 0.5 / _gto_widths(settings) ** 2
+    rate = inverse[:, None] + inverse[None, :]
+    k = (n[:, None] + n[None, :] + 3) / 2
+    radius = settings.cutoff if settings.radial_domain == "cutoff" else np.inf
+    return gamma(k) * gammainc(k, rate * radius ** 2) / (2 * rate ** k)
+
+
+def _integration_extent(settings: DensitySettings) -> float:
+    """Upper end (Å) of the r integral of :func:`radial_integral_reference`: the cutoff, or for
+    the unbounded domain the point beyond which no Gaussian within the cutoff reaches."""
+    if settings.radial_domain == "cutoff":
+        return settings.cutoff
+    return settings.cutoff + _TAIL_WIDTHS * settings.gaussian_width
+
+
+def _quadrature(extent: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes (Å) and weights of an integral over [0, extent]."""
     nodes, weights = np.polynomial.legendre.leggauss(_QUADRATURE_NODES)
-    return 0.5 * cutoff * (nodes + 1.0), 0.5 * cutoff * weights
+    return 0.5 * extent * (nodes + 1.0), 0.5 * extent * weights
+
+
+def _gto_widths(settings: DensitySettings) -> np.ndarray:
+    """(max_radial,) widths s_n = cutoff * max(sqrt(n), 1) / max_radial, Å."""
+    n = np.arange(settings.max_radial)
+    return settings.cutoff * np.maximum(np.sqrt(n), 1.0) / settings.max_radial
 
 
 def _gto(r: np.ndarray, settings: DensitySettings) -> np.ndarray:
+    """(len(r), max_radial) raw GTOs r^n exp(-r^2 / (2 s_n^2))."""
     n = np.arange(settings.max_radial)
-    widths = settings.cutoff * np.maximum(np.sqrt(n), 1.0) / settings.max_radial
-    return r[:, None] ** n * np.exp(-(r[:, None] ** 2) / (2 * widths ** 2))
+    return r[:, None] ** n * np.exp(-(r[:, None] ** 2) / (2 * _gto_widths(settings) ** 2))
 
 
 def _scaled_spherical_in(max_l: int, x: np.ndarray) -> np.ndarray:

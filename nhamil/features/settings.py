@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The choices of ``DensitySettings.radial_domain``.
+RADIAL_DOMAINS = ("cutoff", "unbounded")
+
 
 @dataclass(frozen=True, kw_only=True)
 class DensitySettings:
@@ -14,6 +17,12 @@ class DensitySettings:
     sigma of each atom's Gaussian density, Å. cutoff_width: width of the shifted-cosine switch
     that takes a neighbour's weight from 1 at ``cutoff - cutoff_width`` to 0 at ``cutoff``, Å.
     center_weight: weight of the central atom's own density (the self pair i = i).
+    radial_domain: where the radial functions live. ``"cutoff"``: they are orthonormal on, and
+    the densities are projected within, the ball r < cutoff (a neighbour's Gaussian tail beyond
+    it is dropped). ``"unbounded"``: orthonormal on, and projected over, all of space, r in
+    [0, inf): the GTO convention of featomic (rascaline), whose coefficients are then nhamil's
+    times 2^(3/2) (pi sigma^2)^(3/4) (featomic normalizes each Gaussian to unit L2 norm, nhamil
+    to unit integral). Either choice spans a different set of radial functions of d.
 
     The defaults are the settings of Nigam, Willatt and Ceriotti, J. Chem. Phys. 156, 014115.
     """
@@ -24,9 +33,12 @@ class DensitySettings:
     gaussian_width: float = 0.3
     cutoff_width: float = 0.5
     center_weight: float = 1.0
+    radial_domain: str = "cutoff"
 
     def __post_init__(self) -> None:
         if not (self.cutoff > 0 and self.gaussian_width > 0 and 0 < self.cutoff_width <= self.cutoff):
             raise ValueError(f"need cutoff > 0, gaussian_width > 0 and 0 < cutoff_width <= cutoff, got {self}")
         if self.max_radial < 1 or self.max_angular < 0:
             raise ValueError(f"need max_radial >= 1 and max_angular >= 0, got {self}")
+        if self.radial_domain not in RADIAL_DOMAINS:
+            raise ValueError(f"radial_domain must be one of {RADIAL_DOMAINS}, got {self.radial_domain!r}")
