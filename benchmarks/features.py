@@ -2,7 +2,7 @@
 
 Run from the repository root (needs ``pip install featomic``, which brings metatensor-core):
 
-    python benchmarks/features.py [--repeats 5] [--threads 1]
+    python benchmarks/features.py [--repeats 5] [--threads 1] [--data ...] [--calculations ...]
 
 Three calculations: the density expansion rho_i, the nu = 2 equivariant features (lam <= l_max,
 both parities) and the pair expansion g_ij of every pair within the cutoff. Data sets: 100 water
@@ -12,6 +12,17 @@ implementation) runs in a fresh subprocess: a warm-up call, then the median wall
 ``--repeats`` calls, and the peak resident memory above the level before the first call.
 Also checks that both compute the same physics: the lam = 0 power-spectrum kernel between the
 QM7 molecules from each, correlated. Prints the tables; ``--json`` writes them too.
+
+Normalizations. nhamil runs with ``radial_domain="unbounded"``, featomic's radial convention:
+GTOs r^n exp(-r^2 / (2 s_n^2)), s_n = cutoff max(sqrt n, 1) / n_radial, Löwdin-orthonormalized
+on [0, inf), each neighbour's Gaussian projected over all space (nhamil's default projects within
+the cutoff ball on GTOs orthonormal there; the kernel is reported for both). featomic's Gaussian
+has unit L2 norm, nhamil's unit integral: its coefficients are nhamil's times
+2^(3/2) (pi sigma^2)^(3/4) (1.097 at sigma = 0.3 Å), a factor the normalized kernel ignores. Both
+include the central atom's own density (weight 1, l = 0) and use orthonormal real harmonics.
+Power spectrum: nhamil couples to lam = 0 with +1/sqrt(2l + 1), featomic with (-1)^l/sqrt(2l + 1)
+(a sign per feature: the kernel is unchanged); featomic keeps a neighbour-type pair a < b once,
+scaled by sqrt(2), nhamil both orders: the same dot products. Both sum per centre type.
 """
 
 from __future__ import annotations
@@ -36,6 +47,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter
 CUTOFF, CUTOFF_WIDTH, GAUSSIAN_WIDTH, MAX_RADIAL, MAX_ANGULAR = 4.0, 0.5, 0.3, 8, 4
 CALCULATIONS = ("rho", "nu2", "pairs")
 CLUSTER_SIZES = (3, 10, 33, 100)  # water molecules: 9 to 300 atoms
+BATCHES = ("water", "ethanol", "qm7")
+CLUSTERS = tuple(f"cluster-{n}" for n in CLUSTER_SIZES)
+RADIAL_DOMAINS = ("unbounded", "cutoff")
 
 
 def data_set(name: str) -> list[ase.Atoms]:
@@ -72,16 +86,23 @@ def featomic_hypers() -> dict:
                       "radial": {"type": "Gto", "max_radial": MAX_RADIAL - 1}}}
 
 
+def nhamil_settings(radial_domain: str = "unbounded"):
+    """nhamil's spelling of the shared settings; by default in featomic's radial convention (GTOs
+    orthonormal on [0, inf), densities projected over all space), nhamil's default is "cutoff"."""
+    from nhamil.features import DensitySettings
+
+    return DensitySettings(cutoff=CUTOFF, cutoff_width=CUTOFF_WIDTH, gaussian_width=GAUSSIAN_WIDTH,
+                           max_radial=MAX_RADIAL, max_angular=MAX_ANGULAR, radial_domain=radial_domain)
+
+
 def nhamil_calculation(frames: list[ase.Atoms], calculation: str):
     """A no-argument callable computing ``calculation`` for ``frames`` with nhamil."""
     import torch
 
-    from nhamil.features import (DensitySettings, atom_centered_features, density_expansion, neighbor_pairs,
-                                 pair_density)
+    from nhamil.features import atom_centered_features, density_expansion, neighbor_pairs, pair_density
     from nhamil.structures import Structures
 
-    settings = DensitySettings(cutoff=CUTOFF, cutoff_width=CUTOFF_WIDTH, gaussian_width=GAUSSIAN_WIDTH,
-                               max_radial=MAX_RADIAL, max_angular=MAX_ANGULAR)
+    settings = nhamil_settings()
     species = sorted({int(z) for atoms in frames for z in atoms.numbers})
 
     def run():
@@ -151,44 +172,52 @@ def _resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def kernel_correlation(frames: list[ase.Atoms]) -> dict:
+def kernel_correlation(frames: list[ase.Atoms], radial_domain: str) -> dict:
     """Pearson correlation of the structure-summed lam = 0 power-spectrum kernels from both codes
-    (off-diagonal and diagonal entries of K = P P^T, each K normalized by its largest entry)."""
-    kernels = [_structure_power_spectrum(frames, which) for which in ("nhamil", "featomic")]
+    (off-diagonal and diagonal entries of K = P P^T, each K normalized by its largest entry), nhamil
+    with ``radial_domain``."""
+    kernels = [_nhamil_power_spectrum(frames, radial_domain), _featomic_power_spectrum(frames)]
     kernels = [p @ p.T for p in kernels]
     kernels = [k / k.max() for k in kernels]
     upper = np.triu_indices(len(frames))
     correlation = np.corrcoef(kernels[0][upper], kernels[1][upper])[0, 1]
-    return {"n_structures": len(frames), "pearson": float(correlation),
+    return {"n_structures": len(frames), "radial_domain": radial_domain, "pearson": float(correlation),
             "max_abs_difference": float(np.abs(kernels[0] - kernels[1]).max())}
 
 
-def _structure_power_spectrum(frames: list[ase.Atoms], which: str) -> np.ndarray:
-    """(n_structures, n_features) sum over atoms of the invariant power spectrum.
+def _nhamil_power_spectrum(frames: list[ase.Atoms], radial_domain: str) -> np.ndarray:
+    """(n_structures, n_centre_species * n_features) invariant power spectrum summed over the
+    atoms of each centre species of each structure (as featomic's blocks are keyed by centre type).
 
-    nhamil: rho_i coupled with itself to lam = 0 over all channel pairs (c1, c2), so that a pair
-    of neighbour species (a, b) with a != b appears twice. featomic's SoapPowerSpectrum keeps a < b
-    once: those blocks are scaled by sqrt(2) so that the two kernels weigh every pair alike.
+    rho_i coupled with itself to lam = 0 over all channel pairs (c1, c2): sum_m c1_m c2_m /
+    sqrt(2l + 1), like featomic's, and a pair of neighbour species (a, b) with a != b appears
+    twice (see :func:`_featomic_power_spectrum`).
     """
-    if which == "nhamil":
-        from nhamil.features import DensitySettings, couple, density_expansion
-        from nhamil.structures import Structures
+    from nhamil.features import couple, density_expansion
+    from nhamil.features.density import species_index
+    from nhamil.structures import Structures
 
-        settings = DensitySettings(cutoff=CUTOFF, cutoff_width=CUTOFF_WIDTH, gaussian_width=GAUSSIAN_WIDTH,
-                                   max_radial=MAX_RADIAL, max_angular=MAX_ANGULAR)
-        structures = Structures.from_atoms(frames)
-        rho = density_expansion(structures, sorted({int(z) for a in frames for z in a.numbers}), settings)
-        invariants = couple(rho, rho, max_lambda=0)[0, 1][:, 0]
-        summed = invariants.new_zeros(len(frames), invariants.shape[1]).index_add_(0, structures.system, invariants)
-        return summed.numpy()
+    species = sorted({int(z) for a in frames for z in a.numbers})
+    structures = Structures.from_atoms(frames)
+    rho = density_expansion(structures, species, nhamil_settings(radial_domain))
+    invariants = couple(rho, rho, max_lambda=0)[0, 1][:, 0]
+    slot = structures.system * len(species) + species_index(structures.numbers, species)
+    summed = invariants.new_zeros(len(frames) * len(species), invariants.shape[1]).index_add_(0, slot, invariants)
+    return summed.reshape(len(frames), -1).numpy()
+
+
+def _featomic_power_spectrum(frames: list[ase.Atoms]) -> np.ndarray:
+    """(n_structures, n_features) featomic's SoapPowerSpectrum summed over the atoms of each
+    block (one per centre type and neighbour-type pair a <= b). featomic stores a pair a < b
+    once, already scaled by sqrt(2), and couples with (-1)^l / sqrt(2l + 1): a sign per feature,
+    which leaves the kernel unchanged, so both kernels weigh every pair alike."""
     import featomic
 
     spectrum = featomic.SoapPowerSpectrum(**featomic_hypers()).compute(frames)
     columns = []
-    for key, block in spectrum.items():
-        weight = 1.0 if key["neighbor_1_type"] == key["neighbor_2_type"] else 2 ** 0.5
+    for block in spectrum.blocks():
         summed = np.zeros((len(frames), block.values.shape[1]))
-        np.add.at(summed, block.samples.column("system"), weight * block.values)
+        np.add.at(summed, block.samples.column("system"), block.values)
         columns.append(summed)
     return np.concatenate(columns, axis=1)
 
@@ -199,6 +228,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch and featomic (rayon) threads; 1 by default: on the shared 2-core machine "
                              "OpenMP threads waiting on each other made small tensor operations 40x slower")
+    parser.add_argument("--data", nargs="+", choices=BATCHES + CLUSTERS, default=BATCHES + CLUSTERS,
+                        help="data sets to time (all by default)")
+    parser.add_argument("--calculations", nargs="+", choices=CALCULATIONS, default=CALCULATIONS,
+                        help="calculations to time (all by default)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", nargs=3, metavar=("DATA", "CALCULATION", "IMPLEMENTATION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -208,12 +241,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         print(json.dumps(measure(*args.child, repeats=args.repeats)))
         return
-    rows = [run_row(data, calculation, args) for data in ("water", "ethanol", "qm7") for calculation in CALCULATIONS]
-    rows += [run_row(f"cluster-{n}", calculation, args) for calculation in CALCULATIONS for n in CLUSTER_SIZES]
-    kernel = kernel_correlation(data_set("qm7"))
-    print_tables(rows, kernel)
+    rows = [run_row(data, calculation, args) for data in BATCHES if data in args.data
+            for calculation in args.calculations]
+    rows += [run_row(data, calculation, args) for calculation in args.calculations
+             for data in CLUSTERS if data in args.data]
+    kernels = [kernel_correlation(data_set("qm7"), domain) for domain in RADIAL_DOMAINS]
+    print_tables(rows, kernels)
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "kernel": kernel}, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "kernels": kernels}, indent=2))
 
 
 def run_row(data: str, calculation: str, args: argparse.Namespace) -> dict:
@@ -238,14 +273,16 @@ def _format(row: dict) -> str:
             f"{row['ratio']:.2f} | {per_atom:.0f} | {ours['peak_mib']:.0f} | {theirs['peak_mib']:.0f} |")
 
 
-def print_tables(rows: list[dict], kernel: dict) -> None:
+def print_tables(rows: list[dict], kernels: list[dict]) -> None:
     print("\n| data | atoms | calculation | nhamil ms/structure | featomic ms/structure | ratio | "
           "nhamil µs/atom | nhamil peak MiB | featomic peak MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(_format(row))
-    print(f"\nlam = 0 power-spectrum kernel over {kernel['n_structures']} QM7 molecules: Pearson "
-          f"{kernel['pearson']:.6f}, max |K_nhamil - K_featomic| {kernel['max_abs_difference']:.2e} (K / max K)")
+    for kernel in kernels:
+        print(f"\nlam = 0 power-spectrum kernel over {kernel['n_structures']} QM7 molecules, nhamil radial_domain="
+              f"{kernel['radial_domain']}: Pearson 1 - r = {1 - kernel['pearson']:.1e}, "
+              f"max |K_nhamil - K_featomic| {kernel['max_abs_difference']:.2e} (K / max K)")
 
 
 if __name__ == "__main__":
