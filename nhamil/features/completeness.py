@@ -41,17 +41,17 @@ def family_invariants(atoms: ase.Atoms, centre: int, species: Sequence[int],
     triplets = triplets[triplets[:, 1] == centre]
     numbers = structures.numbers
     atom = torch.tensor([centre])
-    result = {f"nu={nu}": (_invariants(atom_centered_features(structures, species, settings, max_lambda=0,
-                                                                correlation_order=nu))[atom], numbers[atom])
+    result = {f"nu={nu}": (scalar_invariants(atom_centered_features(structures, species, settings, max_lambda=0,
+                                                                      correlation_order=nu))[atom], numbers[atom])
               for nu in (1, 2, 3)}
     message = message_passing_features(structures, species, settings, max_lambda=0)
-    result["message passing"] = (_invariants(message)[atom], numbers[atom])
+    result["message passing"] = (scalar_invariants(message)[atom], numbers[atom])
     for name, order in (("pair nu<=1", 1), ("pair nu<=2", 2)):
         features = pair_features(structures, species, settings, pairs, max_lambda=0, correlation_order=order)
-        result[name] = (_invariants(features), numbers[neighbors])
+        result[name] = (scalar_invariants(features), numbers[neighbors])
     both = both_centre_pair_features(structures, species, settings, pairs, max_lambda=0)
-    result["both centres"] = (_invariants(both), numbers[neighbors])
-    result["triplets"] = (_invariants(triplet_features(structures, species, settings, triplets)),
+    result["both centres"] = (scalar_invariants(both), numbers[neighbors])
+    result["triplets"] = (scalar_invariants(triplet_features(structures, species, settings, triplets)),
                           numbers[triplets[:, 2]] * 1000 + numbers[triplets[:, 3]])
     return result
 
@@ -73,6 +73,6 @@ def matched_distance(first: Invariants, second: Invariants) -> float:
     return (squared / (0.5 * float(a.square().sum() + b.square().sum()))) ** 0.5
 
 
-def _invariants(features: EquivariantFeatures) -> torch.Tensor:
+def scalar_invariants(features: EquivariantFeatures) -> torch.Tensor:
     """(n, f) the lam = 0 blocks of both sigmas side by side."""
     return torch.cat([features.blocks[key][:, 0] for key in ((0, 1), (0, -1)) if key in features.blocks], dim=1)
