@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from nhamil.features import (DensitySettings, EquivariantFeatures, atom_centered_features, couple,
-                             density_expansion, ordered_pair_features, pair_density,
+                             density_expansion, neighbor_pairs, ordered_pair_features, pair_density,
                              pair_features, radial_integral_reference, radial_integrals,
                              symmetrized_pair_features)
+from nhamil.features.harmonics import packed_real_harmonics
+from nhamil.features.neighbors import _ALL_PAIRS_UP_TO
 from nhamil.features.products import couple_blocks
 from nhamil.features.radial import _quadrature, orthonormal_gto_basis
-from nhamil.orbitals import clebsch_gordan, irrep_wigner, random_rotation
+from nhamil.orbitals import clebsch_gordan, irrep_wigner, random_rotation, real_spherical_harmonics_up_to
 from nhamil.structures import Structures
 
 DEFAULTS = DensitySettings()
@@ -93,6 +95,37 @@ def all_families(structures: Structures) -> dict:
         "ordered": ordered_pair_features(structures, SPECIES, SETTINGS, ordered, max_lambda=MAX_LAMBDA),
     }
     return {name: blocks_of(result) for name, result in results.items()}
+
+
+@pytest.mark.parametrize("max_l", [1, 3, 6])
+def test_packed_harmonics_match_the_orbital_convention(max_l):
+    """The monomial-table harmonics equal e3nn's (the project's convention) in value and gradient,
+    for vectors of any length; max_l = 0 gives their first column."""
+    vectors = torch.randn(50, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    vectors = (vectors * torch.linspace(0.1, 5.0, 50, dtype=torch.float64)[:, None]).requires_grad_()
+    weights = torch.randn((max_l + 1) ** 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ours = packed_real_harmonics(max_l, vectors)
+    expected = torch.cat(real_spherical_harmonics_up_to(max_l, vectors), dim=-1)
+    assert_close(ours, expected, rtol=1e-13)
+    assert_close(packed_real_harmonics(0, vectors), expected[:, :1], rtol=1e-13)
+    gradient, = torch.autograd.grad((ours * weights).sum(), vectors)
+    expected_gradient, = torch.autograd.grad((expected * weights).sum(), vectors)
+    assert_close(gradient, expected_gradient, rtol=1e-12)
+
+
+@pytest.mark.parametrize("sizes", [(1, 2, 30, 7), (5, _ALL_PAIRS_UP_TO + 20)])
+def test_neighbor_pairs_match_brute_force(sizes):
+    """Either candidate search (all pairs of small structures; the cell list once a structure
+    has more than _ALL_PAIRS_UP_TO atoms) finds exactly the pairs within the cutoff, sorted."""
+    rng = np.random.default_rng(6)
+    frames = [ase.Atoms(f"H{n}", rng.uniform(0.0, 2.0 * n ** (1 / 3), (n, 3))) for n in sizes]
+    structures = Structures.from_atoms(frames)
+    first, second = neighbor_pairs(structures, DEFAULTS.cutoff)
+    expected = []
+    for start, atoms in zip(structures.ptr.tolist(), frames):
+        close = atoms.get_all_distances() < DEFAULTS.cutoff
+        expected += [[start + i, start + j] for i, j in zip(*np.nonzero(close))]
+    assert torch.stack([first, second], 1).tolist() == expected
 
 
 def test_radial_spline_matches_quadrature():

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from ase.data import chemical_symbols
 
-from ..orbitals import real_spherical_harmonics_up_to
 from ..structures import Structures
+from .harmonics import packed_real_harmonics
 from .neighbors import neighbor_pairs
 from .radial import cutoff_function, radial_integrals
 from .settings import DensitySettings
@@ -97,17 +97,18 @@ def species_index(numbers: torch.Tensor, species: Sequence[int]) -> torch.Tensor
 
 
 def single_neighbor_density(structures: Structures, first: torch.Tensor, second: torch.Tensor,
-                             settings: DensitySettings) -> dict[int, torch.Tensor]:
+                            settings: DensitySettings) -> dict[int, torch.Tensor]:
     """l -> (n, 2l + 1, max_radial) density of atom ``second`` around atom ``first`` (global).
 
     A self pair has no direction: it uses a fixed unit vector, distance 0 (where I_nl = 0 for
     l > 0) and weight ``center_weight``, so no gradient passes through a zero-length vector.
     """
-    vectors = structures.positions[second] - structures.positions[first]
+    positions = structures.positions
+    vectors = positions.index_select(0, second) - positions.index_select(0, first)
     is_self = (first == second)[:, None]
     vectors = torch.where(is_self, vectors.new_tensor([0.0, 0.0, 1.0]), vectors)
     distances = torch.where(is_self[:, 0], 0.0, vectors.norm(dim=-1))
     weights = torch.where(is_self[:, 0], settings.center_weight, cutoff_function(distances, settings))
     radial = radial_integrals(distances, settings) * weights[:, None, None]
-    harmonics = real_spherical_harmonics_up_to(settings.max_angular, vectors)
-    return {l: y[:, :, None] * radial[:, None, l] for l, y in enumerate(harmonics)}
+    harmonics = packed_real_harmonics(settings.max_angular, vectors)
+    return {l: harmonics[:, l * l:(l + 1) ** 2, None] * radial[:, None, l] for l in range(settings.max_angular + 1)}

@@ -2,8 +2,10 @@
 
 Atoms are binned into cubes of side ``cutoff`` (per structure, so structures never see each
 other); only atoms in the 27 cubes around an atom are candidates, so the work grows linearly with
-the number of atoms at fixed density. The lists hold indices only: positions enter the features
-later, so gradients flow through distances, not through the choice of pairs.
+the number of atoms at fixed density. Structures of at most ``_ALL_PAIRS_UP_TO`` atoms skip the
+cell list: every pair of atoms of a structure is a candidate (fewer tensor operations, at most
+``_ALL_PAIRS_UP_TO`` candidates per atom, about what 27 cells hold in a liquid). The lists hold indices only: positions enter the
+features later, so gradients flow through distances, not through the choice of pairs.
 """
 
 from __future__ import annotations
@@ -16,18 +18,25 @@ from ..structures import Structures
 
 #: The 27 cell offsets (-1, 0, 1)^3.
 _OFFSETS = tuple(itertools.product((-1, 0, 1), repeat=3))
+#: Largest structure whose candidate pairs are all its atom pairs rather than the cell list's.
+_ALL_PAIRS_UP_TO = 128
 
 
 def neighbor_pairs(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Global atom indices (first, second), each (n_pairs,), of every ordered pair of atoms of the
     same structure closer than ``cutoff`` (Å), plus every self pair (i, i).
 
-    Sorted by first, then second. Cost O(n_atoms * atoms per cell).
+    Sorted by first, then second. Cost O(n_atoms * min(atoms per structure, atoms per 27 cells)).
     """
-    first, second = _cell_candidates(structures, cutoff)
-    distances = (structures.positions[second] - structures.positions[first]).detach().norm(dim=-1)
+    sizes = structures.ptr[1:] - structures.ptr[:-1]
+    all_pairs = int(sizes.max()) <= _ALL_PAIRS_UP_TO
+    first, second = _all_pair_candidates(structures, sizes) if all_pairs else _cell_candidates(structures, cutoff)
+    positions = structures.positions.detach()
+    distances = (positions.index_select(0, second) - positions.index_select(0, first)).norm(dim=-1)
     keep = (distances < cutoff) | (first == second)
     first, second = first[keep], second[keep]
+    if all_pairs:  # candidates came sorted
+        return first, second
     order = torch.argsort(first * len(structures.numbers) + second)
     return first[order], second[order]
 
@@ -47,6 +56,13 @@ def neighbor_triplets(structures: Structures, cutoff: float) -> torch.Tensor:
     centre, j, k = centre[keep], j[keep], k[keep]
     origin = structures.ptr[structures.system[centre]]
     return torch.stack([structures.system[centre], centre - origin, j - origin, k - origin], dim=1)
+
+
+def _all_pair_candidates(structures: Structures, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second) global indices of every ordered pair of atoms of the same structure (self
+    pairs included), sorted by first, then second; ``sizes`` (n_systems,) atoms per structure."""
+    first, rank = _expand(sizes[structures.system])
+    return first, structures.ptr[structures.system[first]] + rank
 
 
 def _cell_candidates(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:

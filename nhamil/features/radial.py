@@ -50,26 +50,30 @@ def radial_integrals(distances: torch.Tensor, settings: DensitySettings) -> torc
     """(n, max_angular + 1, max_radial) radial integrals I_nl(d) of ``distances`` (n,) in Å.
 
     Cubic Hermite spline of :func:`radial_integral_reference` (about 1e-8 relative to the
-    largest value); distances beyond the cutoff are clamped to it (multiply by
-    :func:`cutoff_function`, which is 0 there). Device and dtype follow ``distances``.
+    largest value), evaluated per interval as a cubic in the position u in [0, 1] within it;
+    distances beyond the cutoff are clamped to it (multiply by :func:`cutoff_function`, which is
+    0 there). Device and dtype follow ``distances``.
     """
-    values, derivatives = (torch.as_tensor(t, dtype=distances.dtype, device=distances.device)
-                           for t in _spline_table(settings))
-    step = settings.cutoff / (len(values) - 1)
-    position = (distances / step).clamp(0.0, len(values) - 1)
-    index = position.detach().floor().long().clamp(max=len(values) - 2)
+    coefficients = torch.as_tensor(_spline_coefficients(settings), dtype=distances.dtype, device=distances.device)
+    n_intervals = len(coefficients)
+    position = (distances * (n_intervals / settings.cutoff)).clamp(0.0, n_intervals)
+    index = position.detach().floor().long().clamp(max=n_intervals - 1)
     u = (position - index)[:, None, None]
-    h00, h10 = (1 + 2 * u) * (1 - u) ** 2, u * (1 - u) ** 2
-    h01, h11 = u ** 2 * (3 - 2 * u), u ** 2 * (u - 1)
-    return (h00 * values[index] + h01 * values[index + 1]
-            + step * (h10 * derivatives[index] + h11 * derivatives[index + 1]))
+    c0, c1, c2, c3 = coefficients.index_select(0, index).unbind(dim=1)
+    return c0 + u * (c1 + u * (c2 + u * c3))
 
 
 @lru_cache(maxsize=16)
-def _spline_table(settings: DensitySettings) -> tuple[np.ndarray, np.ndarray]:
-    """Values and d-derivatives (n_nodes, max_angular + 1, max_radial) on a uniform grid."""
+def _spline_coefficients(settings: DensitySettings) -> np.ndarray:
+    """(n_intervals, 4, max_angular + 1, max_radial) coefficients c_k of the cubic sum_k c_k u^k
+    on each interval of a uniform grid on [0, cutoff]: the Hermite cubic that matches the values
+    and d-derivatives of :func:`radial_integral_reference` at both ends."""
     n_nodes = math.ceil(_NODES_PER_WIDTH * settings.cutoff / settings.gaussian_width) + 1
-    return radial_integral_reference(np.linspace(0.0, settings.cutoff, n_nodes), settings)
+    values, derivatives = radial_integral_reference(np.linspace(0.0, settings.cutoff, n_nodes), settings)
+    slopes = derivatives * (settings.cutoff / (n_nodes - 1))  # per unit of u
+    left, right, slope_left, slope_right = values[:-1], values[1:], slopes[:-1], slopes[1:]
+    return np.stack([left, slope_left, 3 * (right - left) - 2 * slope_left - slope_right,
+                     2 * (left - right) + slope_left + slope_right], axis=1)
 
 
 def radial_integral_reference(distances: np.ndarray, settings: DensitySettings) -> tuple[np.ndarray, np.ndarray]:

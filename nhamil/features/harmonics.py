@@ -1,0 +1,61 @@
+"""Real spherical harmonics of many short vector lists, as one product with a monomial table.
+
+Each Y_lm restricted to the unit sphere is a homogeneous polynomial of degree l in the
+components (x, y, z) of the unit vector. The table holds those polynomials' coefficients on the
+monomials x^a y^b z^c (a + b + c = l, every l <= max_l), identified once by least squares on
+points of the sphere from :func:`nhamil.orbitals.real_spherical_harmonics_up_to` (the project's
+convention); evaluation is then a handful of tensor operations whatever max_l, instead of one per
+term of the recurrences, which matters when a call sees only tens of vectors.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from ..orbitals import real_spherical_harmonics_up_to
+
+#: Points of the sphere per coefficient in the least-squares identification of the table.
+_POINTS_PER_COEFFICIENT = 4
+
+
+def packed_real_harmonics(max_l: int, vectors: torch.Tensor) -> torch.Tensor:
+    """(n, (max_l + 1)^2) [Y_0, Y_1, .., Y_max_l] of nonzero ``vectors`` (n, 3), Y_l in columns
+    l^2 .. (l + 1)^2 - 1: the values of :func:`real_spherical_harmonics_up_to` to float64
+    round-off, differentiable, on the device and dtype of ``vectors``. Law: Y_l(R v) =
+    irrep_wigner(l, (-1)^l, R) Y_l(v) for proper or improper rotations R; Y_l(c v) = Y_l(v), c > 0.
+    """
+    exponents, table = _monomial_table(max_l)
+    unit = vectors / vectors.norm(dim=-1, keepdim=True)
+    monomials = _monomials(unit, exponents.to(vectors.device))
+    return monomials.T @ table.to(device=vectors.device, dtype=vectors.dtype)
+
+
+@lru_cache(maxsize=8)
+def _monomial_table(max_l: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(exponents (n_monomials, 3) long, coefficients (n_monomials, (max_l + 1)^2) float64):
+    Y_l = sum over the degree-l monomials of coefficient * x^a y^b z^c on the unit sphere."""
+    exponents = torch.tensor([(a, b, l - a - b) for l in range(max_l + 1)
+                              for a in range(l, -1, -1) for b in range(l - a, -1, -1)])
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(_POINTS_PER_COEFFICIENT * len(exponents), 3, generator=generator, dtype=torch.float64)
+    points = points / points.norm(dim=-1, keepdim=True)
+    monomials = _monomials(points, exponents).T
+    degree = exponents.sum(dim=1)
+    table = torch.zeros(len(exponents), (max_l + 1) ** 2, dtype=torch.float64)
+    for l, harmonics in enumerate(real_spherical_harmonics_up_to(max_l, points)):
+        rows = degree == l
+        table[rows, l * l:(l + 1) ** 2] = torch.linalg.lstsq(monomials[:, rows], harmonics).solution
+    return exponents, table
+
+
+def _monomials(unit: torch.Tensor, exponents: torch.Tensor) -> torch.Tensor:
+    """(n_monomials, n) x^a y^b z^c of ``unit`` (n, 3) for the rows (a, b, c) of ``exponents``
+    (monomials first: every gather below runs along the leading axis, the fast one)."""
+    n_powers = int(exponents.max()) + 1
+    components = unit.T[:, None, :]  # (xyz, 1, n)
+    powers = torch.cat([torch.ones_like(components), components.expand(-1, n_powers - 1, -1).cumprod(dim=1)], dim=1)
+    rows = exponents.T + n_powers * torch.arange(3, device=unit.device)[:, None]  # (xyz, n_monomials)
+    factors = powers.reshape(3 * n_powers, -1).index_select(0, rows.flatten()).view(3, len(exponents), -1)
+    return factors[0] * factors[1] * factors[2]
