@@ -206,3 +206,17 @@ def test_bad_orders_and_triplets_are_refused(batch):
         pair_features(batch, SPECIES, SETTINGS, torch.tensor([[0, 0, 1]]), max_lambda=1, correlation_order=3)
     with pytest.raises(ValueError, match=r"\(n, 4\)"):
         triplet_features(batch, SPECIES, SETTINGS, torch.tensor([[0, 0, 1]]))
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (30, 80)])
+def test_contraction_keeps_the_leading_singular_directions(shape):
+    """The kept directions span the leading right singular vectors of the block, for tall
+    blocks (through the Gram matrix) and wide ones (through the SVD)."""
+    generator = torch.Generator().manual_seed(0)
+    decay = torch.logspace(0, -3, shape[1], dtype=torch.float64)
+    matrix = torch.randn(*shape, generator=generator, dtype=torch.float64) * decay
+    contraction = ChannelContraction.fit({(0, 1): matrix[:, None, :]}, n_channels=10)
+    kept = contraction.projections[0, 1]
+    leading = torch.linalg.svd(matrix, full_matrices=False).Vh[:10].T
+    assert_close(kept.T @ kept, torch.eye(10, dtype=torch.float64), rtol=1e-12)
+    assert_close(kept @ kept.T, leading @ leading.T)
