@@ -15,7 +15,7 @@ from nhamil.features.plus_minus import GeometryRanges, RingsGeometry, centre_inv
 
 SETTINGS = DensitySettings(max_radial=3, max_angular=3)
 SPECIES = (1, 6, 8)
-#: A "clear margin" of relative distance, as in test_completeness.py (seen here: 8-20 %).
+#: A "clear margin" of relative distance, as in test_completeness.py (seen here: 12-23 %).
 CLEAR = 0.03
 #: Three-atom rings (the paper's CH6O) and larger ones.
 PAIRS = random_geometries(3, seed=1) + random_geometries(1, seed=2, ranges=GeometryRanges(n_ring=4, min_gap=0.5))
