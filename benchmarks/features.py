@@ -11,7 +11,7 @@ series of water clusters (liquid density, 9 to 300 atoms). Each (data set, calcu
 implementation) runs in a fresh subprocess: the peak resident memory above the level before the
 first call, sampled during the first two calls (set-up, then warm), then the median wall time of
 ``--repeats`` further calls with the sampler stopped (its 1 ms wake-ups took the GIL and made
-sub-millisecond calls 30-40 % slower, nhamil's more than featomic's).
+sub-millisecond calls 28-43 % slower, nhamil's more than featomic's).
 Also checks that both compute the same physics: the lam = 0 power-spectrum kernel between the
 QM7 molecules from each, correlated. Prints the tables; ``--json`` writes them too.
 
