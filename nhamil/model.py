@@ -96,7 +96,7 @@ class HamiltonianModel:
         self.heads = {}
         for kind, equivariant, keys in tqdm(groups, desc="regression heads", unit="head", disable=not progress):
             targets = torch.stack([blocks[key].values for key in keys], dim=-1)
-            block, invariants = _feature_block(features[kind], equivariant, kind), _invariants(features[kind], kind)
+            block, invariants = _feature_block(features[kind], equivariant, kind), _invariants(features, kind)
             fit = fit_head(self.head, block, invariants, targets, features[kind].samples[:, 0],
                            intercept=_has_intercept(kind, equivariant))
             self.heads[(kind, equivariant)] = (keys, fit)
@@ -117,17 +117,20 @@ class HamiltonianModel:
         layout = self._layout(frames)
         structures = Structures.from_atoms(frames, dtype=dtype, device=device)
         blocks = {}
-        for kind, features in self._features(structures, layout).items():
+        features = self._features(structures, layout)
+        for kind in features:
             blocks.update(self._predict_kind(kind, features, layout))
         return blocks_to_matrices(blocks, layout)
 
-    def _predict_kind(self, kind: PairKind, features: EquivariantFeatures, layout: MatrixLayout) -> dict[BlockKey, Block]:
+    def _predict_kind(self, kind: PairKind, features: dict[PairKind, EquivariantFeatures],
+                      layout: MatrixLayout) -> dict[BlockKey, Block]:
         """Predicted blocks of one pair kind (none if all its blocks vanish by symmetry)."""
-        blocks = {}
+        blocks, samples = {}, features[kind].samples
         for (head_kind, equivariant), (keys, fit) in self.heads.items():
             if head_kind == kind:
-                values = predict_head(fit, _feature_block(features, equivariant, kind), _invariants(features, kind))
-                blocks.update({key: Block(features.samples, values[..., t]) for t, key in enumerate(keys)})
+                block = _feature_block(features[kind], equivariant, kind)
+                values = predict_head(fit, block, _invariants(features, kind))
+                blocks.update({key: Block(samples, values[..., t]) for t, key in enumerate(keys)})
         if not blocks and any(sp.lambdas() for sp in layout.shell_pairs(kind)):
             raise ValueError(f"the model has no heads for atom pairs {kind}: it was not trained on such pairs")
         return blocks
@@ -252,9 +255,15 @@ def _feature_block(features: EquivariantFeatures, equivariant: tuple[int, int], 
     return features.blocks[equivariant]
 
 
-def _invariants(features: EquivariantFeatures, kind: PairKind) -> torch.Tensor:
-    """(n, 1, q0) invariant (lambda = 0, sigma = +1) features: the kernel heads' similarity."""
-    return _feature_block(features, (0, 1), kind)
+def _invariants(features: dict[PairKind, EquivariantFeatures], kind: PairKind) -> torch.Tensor:
+    """(n, 1, q0) invariant (lambda = 0, sigma = +1) features by which the kernel heads compare
+    samples of ``kind``. They must not change when the two atoms of a pair swap: the - blocks of
+    same-element pairs therefore use the invariants of the + features, since their own flip sign
+    with the swap and would make the lambda-SOAP kernel (zeta even) blind to the flip that
+    the - blocks must follow."""
+    if kind.block_type == MINUS:
+        kind = PairKind(PLUS, kind.first_atom_type, kind.second_atom_type)
+    return _feature_block(features[kind], (0, 1), kind)
 
 
 def _has_intercept(kind: PairKind, equivariant: tuple[int, int]) -> bool:

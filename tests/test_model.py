@@ -44,19 +44,31 @@ def water_kernel_model(water_saph_data):
     return model.fit(frames[:10], matrices[:10]), frames
 
 
-@pytest.fixture(scope="module")
-def ethanol_model():
-    """A def2-SVP (s, p, d) model on random symmetric targets: symmetry must hold for any weights."""
+def _random_ethanol_model(head=None):
+    """A def2-SVP (s, p, d) model on random symmetric targets: symmetry must hold for any weights.
+    Its same-element pairs (C-C, H-H with p shells) have - blocks, which flip sign when the two
+    atoms swap."""
     atoms = ase.build.molecule("CH3CH2OH")
     rng = np.random.default_rng(0)
     frames = [ase.Atoms(atoms.numbers, atoms.positions + rng.normal(scale=0.1, size=(9, 3))) for _ in range(4)]
     basis = AtomicBasis.from_pyscf("def2-svp", atoms.numbers)
     targets = [torch.as_tensor(a + a.T) for a in rng.normal(size=(4, basis.n_ao(atoms.numbers), basis.n_ao(atoms.numbers)))]
-    return HamiltonianModel(basis, [1, 6, 8], target="random", features=SMALL).fit(frames, targets), frames
+    model = HamiltonianModel(basis, [1, 6, 8], target="random", features=SMALL, head=head)
+    return model.fit(frames, targets, progress=False), frames
+
+
+@pytest.fixture(scope="module")
+def ethanol_model():
+    return _random_ethanol_model()
+
+
+@pytest.fixture(scope="module")
+def ethanol_kernel_model():
+    return _random_ethanol_model(KernelSettings(n_active=8))
 
 
 @pytest.mark.parametrize("improper", [False, True])
-@pytest.mark.parametrize("fixture", ["water_saph_model", "water_kernel_model", "ethanol_model"])
+@pytest.mark.parametrize("fixture", ["water_saph_model", "water_kernel_model", "ethanol_model", "ethanol_kernel_model"])
 def test_prediction_follows_rotation_inversion_and_permutation(fixture, improper, request):
     model, frames = request.getfixturevalue(fixture)
     atoms = frames[-1]
