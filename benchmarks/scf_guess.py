@@ -9,7 +9,8 @@
 3. With ``--speed``: the time to predict one molecule (features, heads, assembly, overlap,
    diagonalization) next to RHF and B3LYP single points (PySCF's minao guess), median of repeats.
 
-Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>.json`` and prints Markdown tables.
+Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>_<head>.json`` and prints
+Markdown tables. ``--head sparse_kernel`` fits lambda-SOAP kernel heads instead of ridge.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from nhamil.evaluate.electronic import orbitals_from_orthogonal, overlap_matrix
 from nhamil.atomic import atomic_path
 from nhamil.features import DensitySettings
+from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
@@ -45,7 +47,8 @@ def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
     basis = AtomicBasis.from_pyscf(settings.basis, species)
     targets = make_targets(records, "fock_orthogonal", basis, ProjectionSettings())
     features = FeatureSettings(density=DensitySettings(max_radial=args.max_radial, max_angular=args.max_angular))
-    model = HamiltonianModel(basis, species, target="fock_orthogonal", features=features)
+    head = KernelSettings(n_active=args.n_active) if args.head == "sparse_kernel" else RidgeSettings()
+    model = HamiltonianModel(basis, species, target="fock_orthogonal", features=features, head=head)
     return model.fit(frames, [torch.as_tensor(m) for m in targets.matrices])
 
 
@@ -89,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-test", type=int, default=50)
     parser.add_argument("--max-radial", type=int, default=6)
     parser.add_argument("--max-angular", type=int, default=6)
+    parser.add_argument("--head", choices=["ridge", "sparse_kernel"], default="ridge")
+    parser.add_argument("--n-active", type=int, default=500, help="active samples per block of the sparse kernel")
     parser.add_argument("--guesses", nargs="+", default=["minao", "atom", "huckel", "1e"], help="PySCF guesses")
     parser.add_argument("--conv-tol", type=float, default=1e-9, help="SCF energy threshold (Hartree), PySCF's default")
     parser.add_argument("--speed", action="store_true", help="also time one prediction against RHF and B3LYP")
@@ -113,11 +118,13 @@ def main() -> None:
               "basis": settings.basis, "conv_tol": args.conv_tol, "n_train": args.n_train,
               "test_frames": [len(frames) - args.n_test, len(frames)],
               "features": {"max_radial": args.max_radial, "max_angular": args.max_angular},
+              "head": args.head if args.head == "ridge" else f"{args.head} ({args.n_active} active)",
               "train_and_fit_seconds": fit_seconds, "machine": f"{platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores", "summary": summarize_runs(runs), "runs": runs_as_rows(runs)}
     if args.speed:
         result["speed"] = speed(model, test, args.repeats)
-    with atomic_path(args.output / f"scf_guess_{args.molecule}_{args.method}_model_{model_method}.json") as temporary:
+    name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{args.head}.json"
+    with atomic_path(args.output / name) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result["summary"]))
     print(json.dumps(result.get("speed", {}), indent=2))
