@@ -26,10 +26,17 @@ def packed_real_harmonics(max_l: int, vectors: torch.Tensor) -> torch.Tensor:
     round-off, differentiable, on the device and dtype of ``vectors``. Law: Y_l(R v) =
     irrep_wigner(l, (-1)^l, R) Y_l(v) for proper or improper rotations R; Y_l(c v) = Y_l(v), c > 0.
     """
-    exponents, table = _monomial_table(max_l)
+    rows, table = _device_table(max_l, vectors.dtype, vectors.device)
     unit = vectors / vectors.norm(dim=-1, keepdim=True)
-    monomials = _monomials(unit, exponents.to(vectors.device))
-    return monomials.T @ table.to(device=vectors.device, dtype=vectors.dtype)
+    return _monomials(unit, rows, max_l + 1).T @ table
+
+
+@lru_cache(maxsize=16)
+def _device_table(max_l: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(:func:`_power_rows` of the exponents, coefficient table) of :func:`_monomial_table`, on
+    ``device``, the table in ``dtype``: converted once, not per call."""
+    exponents, table = _monomial_table(max_l)
+    return _power_rows(exponents, max_l + 1).to(device), table.to(device=device, dtype=dtype)
 
 
 @lru_cache(maxsize=8)
@@ -41,7 +48,7 @@ def _monomial_table(max_l: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     points = torch.randn(_POINTS_PER_COEFFICIENT * len(exponents), 3, generator=generator, dtype=torch.float64)
     points = points / points.norm(dim=-1, keepdim=True)
-    monomials = _monomials(points, exponents).T
+    monomials = _monomials(points, _power_rows(exponents, max_l + 1), max_l + 1).T
     degree = exponents.sum(dim=1)
     table = torch.zeros(len(exponents), (max_l + 1) ** 2, dtype=torch.float64)
     for l, harmonics in enumerate(real_spherical_harmonics_up_to(max_l, points)):
@@ -50,12 +57,17 @@ def _monomial_table(max_l: int) -> tuple[torch.Tensor, torch.Tensor]:
     return exponents, table
 
 
-def _monomials(unit: torch.Tensor, exponents: torch.Tensor) -> torch.Tensor:
-    """(n_monomials, n) x^a y^b z^c of ``unit`` (n, 3) for the rows (a, b, c) of ``exponents``
-    (monomials first: every gather below runs along the leading axis, the fast one)."""
-    n_powers = int(exponents.max()) + 1
+def _power_rows(exponents: torch.Tensor, n_powers: int) -> torch.Tensor:
+    """(3, n_monomials) rows of the powers table of :func:`_monomials` that hold x^a, y^b and z^c
+    for the exponents (n_monomials, 3) (a, b, c), all below ``n_powers``."""
+    return exponents.T + n_powers * torch.arange(3)[:, None]
+
+
+def _monomials(unit: torch.Tensor, rows: torch.Tensor, n_powers: int) -> torch.Tensor:
+    """(n_monomials, n) x^a y^b z^c of ``unit`` (n, 3) for the :func:`_power_rows` ``rows`` of
+    powers 0 .. ``n_powers`` - 1 (monomials first: every gather runs along the leading axis, the
+    fast one)."""
     components = unit.T[:, None, :]  # (xyz, 1, n)
     powers = torch.cat([torch.ones_like(components), components.expand(-1, n_powers - 1, -1).cumprod(dim=1)], dim=1)
-    rows = exponents.T + n_powers * torch.arange(3, device=unit.device)[:, None]  # (xyz, n_monomials)
-    factors = powers.reshape(3 * n_powers, -1).index_select(0, rows.flatten()).view(3, len(exponents), -1)
+    factors = powers.reshape(3 * n_powers, -1).index_select(0, rows.flatten()).view(3, rows.shape[1], -1)
     return factors[0] * factors[1] * factors[2]

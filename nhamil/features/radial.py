@@ -41,9 +41,8 @@ _SERIES_BELOW = 1e-3
 def cutoff_function(distances: torch.Tensor, settings: DensitySettings) -> torch.Tensor:
     """Smooth weight (same shape as ``distances``, Å): 1 below ``cutoff - cutoff_width``, then
     a shifted cosine down to 0 at ``cutoff``, and 0 beyond. Continuous with its first derivative."""
-    start = settings.cutoff - settings.cutoff_width
-    phase = ((distances - start) / settings.cutoff_width).clamp(0.0, 1.0)
-    return 0.5 * (1.0 + torch.cos(math.pi * phase))
+    remaining = ((settings.cutoff - distances) * (0.5 * math.pi / settings.cutoff_width)).clamp(0.0, 0.5 * math.pi)
+    return torch.sin(remaining).square()  # = (1 + cos(pi (d - cutoff + width) / width)) / 2, exactly 0 beyond
 
 
 def radial_integrals(distances: torch.Tensor, settings: DensitySettings) -> torch.Tensor:
@@ -54,13 +53,19 @@ def radial_integrals(distances: torch.Tensor, settings: DensitySettings) -> torc
     distances beyond the cutoff are clamped to it (multiply by :func:`cutoff_function`, which is
     0 there). Device and dtype follow ``distances``.
     """
-    coefficients = torch.as_tensor(_spline_coefficients(settings), dtype=distances.dtype, device=distances.device)
+    coefficients = _spline_tensor(settings, distances.dtype, distances.device)
     n_intervals = len(coefficients)
     position = (distances * (n_intervals / settings.cutoff)).clamp(0.0, n_intervals)
-    index = position.detach().floor().long().clamp(max=n_intervals - 1)
+    index = position.detach().long().clamp(max=n_intervals - 1)
     u = (position - index)[:, None, None]
     c0, c1, c2, c3 = coefficients.index_select(0, index).unbind(dim=1)
-    return c0 + u * (c1 + u * (c2 + u * c3))
+    return torch.addcmul(c0, u, torch.addcmul(c1, u, torch.addcmul(c2, u, c3)))
+
+
+@lru_cache(maxsize=16)
+def _spline_tensor(settings: DensitySettings, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`_spline_coefficients` as a tensor of ``dtype`` on ``device``, converted once."""
+    return torch.as_tensor(_spline_coefficients(settings), dtype=dtype, device=device)
 
 
 @lru_cache(maxsize=16)
