@@ -22,18 +22,24 @@ _OFFSETS = tuple(itertools.product((-1, 0, 1), repeat=3))
 _ALL_PAIRS_UP_TO = 128
 
 
-def neighbor_pairs(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global atom indices (first, second), each (n_pairs,), of every ordered pair of atoms of the
-    same structure closer than ``cutoff`` (Å), plus every self pair (i, i).
+def neighbor_pairs(structures: Structures, cutoff: float, *,
+                   self_pairs: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global atom indices (first, second), each (n_pairs,), of every ordered pair of distinct atoms
+    of the same structure closer than ``cutoff`` (Å), plus every self pair (i, i) if ``self_pairs``.
 
     Sorted by first, then second. Cost O(n_atoms * min(atoms per structure, atoms per 27 cells)).
     """
     sizes = structures.ptr[1:] - structures.ptr[:-1]
-    all_pairs = int(sizes.max()) <= _ALL_PAIRS_UP_TO
-    first, second = _all_pair_candidates(structures, sizes) if all_pairs else _cell_candidates(structures, cutoff)
+    largest = int(sizes.max())
+    all_pairs = largest <= _ALL_PAIRS_UP_TO
+    if all_pairs:
+        first, second, valid = _all_pair_candidates(structures, sizes, largest)
+    else:
+        (first, second), valid = _cell_candidates(structures, cutoff), True
     positions = structures.positions.detach()
     distances = (positions.index_select(0, second) - positions.index_select(0, first)).norm(dim=-1)
-    keep = (distances < cutoff) | (first == second)
+    keep = (distances < cutoff) | (first == second) if self_pairs else (distances < cutoff) & (first != second)
+    keep = keep & valid
     first, second = first[keep], second[keep]
     if all_pairs:  # candidates came sorted
         return first, second
@@ -58,11 +64,17 @@ def neighbor_triplets(structures: Structures, cutoff: float) -> torch.Tensor:
     return torch.stack([structures.system[centre], centre - origin, j - origin, k - origin], dim=1)
 
 
-def _all_pair_candidates(structures: Structures, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(first, second) global indices of every ordered pair of atoms of the same structure (self
-    pairs included), sorted by first, then second; ``sizes`` (n_systems,) atoms per structure."""
-    first, rank = _expand(sizes[structures.system])
-    return first, structures.ptr[structures.system[first]] + rank
+def _all_pair_candidates(structures: Structures, sizes: torch.Tensor,
+                         largest: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(first, second, valid), each (n_atoms * largest,): every atom i with the ``largest`` atoms
+    from the first of its structure on (global indices, sorted by first, then second; the last
+    repeated past the end), valid where the second is of i's structure. ``sizes`` (n_systems,):
+    atoms per structure, ``largest`` their maximum."""
+    n_atoms = len(structures.numbers)
+    rank = torch.arange(largest, device=sizes.device)
+    first = torch.arange(n_atoms, device=sizes.device)[:, None].expand(-1, largest).flatten()
+    second = (structures.ptr[structures.system][:, None] + rank).clamp(max=n_atoms - 1).flatten()
+    return first, second, (rank < sizes[structures.system][:, None]).flatten()
 
 
 def _cell_candidates(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
