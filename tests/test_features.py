@@ -13,6 +13,7 @@ from nhamil.features import (DensitySettings, EquivariantFeatures, atom_centered
                              density_expansion, neighbor_pairs, ordered_pair_features, pair_density,
                              pair_features, radial_integral_reference, radial_integrals,
                              symmetrized_pair_features)
+from nhamil.features import density as density_module
 from nhamil.features.harmonics import packed_real_harmonics
 from nhamil.features.neighbors import _ALL_PAIRS_UP_TO
 from nhamil.features.products import couple_blocks
@@ -286,6 +287,21 @@ def test_pair_densities_sum_to_the_atom_density(batch, cutoff):
         summed.index_put_((first, second_species), block, accumulate=True)
         assert_close(summed.transpose(1, 2).flatten(2), rho[l])
     assert cutoff > 3 or (g[0] == 0).all(dim=(1, 2)).any(), "some pair should lie beyond the short cutoff"
+
+
+def test_density_is_the_same_in_chunks_of_pairs(batch, monkeypatch):
+    """Summing the pair densities a few pairs at a time changes nothing but round-off."""
+    whole = density_expansion(batch, SPECIES, SETTINGS)
+    monkeypatch.setattr(density_module, "_PAIRS_PER_CHUNK", 7)
+    chunked = density_expansion(batch, SPECIES, SETTINGS)
+    for l, block in whole.items():
+        assert_close(chunked[l], block, rtol=1e-14)
+
+
+def test_neighbor_pairs_without_self_pairs(batch):
+    first, second = neighbor_pairs(batch, DEFAULTS.cutoff)
+    distinct = neighbor_pairs(batch, DEFAULTS.cutoff, self_pairs=False)
+    assert torch.equal(torch.stack(distinct), torch.stack([first, second])[:, first != second])
 
 
 def _local(structures: Structures) -> torch.Tensor:

@@ -8,6 +8,7 @@ o3_sigma = +1); translations leave it unchanged and permuting atoms permutes its
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 from ase.data import chemical_symbols
@@ -17,6 +18,10 @@ from .harmonics import packed_real_harmonics
 from .neighbors import neighbor_pairs
 from .radial import cutoff_function, radial_integrals
 from .settings import DensitySettings
+
+#: Pairs whose packed densities are summed at once: the temporaries stay small enough to be reused
+#: from call to call rather than freshly mapped (page faults cost more than the sum at 10^4 pairs).
+_PAIRS_PER_CHUNK = 1024
 
 
 def density_expansion(structures: Structures, species: Sequence[int],
@@ -30,10 +35,48 @@ def density_expansion(structures: Structures, species: Sequence[int],
     of ``structures`` not in ``species``.
     """
     channel = species_index(structures.numbers, species)
-    first, second = neighbor_pairs(structures, settings.cutoff)
-    g = single_neighbor_density(structures, first, second, settings)
-    return sum_by_neighbor_species(g, first, channel[second], n_atoms=len(structures.numbers),
-                                   n_species=len(species))
+    first, second = neighbor_pairs(structures, settings.cutoff, self_pairs=False)
+    positions = structures.positions
+    n_atoms, n_species, n_columns = len(channel), len(species), (settings.max_angular + 1) ** 2
+    sums = positions.new_zeros(n_atoms * n_species, n_columns, settings.max_radial)
+    slot = first * n_species + channel[second]
+    for start in range(0, len(first), _PAIRS_PER_CHUNK):
+        chunk = slice(start, start + _PAIRS_PER_CHUNK)
+        sums.index_add_(0, slot[chunk], packed_neighbor_density(positions, first[chunk], second[chunk], settings))
+    own_slot = channel + n_species * torch.arange(n_atoms, device=channel.device)
+    sums[:, 0].index_add_(0, own_slot, _self_density(settings, sums.dtype, sums.device).expand(n_atoms, -1))
+    per_atom = sums.view(n_atoms, n_species, n_columns, -1).transpose(1, 2).reshape(n_atoms, n_columns, -1)
+    return dict(enumerate(per_atom.split([2 * l + 1 for l in range(settings.max_angular + 1)], dim=1)))
+
+
+def packed_neighbor_density(positions: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+                            settings: DensitySettings) -> torch.Tensor:
+    """(n, (max_angular + 1)^2, max_radial) densities f_cut I_nl Y_lm of the atoms ``second``
+    (n,) around the distinct atoms ``first`` (n,) (global indices into ``positions`` (n_atoms, 3),
+    Å), all l in one tensor: Y_l in columns l^2 .. (l + 1)^2 - 1, each times I_nl. Law: the
+    columns of one l rotate by irrep_wigner(l, (-1)**l, R)."""
+    vectors = positions.index_select(0, second) - positions.index_select(0, first)
+    distances = vectors.norm(dim=-1)
+    harmonics = packed_real_harmonics(settings.max_angular, vectors) * cutoff_function(distances, settings)[:, None]
+    radial = radial_integrals(distances, settings).index_select(1, _degree_of_column(settings.max_angular,
+                                                                                     positions.device))
+    return harmonics[:, :, None] * radial
+
+
+@lru_cache(maxsize=16)
+def _degree_of_column(max_l: int, device: torch.device) -> torch.Tensor:
+    """((max_l + 1)^2,) long: l of each column l^2 .. (l + 1)^2 - 1 of packed harmonics."""
+    return torch.repeat_interleave(torch.arange(max_l + 1), 2 * torch.arange(max_l + 1) + 1).to(device)
+
+
+@lru_cache(maxsize=16)
+def _self_density(settings: DensitySettings, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(max_radial,) density of an atom's own Gaussian on its l = 0 channels:
+    center_weight I_n0(0) Y_00 (the harmonic of any direction, l = 0 being constant)."""
+    distance = torch.zeros(1, dtype=torch.float64)
+    y00 = packed_real_harmonics(0, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))[0, 0]
+    own = settings.center_weight * y00 * radial_integrals(distance, settings)[0, 0]
+    return own.to(device=device, dtype=dtype)
 
 
 def sum_by_neighbor_species(blocks: dict, first: torch.Tensor, neighbor_species: torch.Tensor, *,
@@ -87,13 +130,22 @@ def species_index(numbers: torch.Tensor, species: Sequence[int]) -> torch.Tensor
     element of ``numbers`` that ``species`` lacks, or if ``species`` is not sorted and unique."""
     if list(species) != sorted(set(species)):
         raise ValueError(f"species must be sorted atomic numbers without repeats, got {list(species)}")
-    unknown = sorted(set(numbers.unique().tolist()) - set(species))
-    if unknown:
-        names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in unknown)
+    lookup = _species_lookup(tuple(species), numbers.device)
+    channel = lookup[numbers.clamp(-1, len(lookup) - 1)]  # -1 and beyond the table: its last slot, -1
+    if bool((channel < 0).any()):
+        unknown = sorted(set(numbers.unique().tolist()) - set(species))
+        names = ", ".join(f"{chemical_symbols[z] if 0 <= z < len(chemical_symbols) else '?'} (Z={z})" for z in unknown)
         raise ValueError(f"element(s) {names} not among the known species Z={list(species)}")
-    lookup = torch.full((max(species) + 1,), -1, dtype=torch.long, device=numbers.device)
-    lookup[torch.as_tensor(list(species), device=numbers.device)] = torch.arange(len(species), device=numbers.device)
-    return lookup[numbers]
+    return channel
+
+
+@lru_cache(maxsize=16)
+def _species_lookup(species: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(max(species) + 2,) long: position in ``species`` of each atomic number, -1 for the others
+    (the last slot always -1)."""
+    lookup = torch.full((max(species) + 2,), -1, dtype=torch.long)
+    lookup[list(species)] = torch.arange(len(species))
+    return lookup.to(device)
 
 
 def single_neighbor_density(structures: Structures, first: torch.Tensor, second: torch.Tensor,
