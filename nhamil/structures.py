@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,11 +34,10 @@ class Structures:
         sizes = [len(a) for a in frames]
         if not frames or min(sizes) == 0:
             raise ValueError("need at least one structure, and no empty structure")
-        positions = torch.as_tensor(np.concatenate([a.positions for a in frames]), dtype=dtype, device=device)
-        numbers = torch.as_tensor(np.concatenate([a.numbers for a in frames]), dtype=torch.long, device=device)
-        system = torch.repeat_interleave(torch.arange(len(frames), device=device), torch.as_tensor(sizes, device=device))
-        ptr = torch.as_tensor(np.cumsum([0] + sizes), dtype=torch.long, device=device)
-        return cls(positions, numbers, system, ptr)
+        fields = (np.concatenate([a.positions for a in frames]), np.concatenate([a.numbers for a in frames]),
+                  np.repeat(np.arange(len(sizes)), sizes), np.array([0, *itertools.accumulate(sizes)]))
+        dtypes = (dtype, torch.long, torch.long, torch.long)
+        return cls(*(torch.from_numpy(field).to(device=device, dtype=kind) for field, kind in zip(fields, dtypes)))
 
     @property
     def n_systems(self) -> int:
