@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ase
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -85,22 +86,32 @@ class HamiltonianModel:
     def fit(self, frames: Sequence[ase.Atoms], matrices: Sequence[torch.Tensor],
             device: torch.device | str = "cpu", progress: bool = True) -> HamiltonianModel:
         """Fit one head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
-        frame), in float64 on ``device``, with a progress bar over the heads."""
+        frame), in float64 on ``device``, with a progress bar over the heads. Features are built
+        for one group of kinds at a time (all on-site kinds, or the kinds of one element pair), so
+        the peak memory is that of the largest group, not of all features together."""
         layout = self._layout(frames)
         blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices], layout)
         structures = Structures.from_atoms(frames, device=device)
         self.contractions = self._fit_contractions(structures)
-        features = self._features(structures, layout)
-        groups = [(kind, equivariant, keys) for kind in features
-                  for equivariant, keys in _keys_by_symmetry(blocks, kind).items()]
         self.heads = {}
-        for kind, equivariant, keys in tqdm(groups, desc="regression heads", unit="head", disable=not progress):
-            targets = torch.stack([blocks[key].values for key in keys], dim=-1)
-            block, invariants = _feature_block(features[kind], equivariant, kind), _invariants(features, kind)
-            fit = fit_head(self.head, block, invariants, targets, features[kind].samples[:, 0],
-                           intercept=_has_intercept(kind, equivariant))
-            self.heads[(kind, equivariant)] = (keys, fit)
+        pairs = layout.pairs()
+        n_heads = sum(len(_keys_by_symmetry(blocks, kind)) for kind in pairs)
+        with tqdm(total=n_heads, desc="regression heads", unit="head", disable=not progress) as bar:
+            for group in _feature_groups(pairs):
+                features = self._features(structures, group)
+                for kind in features:
+                    for equivariant, keys in _keys_by_symmetry(blocks, kind).items():
+                        targets = torch.stack([blocks[key].values for key in keys], dim=-1)
+                        self.heads[(kind, equivariant)] = (keys, self._fit_head(features, kind, equivariant, targets))
+                        bar.update()
         return self
+
+    def _fit_head(self, features: dict[PairKind, EquivariantFeatures], kind: PairKind, equivariant: tuple[int, int],
+                  targets: torch.Tensor) -> HeadFit:
+        """One head: targets (n, 2 lambda + 1, t) of ``kind``'s blocks with that (lambda, sigma)."""
+        block, invariants = _feature_block(features[kind], equivariant, kind), _invariants(features, kind)
+        return fit_head(self.head, block, invariants, targets, features[kind].samples[:, 0],
+                        intercept=_has_intercept(kind, equivariant))
 
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float64, batch_size: int = 32) -> list[torch.Tensor]:
@@ -117,7 +128,7 @@ class HamiltonianModel:
         layout = self._layout(frames)
         structures = Structures.from_atoms(frames, dtype=dtype, device=device)
         blocks = {}
-        features = self._features(structures, layout)
+        features = self._features(structures, layout.pairs())
         for kind in features:
             blocks.update(self._predict_kind(kind, features, layout))
         return blocks_to_matrices(blocks, layout)
@@ -141,12 +152,13 @@ class HamiltonianModel:
             raise ValueError(f"element(s) Z={unknown} unknown to this model (trained on Z={list(self.species)})")
         return MatrixLayout.from_numbers(self.basis, [a.numbers for a in frames])
 
-    def _features(self, structures: Structures, layout: MatrixLayout) -> dict[PairKind, EquivariantFeatures]:
-        """Features of every pair kind of ``layout``, samples in the order of ``layout.pairs()``."""
-        pairs = {kind: torch.as_tensor(samples, device=structures.ptr.device) for kind, samples in layout.pairs().items()}
-        onsite = self._onsite_features(structures)
-        result = {kind: _select_atoms(onsite, structures, samples)
-                  for kind, samples in pairs.items() if kind.block_type == ON_SITE}
+    def _features(self, structures: Structures, pairs: dict[PairKind, np.ndarray]) -> dict[PairKind, EquivariantFeatures]:
+        """Features of the pair kinds of ``pairs`` (as :meth:`MatrixLayout.pairs` gives them), samples
+        in the same order; - kinds come with their + kinds."""
+        pairs = {kind: torch.as_tensor(samples, device=structures.ptr.device) for kind, samples in pairs.items()}
+        onsite_kinds = [kind for kind in pairs if kind.block_type == ON_SITE]
+        onsite = self._onsite_features(structures) if onsite_kinds else None
+        result = {kind: _select_atoms(onsite, structures, pairs[kind]) for kind in onsite_kinds}
         return {**result, **self._pair_features(structures, pairs)}
 
     def _pair_features(self, structures: Structures, pairs: dict[PairKind, torch.Tensor]
@@ -237,6 +249,16 @@ class HamiltonianModel:
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot read checkpoint {path}: {err}") from err
         return cls.from_state_dict(state)
+
+
+def _feature_groups(pairs: dict[PairKind, np.ndarray]) -> list[dict[PairKind, np.ndarray]]:
+    """``pairs`` split into groups whose features are built together: all on-site kinds (one
+    pass over the atoms), and the kinds of each element pair (+ and -, or different elements)."""
+    groups: dict[tuple[int, ...], dict[PairKind, np.ndarray]] = {}
+    for kind, samples in pairs.items():
+        key = (ON_SITE,) if kind.block_type == ON_SITE else (kind.first_atom_type, kind.second_atom_type)
+        groups.setdefault(key, {})[kind] = samples
+    return list(groups.values())
 
 
 def _keys_by_symmetry(blocks: dict[BlockKey, Block], kind: PairKind) -> dict[tuple[int, int], list[BlockKey]]:
