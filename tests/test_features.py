@@ -15,7 +15,7 @@ from nhamil.features import (DensitySettings, EquivariantFeatures, atom_centered
                              symmetrized_pair_features)
 from nhamil.features import density as density_module
 from nhamil.features.harmonics import packed_real_harmonics
-from nhamil.features.neighbors import _ALL_PAIRS_UP_TO
+from nhamil.features.neighbors import _ALL_PAIRS_UP_TO, neighbor_displacements
 from nhamil.features.products import couple_blocks
 from nhamil.features.radial import _quadrature, orthonormal_gto_basis
 from nhamil.orbitals import clebsch_gordan, irrep_wigner, random_rotation, real_spherical_harmonics_up_to
@@ -114,10 +114,11 @@ def test_packed_harmonics_match_the_orbital_convention(max_l):
     assert_close(gradient, expected_gradient, rtol=1e-12)
 
 
-@pytest.mark.parametrize("sizes", [(1, 2, 30, 7), (5, _ALL_PAIRS_UP_TO + 20)])
+@pytest.mark.parametrize("sizes", [(1, 2, 30, 7), (30,), (5, _ALL_PAIRS_UP_TO + 20), (_ALL_PAIRS_UP_TO + 20,)])
 def test_neighbor_pairs_match_brute_force(sizes):
-    """Either candidate search (all pairs of small structures; the cell list once a structure
-    has more than _ALL_PAIRS_UP_TO atoms) finds exactly the pairs within the cutoff, sorted."""
+    """Every candidate search (all pairs of small structures, from a grid built once per size for
+    a single one; the cell list once a structure has more than _ALL_PAIRS_UP_TO atoms) finds
+    exactly the pairs within the cutoff, sorted."""
     rng = np.random.default_rng(6)
     frames = [ase.Atoms(f"H{n}", rng.uniform(0.0, 2.0 * n ** (1 / 3), (n, 3))) for n in sizes]
     structures = Structures.from_atoms(frames)
@@ -302,6 +303,24 @@ def test_neighbor_pairs_without_self_pairs(batch):
     first, second = neighbor_pairs(batch, DEFAULTS.cutoff)
     distinct = neighbor_pairs(batch, DEFAULTS.cutoff, self_pairs=False)
     assert torch.equal(torch.stack(distinct), torch.stack([first, second])[:, first != second])
+
+
+@pytest.mark.parametrize("names", [("H2O", "CH3CH2OH"), ("CH3CH2OH",)])
+def test_neighbor_displacements_are_the_distinct_pairs_with_their_vectors(names):
+    """The pairs of neighbor_pairs without self pairs, each with r_second - r_first and its length,
+    whose gradient is the unit vector on the second atom and its opposite on the first."""
+    structures = Structures.from_atoms(molecules(*names))
+    positions = structures.positions.clone().requires_grad_()
+    structures = Structures(positions, structures.numbers, structures.system, structures.ptr)
+    first, second, vectors, distances = neighbor_displacements(structures, DEFAULTS.cutoff)
+    expected_pairs = neighbor_pairs(structures, DEFAULTS.cutoff, self_pairs=False)
+    assert torch.equal(torch.stack([first, second]), torch.stack(expected_pairs))
+    assert torch.equal(vectors, positions[second] - positions[first])
+    assert_close(distances, vectors.norm(dim=-1), rtol=1e-15)
+    gradient, = torch.autograd.grad(distances.sum(), positions)
+    unit = (vectors / distances[:, None]).detach()
+    expected = torch.zeros_like(gradient).index_add_(0, second, unit).index_add_(0, first, -unit)
+    assert_close(gradient, expected, rtol=1e-13)
 
 
 def _local(structures: Structures) -> torch.Tensor:

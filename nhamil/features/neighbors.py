@@ -4,13 +4,15 @@ Atoms are binned into cubes of side ``cutoff`` (per structure, so structures nev
 other); only atoms in the 27 cubes around an atom are candidates, so the work grows linearly with
 the number of atoms at fixed density. Structures of at most ``_ALL_PAIRS_UP_TO`` atoms skip the
 cell list: every pair of atoms of a structure is a candidate (fewer tensor operations, at most
-``_ALL_PAIRS_UP_TO`` candidates per atom, about what 27 cells hold in a liquid). The lists hold indices only: positions enter the
-features later, so gradients flow through distances, not through the choice of pairs.
+``_ALL_PAIRS_UP_TO`` candidates per atom, about what 27 cells hold in a liquid; a single structure's
+candidate grid is built once per size). The choice of pairs is never differentiated: gradients
+flow through the vectors and distances of the chosen pairs only.
 """
 
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 
 import torch
 
@@ -29,22 +31,49 @@ def neighbor_pairs(structures: Structures, cutoff: float, *,
 
     Sorted by first, then second. Cost O(n_atoms * min(atoms per structure, atoms per 27 cells)).
     """
+    first, second, _, _ = _pairs_within(structures, structures.positions.detach(), cutoff, self_pairs)
+    return first, second
+
+
+def neighbor_displacements(structures: Structures,
+                           cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(first, second, vectors, distances) of every ordered pair of distinct atoms closer than
+    ``cutoff`` (Å): the pairs of ``neighbor_pairs(structures, cutoff, self_pairs=False)``, with
+    vectors (n_pairs, 3) = r_second - r_first in Å and distances (n_pairs,) their lengths, both
+    differentiable in the positions (the choice of pairs is not). Vectors rotate with the
+    positions; translations leave them unchanged."""
+    return _pairs_within(structures, structures.positions, cutoff, self_pairs=False)
+
+
+def _pairs_within(structures: Structures, positions: torch.Tensor, cutoff: float,
+                  self_pairs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(first, second, vectors, distances) of the pairs of :func:`neighbor_pairs`, the vectors
+    and distances from ``positions`` (n_atoms, 3), Å; a self pair has distance 0 < cutoff."""
+    first, second, valid, in_order = _candidates(structures, cutoff, self_pairs)
+    vectors = positions.index_select(0, second) - positions.index_select(0, first)
+    distances = vectors.norm(dim=-1)
+    near = distances.detach() < cutoff
+    kept = (near if valid is None else near & valid).nonzero().squeeze(1)
+    if not in_order:
+        kept = kept[torch.argsort(first[kept] * len(structures.numbers) + second[kept])]
+    return first[kept], second[kept], vectors[kept], distances[kept]
+
+
+def _candidates(structures: Structures, cutoff: float,
+                self_pairs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+    """(first, second, valid, in_order): candidate pairs (global indices) that hold every pair of
+    :func:`neighbor_pairs`, where ``valid`` (None: all) is true, whatever their distance; in_order
+    says whether they come sorted by first, then second."""
+    n_atoms = len(structures.numbers)
+    if structures.n_systems == 1 and n_atoms <= _ALL_PAIRS_UP_TO:
+        return *_structure_pairs(n_atoms, self_pairs, structures.ptr.device), None, True
     sizes = structures.ptr[1:] - structures.ptr[:-1]
     largest = int(sizes.max())
-    all_pairs = largest <= _ALL_PAIRS_UP_TO
-    if all_pairs:
+    if largest <= _ALL_PAIRS_UP_TO:
         first, second, valid = _all_pair_candidates(structures, sizes, largest)
-    else:
-        (first, second), valid = _cell_candidates(structures, cutoff), True
-    positions = structures.positions.detach()
-    distances = (positions.index_select(0, second) - positions.index_select(0, first)).norm(dim=-1)
-    keep = (distances < cutoff) | (first == second) if self_pairs else (distances < cutoff) & (first != second)
-    keep = keep & valid
-    first, second = first[keep], second[keep]
-    if all_pairs:  # candidates came sorted
-        return first, second
-    order = torch.argsort(first * len(structures.numbers) + second)
-    return first[order], second[order]
+        return first, second, valid if self_pairs else valid & (first != second), True
+    first, second = _cell_candidates(structures, cutoff)
+    return first, second, None if self_pairs else first != second, False
 
 
 def neighbor_triplets(structures: Structures, cutoff: float) -> torch.Tensor:
@@ -75,6 +104,17 @@ def _all_pair_candidates(structures: Structures, sizes: torch.Tensor,
     first = torch.arange(n_atoms, device=sizes.device)[:, None].expand(-1, largest).flatten()
     second = (structures.ptr[structures.system][:, None] + rank).clamp(max=n_atoms - 1).flatten()
     return first, second, (rank < sizes[structures.system][:, None]).flatten()
+
+
+@lru_cache(maxsize=32)
+def _structure_pairs(n_atoms: int, self_pairs: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, second), each (n_atoms^2,) or without self pairs (n_atoms (n_atoms - 1),): every
+    ordered pair of atoms of one structure, sorted by first, then second. Built once per size."""
+    index = torch.arange(n_atoms)
+    first, second = index.repeat_interleave(n_atoms), index.repeat(n_atoms)
+    if not self_pairs:
+        first, second = first[first != second], second[first != second]
+    return first.to(device), second.to(device)
 
 
 def _cell_candidates(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
