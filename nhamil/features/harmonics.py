@@ -20,14 +20,15 @@ from ..orbitals import real_spherical_harmonics_up_to
 _POINTS_PER_COEFFICIENT = 4
 
 
-def packed_real_harmonics(max_l: int, vectors: torch.Tensor) -> torch.Tensor:
-    """(n, (max_l + 1)^2) [Y_0, Y_1, .., Y_max_l] of nonzero ``vectors`` (n, 3), Y_l in columns
+def packed_real_harmonics(max_l: int, vectors: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, (max_l + 1)^2) [Y_0, Y_1, .., Y_max_l] of nonzero ``vectors`` (n, 3) (``lengths`` (n,):
+    their norms, if already known), Y_l in columns
     l^2 .. (l + 1)^2 - 1: the values of :func:`real_spherical_harmonics_up_to` to float64
     round-off, differentiable, on the device and dtype of ``vectors``. Law: Y_l(R v) =
     irrep_wigner(l, (-1)^l, R) Y_l(v) for proper or improper rotations R; Y_l(c v) = Y_l(v), c > 0.
     """
     rows, table = _device_table(max_l, vectors.dtype, vectors.device)
-    unit = vectors / vectors.norm(dim=-1, keepdim=True)
+    unit = vectors / (vectors.norm(dim=-1) if lengths is None else lengths)[:, None]
     return _monomials(unit, rows, max_l + 1).T @ table
 
 
@@ -59,15 +60,17 @@ def _monomial_table(max_l: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _power_rows(exponents: torch.Tensor, n_powers: int) -> torch.Tensor:
     """(3, n_monomials) rows of the powers table of :func:`_monomials` that hold x^a, y^b and z^c
-    for the exponents (n_monomials, 3) (a, b, c), all below ``n_powers``."""
-    return exponents.T + n_powers * torch.arange(3)[:, None]
+    for the exponents (n_monomials, 3) (a, b, c), all below ``n_powers``: x^k in row k - 1, y^k in
+    row n_powers + k - 1, z^k in row 2 n_powers + k - 1, and 1 in row 3 n_powers."""
+    rows = exponents.T - 1 + n_powers * torch.arange(3)[:, None]
+    return torch.where(exponents.T == 0, 3 * n_powers, rows)
 
 
 def _monomials(unit: torch.Tensor, rows: torch.Tensor, n_powers: int) -> torch.Tensor:
     """(n_monomials, n) x^a y^b z^c of ``unit`` (n, 3) for the :func:`_power_rows` ``rows`` of
     powers 0 .. ``n_powers`` - 1 (monomials first: every gather runs along the leading axis, the
     fast one)."""
-    components = unit.T[:, None, :]  # (xyz, 1, n)
-    powers = torch.cat([torch.ones_like(components), components.expand(-1, n_powers - 1, -1).cumprod(dim=1)], dim=1)
-    factors = powers.reshape(3 * n_powers, -1).index_select(0, rows.flatten()).view(3, rows.shape[1], -1)
+    padded = torch.nn.functional.pad(unit, (0, 1), value=1.0).T[:, None, :]  # (4, 1, n): rows x, y, z, 1
+    powers = padded.expand(-1, n_powers, -1).cumprod(dim=1)  # (4, n_powers, n): powers 1 .. n_powers
+    factors = powers.reshape(4 * n_powers, -1).index_select(0, rows.flatten()).view(3, rows.shape[1], -1)
     return factors[0] * factors[1] * factors[2]

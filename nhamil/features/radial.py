@@ -41,7 +41,8 @@ _SERIES_BELOW = 1e-3
 def cutoff_function(distances: torch.Tensor, settings: DensitySettings) -> torch.Tensor:
     """Smooth weight (same shape as ``distances``, Å): 1 below ``cutoff - cutoff_width``, then
     a shifted cosine down to 0 at ``cutoff``, and 0 beyond. Continuous with its first derivative."""
-    remaining = ((settings.cutoff - distances) * (0.5 * math.pi / settings.cutoff_width)).clamp(0.0, 0.5 * math.pi)
+    scale = 0.5 * math.pi / settings.cutoff_width
+    remaining = torch.rsub(distances, settings.cutoff * scale, alpha=scale).clamp(0.0, 0.5 * math.pi)
     return torch.sin(remaining).square()  # = (1 + cos(pi (d - cutoff + width) / width)) / 2, exactly 0 beyond
 
 
@@ -49,14 +50,15 @@ def radial_integrals(distances: torch.Tensor, settings: DensitySettings) -> torc
     """(n, max_angular + 1, max_radial) radial integrals I_nl(d) of ``distances`` (n,) in Å.
 
     Cubic Hermite spline of :func:`radial_integral_reference` (about 1e-8 relative to the
-    largest value), evaluated per interval as a cubic in the position u in [0, 1] within it;
-    distances beyond the cutoff are clamped to it (multiply by :func:`cutoff_function`, which is
-    0 there). Device and dtype follow ``distances``.
+    largest value), evaluated per interval as a cubic in the position u in [0, 1] within it (the
+    cutoff itself as u = 0 of a last, constant-plus-slope piece); distances beyond the cutoff are
+    clamped to it (multiply by :func:`cutoff_function`, which is 0 there). Device and dtype follow
+    ``distances``.
     """
     coefficients = _spline_tensor(settings, distances.dtype, distances.device)
-    n_intervals = len(coefficients)
+    n_intervals = len(coefficients) - 1
     position = (distances * (n_intervals / settings.cutoff)).clamp(0.0, n_intervals)
-    index = position.detach().long().clamp(max=n_intervals - 1)
+    index = position.long()
     u = (position - index)[:, None, None]
     c0, c1, c2, c3 = coefficients.index_select(0, index).unbind(dim=1)
     return torch.addcmul(c0, u, torch.addcmul(c1, u, torch.addcmul(c2, u, c3)))
@@ -70,15 +72,18 @@ def _spline_tensor(settings: DensitySettings, dtype: torch.dtype, device: torch.
 
 @lru_cache(maxsize=16)
 def _spline_coefficients(settings: DensitySettings) -> np.ndarray:
-    """(n_intervals, 4, max_angular + 1, max_radial) coefficients c_k of the cubic sum_k c_k u^k
+    """(n_intervals + 1, 4, max_angular + 1, max_radial) coefficients c_k of the cubic sum_k c_k u^k
     on each interval of a uniform grid on [0, cutoff]: the Hermite cubic that matches the values
-    and d-derivatives of :func:`radial_integral_reference` at both ends."""
+    and d-derivatives of :func:`radial_integral_reference` at both ends; then the value and slope
+    at the cutoff (c_2 = c_3 = 0), the piece that the cutoff itself falls in."""
     n_nodes = math.ceil(_NODES_PER_WIDTH * settings.cutoff / settings.gaussian_width) + 1
     values, derivatives = radial_integral_reference(np.linspace(0.0, settings.cutoff, n_nodes), settings)
     slopes = derivatives * (settings.cutoff / (n_nodes - 1))  # per unit of u
     left, right, slope_left, slope_right = values[:-1], values[1:], slopes[:-1], slopes[1:]
-    return np.stack([left, slope_left, 3 * (right - left) - 2 * slope_left - slope_right,
-                     2 * (left - right) + slope_left + slope_right], axis=1)
+    cubics = np.stack([left, slope_left, 3 * (right - left) - 2 * slope_left - slope_right,
+                       2 * (left - right) + slope_left + slope_right], axis=1)
+    end = np.stack([values[-1], slopes[-1], np.zeros_like(values[-1]), np.zeros_like(values[-1])])
+    return np.concatenate([cubics, end[None]])
 
 
 def radial_integral_reference(distances: np.ndarray, settings: DensitySettings) -> tuple[np.ndarray, np.ndarray]:
