@@ -15,7 +15,7 @@ from ase.data import chemical_symbols
 
 from ..structures import Structures
 from .harmonics import packed_real_harmonics
-from .neighbors import neighbor_pairs
+from .neighbors import neighbor_displacements
 from .radial import cutoff_function, radial_integrals
 from .settings import DensitySettings
 
@@ -35,31 +35,27 @@ def density_expansion(structures: Structures, species: Sequence[int],
     of ``structures`` not in ``species``.
     """
     channel = species_index(structures.numbers, species)
-    first, second = neighbor_pairs(structures, settings.cutoff, self_pairs=False)
-    positions = structures.positions
-    n_atoms, n_species, n_columns = len(channel), len(species), (settings.max_angular + 1) ** 2
-    sums = positions.new_zeros(n_atoms * n_species, n_columns, settings.max_radial)
-    slot = first * n_species + channel[second]
+    first, second, vectors, distances = neighbor_displacements(structures, settings.cutoff)
+    n_atoms, n_species = len(channel), len(species)
+    own = _own_density_table(settings, n_species, vectors.dtype, vectors.device)
+    sums = own.index_select(0, channel).flatten(0, 1)  # (n_atoms * n_species, n_columns, max_radial)
+    slot = first * n_species + channel.index_select(0, second)
     for start in range(0, len(first), _PAIRS_PER_CHUNK):
         chunk = slice(start, start + _PAIRS_PER_CHUNK)
-        sums.index_add_(0, slot[chunk], packed_neighbor_density(positions, first[chunk], second[chunk], settings))
-    own_slot = channel + n_species * torch.arange(n_atoms, device=channel.device)
-    sums[:, 0].index_add_(0, own_slot, _self_density(settings, sums.dtype, sums.device).expand(n_atoms, -1))
-    per_atom = sums.view(n_atoms, n_species, n_columns, -1).transpose(1, 2).reshape(n_atoms, n_columns, -1)
+        sums.index_add_(0, slot[chunk], packed_neighbor_density(vectors[chunk], distances[chunk], settings))
+    per_atom = sums.view(n_atoms, n_species, *sums.shape[1:]).transpose(1, 2).flatten(2)
     return dict(enumerate(per_atom.split([2 * l + 1 for l in range(settings.max_angular + 1)], dim=1)))
 
 
-def packed_neighbor_density(positions: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
-                            settings: DensitySettings) -> torch.Tensor:
-    """(n, (max_angular + 1)^2, max_radial) densities f_cut I_nl Y_lm of the atoms ``second``
-    (n,) around the distinct atoms ``first`` (n,) (global indices into ``positions`` (n_atoms, 3),
-    Å), all l in one tensor: Y_l in columns l^2 .. (l + 1)^2 - 1, each times I_nl. Law: the
-    columns of one l rotate by irrep_wigner(l, (-1)**l, R)."""
-    vectors = positions.index_select(0, second) - positions.index_select(0, first)
-    distances = vectors.norm(dim=-1)
-    harmonics = packed_real_harmonics(settings.max_angular, vectors) * cutoff_function(distances, settings)[:, None]
-    radial = radial_integrals(distances, settings).index_select(1, _degree_of_column(settings.max_angular,
-                                                                                     positions.device))
+def packed_neighbor_density(vectors: torch.Tensor, distances: torch.Tensor, settings: DensitySettings) -> torch.Tensor:
+    """(n, (max_angular + 1)^2, max_radial) densities f_cut I_nl Y_lm of neighbours at ``vectors``
+    (n, 3) from their centres, of lengths ``distances`` (n,) > 0, Å; all l in one tensor: Y_l in
+    columns l^2 .. (l + 1)^2 - 1, each times I_nl. Law: the columns of one l rotate by
+    irrep_wigner(l, (-1)**l, R)."""
+    weight = cutoff_function(distances, settings)[:, None]
+    harmonics = packed_real_harmonics(settings.max_angular, vectors, distances) * weight
+    degree = _degree_of_column(settings.max_angular, vectors.device)
+    radial = radial_integrals(distances, settings).index_select(1, degree)
     return harmonics[:, :, None] * radial
 
 
@@ -70,13 +66,16 @@ def _degree_of_column(max_l: int, device: torch.device) -> torch.Tensor:
 
 
 @lru_cache(maxsize=16)
-def _self_density(settings: DensitySettings, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(max_radial,) density of an atom's own Gaussian on its l = 0 channels:
-    center_weight I_n0(0) Y_00 (the harmonic of any direction, l = 0 being constant)."""
-    distance = torch.zeros(1, dtype=torch.float64)
+def _own_density_table(settings: DensitySettings, n_species: int, dtype: torch.dtype,
+                       device: torch.device) -> torch.Tensor:
+    """(n_species, n_species, (max_angular + 1)^2, max_radial): [s] is the density of a centre of
+    species index s's own Gaussian, center_weight I_n0(0) Y_00 (the harmonic of any direction,
+    l = 0 being constant), in its column 0 and species s's channels, zero elsewhere."""
     y00 = packed_real_harmonics(0, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))[0, 0]
-    own = settings.center_weight * y00 * radial_integrals(distance, settings)[0, 0]
-    return own.to(device=device, dtype=dtype)
+    own = settings.center_weight * y00 * radial_integrals(torch.zeros(1, dtype=torch.float64), settings)[0, 0]
+    table = torch.zeros(n_species, n_species, (settings.max_angular + 1) ** 2, settings.max_radial, dtype=torch.float64)
+    table[range(n_species), range(n_species), 0] = own
+    return table.to(device=device, dtype=dtype)
 
 
 def sum_by_neighbor_species(blocks: dict, first: torch.Tensor, neighbor_species: torch.Tensor, *,
