@@ -10,7 +10,9 @@
    diagonalization) next to RHF and B3LYP single points (PySCF's minao guess), median of repeats.
 
 Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>_<head>.json`` and prints
-Markdown tables. ``--head sparse_kernel`` fits lambda-SOAP kernel heads instead of ridge.
+Markdown tables. ``--head sparse_kernel`` fits lambda-SOAP kernel heads instead of ridge;
+``--model RUN/model.pt`` takes a trained checkpoint instead (then the training and feature
+options do not apply).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-test", type=int, default=50)
     parser.add_argument("--max-radial", type=int, default=6)
     parser.add_argument("--max-angular", type=int, default=6)
+    parser.add_argument("--model", type=Path, help="a trained fock_orthogonal checkpoint (model.pt of a run) to use "
+                        "instead of training one; its training frames must not overlap the test frames")
     parser.add_argument("--head", choices=["ridge", "sparse_kernel"], default="ridge")
     parser.add_argument("--n-active", type=int, default=500, help="active samples per block of the sparse kernel")
     parser.add_argument("--guesses", nargs="+", default=["minao", "atom", "huckel", "1e"], help="PySCF guesses")
@@ -110,7 +114,7 @@ def main() -> None:
     train, test = frames[:args.n_train], frames[-args.n_test:]
     start = time.perf_counter()
     model_method = args.model_method or args.method
-    model = train_model(train, LEVELS[model_method], args)
+    model = HamiltonianModel.load(args.model) if args.model else train_model(train, LEVELS[model_method], args)
     fit_seconds = time.perf_counter() - start
     settings = ScfSettings(**{**LEVELS[args.method].to_dict(), "conv_tol": args.conv_tol})
     runs = compare_guesses(model, test, settings, args.guesses)
@@ -119,11 +123,12 @@ def main() -> None:
               "test_frames": [len(frames) - args.n_test, len(frames)],
               "features": {"max_radial": args.max_radial, "max_angular": args.max_angular},
               "head": args.head if args.head == "ridge" else f"{args.head} ({args.n_active} active)",
+              "checkpoint": str(args.model) if args.model else None,
               "train_and_fit_seconds": fit_seconds, "machine": f"{platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores", "summary": summarize_runs(runs), "runs": runs_as_rows(runs)}
     if args.speed:
         result["speed"] = speed(model, test, args.repeats)
-    name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{args.head}.json"
+    name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{args.model.parent.name if args.model else args.head}.json"
     with atomic_path(args.output / name) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result["summary"]))
