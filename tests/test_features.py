@@ -389,6 +389,23 @@ def test_bad_pairs_are_refused(batch):
         ordered_pair_features(batch, SPECIES, SETTINGS, torch.tensor([[0, 0, 1]]), **kwargs)
 
 
+def test_single_structure_pairs_match_the_batch(batch):
+    """A structure alone (its own index path) gives the g_ij it has in a batch, self pairs included,
+    with finite gradients; its bad pairs are refused too."""
+    water = Structures.from_atoms(molecules("H2O"))
+    pairs = torch.cat([all_pairs(water), torch.tensor([[0, 1, 1]])])
+    positions = water.positions.clone().requires_grad_()
+    alone = pair_density(moved(water, positions), pairs, SETTINGS)
+    in_batch = pair_density(batch, pairs, SETTINGS)
+    for l, block in alone.items():
+        assert_close(block, in_batch[l])
+    (gradient,) = torch.autograd.grad(sum(block.sum() for block in alone.values()), positions)
+    assert torch.isfinite(gradient).all() and gradient.abs().max() > 0
+    for bad, message in (([[0, 0, 3]], "outside their system"), ([[1, 0, 1]], "systems outside")):
+        with pytest.raises(ValueError, match=message):
+            pair_density(water, torch.tensor(bad), SETTINGS)
+
+
 def test_concatenate_keeps_keys_of_either_side(batch):
     nu1 = atom_centered_features(batch, SPECIES, SETTINGS, max_lambda=2, correlation_order=1)
     nu2 = atom_centered_features(batch, SPECIES, SETTINGS, max_lambda=2, correlation_order=2)

@@ -44,7 +44,7 @@ def density_expansion(structures: Structures, species: Sequence[int],
         chunk = slice(start, start + _PAIRS_PER_CHUNK)
         sums.index_add_(0, slot[chunk], packed_neighbor_density(vectors[chunk], distances[chunk], settings))
     per_atom = sums.view(n_atoms, n_species, *sums.shape[1:]).transpose(1, 2).flatten(2)
-    return dict(enumerate(per_atom.split([2 * l + 1 for l in range(settings.max_angular + 1)], dim=1)))
+    return dict(enumerate(per_atom.split(_columns_per_degree(settings.max_angular), dim=1)))
 
 
 def packed_neighbor_density(vectors: torch.Tensor, distances: torch.Tensor, settings: DensitySettings) -> torch.Tensor:
@@ -52,8 +52,15 @@ def packed_neighbor_density(vectors: torch.Tensor, distances: torch.Tensor, sett
     (n, 3) from their centres, of lengths ``distances`` (n,) > 0, Å; all l in one tensor: Y_l in
     columns l^2 .. (l + 1)^2 - 1, each times I_nl. Law: the columns of one l rotate by
     irrep_wigner(l, (-1)**l, R)."""
-    weight = cutoff_function(distances, settings)[:, None]
-    harmonics = packed_real_harmonics(settings.max_angular, vectors, distances) * weight
+    return _weighted_packed_density(vectors, distances, distances, cutoff_function(distances, settings), settings)
+
+
+def _weighted_packed_density(vectors: torch.Tensor, lengths: torch.Tensor, distances: torch.Tensor,
+                             weights: torch.Tensor, settings: DensitySettings) -> torch.Tensor:
+    """(n, (max_angular + 1)^2, max_radial) weights * I_nl(distances) Y_lm(vectors) for ``vectors``
+    (n, 3) of norms ``lengths`` (n,) > 0, ``distances`` and ``weights`` (n,); packed as in
+    :func:`packed_neighbor_density`."""
+    harmonics = packed_real_harmonics(settings.max_angular, vectors, lengths) * weights[:, None]
     degree = _degree_of_column(settings.max_angular, vectors.device)
     radial = radial_integrals(distances, settings).index_select(1, degree)
     return harmonics[:, :, None] * radial
@@ -114,6 +121,8 @@ def global_pair_indices(structures: Structures, pairs: torch.Tensor) -> tuple[to
     if pairs.ndim != 2 or pairs.shape[1] != 3:
         raise ValueError(f"pairs must be (n_pairs, 3) rows (system, i, j), got shape {tuple(pairs.shape)}")
     pairs = pairs.to(structures.ptr.device)
+    if structures.n_systems == 1:
+        return _single_structure_pair_indices(pairs, len(structures.numbers))
     system, local = pairs[:, 0], pairs[:, 1:]
     if len(pairs) and (system.min() < 0 or system.max() >= structures.n_systems):
         raise ValueError(f"pairs name systems outside 0..{structures.n_systems - 1}")
@@ -122,6 +131,18 @@ def global_pair_indices(structures: Structures, pairs: torch.Tensor) -> tuple[to
         raise ValueError("pairs name atoms outside their system")
     start = structures.ptr[system]
     return start + local[:, 0], start + local[:, 1]
+
+
+def _single_structure_pair_indices(pairs: torch.Tensor, n_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(i, j) columns of ``pairs`` (n, 3) rows (0, i, j) of a structure of ``n_atoms`` atoms, whose
+    local indices are global; ``ValueError`` for a system other than 0 or an atom outside it."""
+    if len(pairs):
+        low, high = (bound.tolist() for bound in torch.aminmax(pairs, dim=0))
+        if low[0] != 0 or high[0] != 0:
+            raise ValueError("pairs name systems outside 0..0")
+        if min(low) < 0 or max(high) >= n_atoms:
+            raise ValueError("pairs name atoms outside their system")
+    return pairs[:, 1], pairs[:, 2]
 
 
 def species_index(numbers: torch.Tensor, species: Sequence[int]) -> torch.Tensor:
@@ -151,15 +172,20 @@ def single_neighbor_density(structures: Structures, first: torch.Tensor, second:
                             settings: DensitySettings) -> dict[int, torch.Tensor]:
     """l -> (n, 2l + 1, max_radial) density of atom ``second`` around atom ``first`` (global).
 
-    A self pair has no direction: it uses a fixed unit vector, distance 0 (where I_nl = 0 for
+    A self pair has no direction: it uses the fixed vector (1, 1, 1), distance 0 (where I_nl = 0 for
     l > 0) and weight ``center_weight``, so no gradient passes through a zero-length vector.
     """
     positions = structures.positions
     vectors = positions.index_select(0, second) - positions.index_select(0, first)
-    is_self = (first == second)[:, None]
-    vectors = torch.where(is_self, vectors.new_tensor([0.0, 0.0, 1.0]), vectors)
-    distances = torch.where(is_self[:, 0], 0.0, vectors.norm(dim=-1))
-    weights = torch.where(is_self[:, 0], settings.center_weight, cutoff_function(distances, settings))
-    radial = radial_integrals(distances, settings) * weights[:, None, None]
-    harmonics = packed_real_harmonics(settings.max_angular, vectors)
-    return {l: harmonics[:, l * l:(l + 1) ** 2, None] * radial[:, None, l] for l in range(settings.max_angular + 1)}
+    is_self = first == second
+    vectors = vectors + is_self[:, None]  # a self pair's (0, 0, 0) becomes (1, 1, 1)
+    lengths = vectors.norm(dim=-1)  # no zero-length vector is differentiated
+    distances = lengths.masked_fill(is_self, 0.0)
+    weights = cutoff_function(distances, settings).masked_fill(is_self, settings.center_weight)
+    packed = _weighted_packed_density(vectors, lengths, distances, weights, settings)
+    return dict(enumerate(packed.split(_columns_per_degree(settings.max_angular), dim=1)))
+
+
+def _columns_per_degree(max_l: int) -> list[int]:
+    """[1, 3, .., 2 max_l + 1]: the packed harmonic columns of each l."""
+    return [2 * l + 1 for l in range(max_l + 1)]

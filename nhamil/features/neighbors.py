@@ -31,8 +31,8 @@ def neighbor_pairs(structures: Structures, cutoff: float, *,
 
     Sorted by first, then second. Cost O(n_atoms * min(atoms per structure, atoms per 27 cells)).
     """
-    first, second, _, _ = _pairs_within(structures, structures.positions.detach(), cutoff, self_pairs)
-    return first, second
+    first, second, kept, _, _ = _candidates_within(structures, structures.positions.detach(), cutoff, self_pairs)
+    return first[kept], second[kept]
 
 
 def neighbor_displacements(structures: Structures,
@@ -42,13 +42,15 @@ def neighbor_displacements(structures: Structures,
     vectors (n_pairs, 3) = r_second - r_first in Å and distances (n_pairs,) their lengths, both
     differentiable in the positions (the choice of pairs is not). Vectors rotate with the
     positions; translations leave them unchanged."""
-    return _pairs_within(structures, structures.positions, cutoff, self_pairs=False)
+    first, second, kept, vectors, distances = _candidates_within(structures, structures.positions, cutoff, False)
+    return first[kept], second[kept], vectors[kept], distances[kept]
 
 
-def _pairs_within(structures: Structures, positions: torch.Tensor, cutoff: float,
-                  self_pairs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(first, second, vectors, distances) of the pairs of :func:`neighbor_pairs`, the vectors
-    and distances from ``positions`` (n_atoms, 3), Å; a self pair has distance 0 < cutoff."""
+def _candidates_within(structures: Structures, positions: torch.Tensor, cutoff: float, self_pairs: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(first, second, kept, vectors, distances): candidate pairs, the positions ``kept`` (long)
+    among them of the pairs of :func:`neighbor_pairs` in its order, and every candidate's vector
+    and distance from ``positions`` (n_atoms, 3), Å (a self pair's distance 0 < cutoff)."""
     first, second, valid, in_order = _candidates(structures, cutoff, self_pairs)
     vectors = positions.index_select(0, second) - positions.index_select(0, first)
     distances = vectors.norm(dim=-1)
@@ -56,7 +58,7 @@ def _pairs_within(structures: Structures, positions: torch.Tensor, cutoff: float
     kept = (near if valid is None else near & valid).nonzero().squeeze(1)
     if not in_order:
         kept = kept[torch.argsort(first[kept] * len(structures.numbers) + second[kept])]
-    return first[kept], second[kept], vectors[kept], distances[kept]
+    return first, second, kept, vectors, distances
 
 
 def _candidates(structures: Structures, cutoff: float,
