@@ -291,12 +291,17 @@ def test_pair_densities_sum_to_the_atom_density(batch, cutoff):
 
 
 def test_density_is_the_same_in_chunks_of_pairs(batch, monkeypatch):
-    """Summing the pair densities a few pairs at a time changes nothing but round-off."""
+    """Summing the pair densities a few pairs at a time changes nothing but round-off; pair
+    densities of more pairs than a chunk (products per l) equal the packed ones exactly."""
     whole = density_expansion(batch, SPECIES, SETTINGS)
+    pairs = all_pairs(batch)
+    packed = pair_density(batch, pairs, SETTINGS)
     monkeypatch.setattr(density_module, "_PAIRS_PER_CHUNK", 7)
     chunked = density_expansion(batch, SPECIES, SETTINGS)
     for l, block in whole.items():
         assert_close(chunked[l], block, rtol=1e-14)
+    for l, block in pair_density(batch, pairs, SETTINGS).items():  # beyond a chunk: one product per l
+        assert torch.equal(block, packed[l])
 
 
 def test_neighbor_pairs_without_self_pairs(batch):

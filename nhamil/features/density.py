@@ -52,18 +52,26 @@ def packed_neighbor_density(vectors: torch.Tensor, distances: torch.Tensor, sett
     (n, 3) from their centres, of lengths ``distances`` (n,) > 0, Å; all l in one tensor: Y_l in
     columns l^2 .. (l + 1)^2 - 1, each times I_nl. Law: the columns of one l rotate by
     irrep_wigner(l, (-1)**l, R)."""
-    return _weighted_packed_density(vectors, distances, distances, cutoff_function(distances, settings), settings)
+    weights = cutoff_function(distances, settings)
+    harmonics, radial = _weighted_harmonics_and_radial(vectors, distances, distances, weights, settings)
+    return _packed_product(harmonics, radial)
 
 
-def _weighted_packed_density(vectors: torch.Tensor, lengths: torch.Tensor, distances: torch.Tensor,
-                             weights: torch.Tensor, settings: DensitySettings) -> torch.Tensor:
-    """(n, (max_angular + 1)^2, max_radial) weights * I_nl(distances) Y_lm(vectors) for ``vectors``
-    (n, 3) of norms ``lengths`` (n,) > 0, ``distances`` and ``weights`` (n,); packed as in
-    :func:`packed_neighbor_density`."""
+def _weighted_harmonics_and_radial(vectors: torch.Tensor, lengths: torch.Tensor, distances: torch.Tensor,
+                                   weights: torch.Tensor, settings: DensitySettings
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights * Y_lm(vectors) packed (n, (max_angular + 1)^2), I_nl(distances) (n, max_angular + 1,
+    max_radial)) for ``vectors`` (n, 3) of norms ``lengths`` (n,) > 0, ``distances`` and
+    ``weights`` (n,)."""
     harmonics = packed_real_harmonics(settings.max_angular, vectors, lengths) * weights[:, None]
-    degree = _degree_of_column(settings.max_angular, vectors.device)
-    radial = radial_integrals(distances, settings).index_select(1, degree)
-    return harmonics[:, :, None] * radial
+    return harmonics, radial_integrals(distances, settings)
+
+
+def _packed_product(harmonics: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+    """(n, (max_l + 1)^2, max_radial): each packed harmonic column (n, (max_l + 1)^2) times the
+    radial integrals (n, max_l + 1, max_radial) of its l."""
+    degree = _degree_of_column(radial.shape[1] - 1, harmonics.device)
+    return harmonics[:, :, None] * radial.index_select(1, degree)
 
 
 @lru_cache(maxsize=16)
@@ -182,8 +190,10 @@ def single_neighbor_density(structures: Structures, first: torch.Tensor, second:
     lengths = vectors.norm(dim=-1)  # no zero-length vector is differentiated
     distances = lengths.masked_fill(is_self, 0.0)
     weights = cutoff_function(distances, settings).masked_fill(is_self, settings.center_weight)
-    packed = _weighted_packed_density(vectors, lengths, distances, weights, settings)
-    return dict(enumerate(packed.split(_columns_per_degree(settings.max_angular), dim=1)))
+    harmonics, radial = _weighted_harmonics_and_radial(vectors, lengths, distances, weights, settings)
+    if len(first) <= _PAIRS_PER_CHUNK:
+        return dict(enumerate(_packed_product(harmonics, radial).split(_columns_per_degree(settings.max_angular), 1)))
+    return {l: harmonics[:, l * l:(l + 1) ** 2, None] * radial[:, None, l] for l in range(settings.max_angular + 1)}
 
 
 def _columns_per_degree(max_l: int) -> list[int]:
