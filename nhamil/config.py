@@ -7,13 +7,16 @@ the config is composed, before any work. Positions are in Å throughout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
+
+from .features.settings import DensitySettings
 
 #: The repository's config folder (an editable install keeps it beside the package).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -48,17 +51,18 @@ class SplitConfig:
     test: list[int] = field(default_factory=lambda: [40, 50])
 
 
-@dataclass
-class DensityConfig:
-    """Atom-density expansion (see ``nhamil.features.DensitySettings``); lengths in Å."""
+def mutable_schema(settings_class: type, name: str) -> type:
+    """A plain dataclass ``name`` with the fields, types and defaults of the frozen dataclass
+    ``settings_class``: OmegaConf makes frozen dataclasses read-only, so they cannot be schemas
+    that overrides merge into, and deriving the schema keeps it from drifting from the settings."""
+    hints = typing.get_type_hints(settings_class)
+    schema = make_dataclass(name, [(f.name, hints[f.name], field(default=f.default)) for f in fields(settings_class)])
+    schema.__module__, schema.__doc__ = __name__, f"Schema of ``{settings_class.__name__}``: {settings_class.__doc__}"
+    return schema
 
-    cutoff: float = 4.0
-    max_radial: int = 8
-    max_angular: int = 6
-    gaussian_width: float = 0.3
-    cutoff_width: float = 0.5
-    center_weight: float = 1.0
-    radial_domain: str = "cutoff"  # or "unbounded" (featomic's GTO convention)
+
+#: Atom-density expansion (``nhamil.features.DensitySettings``); lengths in Å.
+DensityConfig = mutable_schema(DensitySettings, "DensityConfig")
 
 
 @dataclass
