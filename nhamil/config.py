@@ -112,7 +112,7 @@ class MinibatchHeadConfig:
     kind: str = "minibatch"
     epochs: int = 200
     batch_size: int = 256
-    learning_rate: float = 1.0e-4
+    learning_rate: float = 1.0e-2
     weight_decay: float = 1.0e-8
 
 

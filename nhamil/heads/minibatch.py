@@ -3,8 +3,12 @@
 Same model as the ridge head (Y = X W, W shared across mu, intercept only for invariant on-site
 blocks), so it is exactly equivariant and reuses :class:`RidgeFit` for prediction and
 checkpoints; only the fit differs: Adam on the mean squared error with an L2 penalty, over
-shuffled minibatches of samples (the mu components of a sample stay together), never forming
-the q x q Gram matrix.
+shuffled minibatches of samples (the mu components of a sample stay together), never solving
+with all n samples at once. N-center features are strongly correlated, which leaves plain
+gradient descent far from the optimum; the features are therefore whitened first, by the
+inverse square root of their q x q covariance estimated on a seeded subsample of rows (a
+transform of the feature axis only, the same for every mu, so the law Y(R x) = D Y(x) holds),
+and the weights are mapped back afterwards.
 """
 
 from __future__ import annotations
@@ -19,13 +23,19 @@ from .ridge import RidgeFit
 @dataclass(frozen=True, kw_only=True)
 class MinibatchSettings:
     """epochs; batch_size (samples); learning_rate (Adam); weight_decay: L2 penalty on the
-    weights of block-RMS-scaled features; seed: shuffling and initialization."""
+    weights of the whitened features; seed: shuffling and the rows the whitening is estimated on."""
 
     epochs: int = 200
     batch_size: int = 256
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-2
     weight_decay: float = 1e-8
     seed: int = 0
+
+
+#: Rows (samples x mu components) the feature covariance is estimated on; eigenvalues below this
+#: fraction of the largest are dropped from the whitening (directions the data barely spans).
+_WHITENING_ROWS = 20_000
+_WHITENING_FLOOR = 1e-12
 
 
 def fit_minibatch(features: torch.Tensor, targets: torch.Tensor, *, intercept: bool,
@@ -34,10 +44,22 @@ def fit_minibatch(features: torch.Tensor, targets: torch.Tensor, *, intercept: b
     x, y = features.to(torch.float64), targets.to(torch.float64)
     feature_mean = x.mean(dim=(0, 1)) if intercept else x.new_zeros(x.shape[-1])
     target_mean = y.mean(dim=(0, 1)) if intercept else y.new_zeros(y.shape[-1])
-    scale = (x - feature_mean).pow(2).mean().sqrt().clamp_min(1e-12).expand(x.shape[-1]).clone()
-    x, y = (x - feature_mean) / scale, y - target_mean
-    weights = _train(x, y, settings)
+    x, y = x - feature_mean, y - target_mean
+    whitening = _whitening(x, settings.seed)
+    weights = whitening @ _train(x @ whitening, y, settings)
+    scale = x.new_ones(x.shape[-1])
     return RidgeFit(weights, scale, feature_mean, target_mean, torch.full((y.shape[-1],), settings.weight_decay))
+
+
+def _whitening(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """(q, r) map V diag(s)^(-1/2) from the covariance V diag(s) V^T of the feature rows of ``x``
+    (n, 2 lambda + 1, q), estimated on up to ``_WHITENING_ROWS`` rows drawn with ``seed``."""
+    rows = x.reshape(-1, x.shape[-1])
+    chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:_WHITENING_ROWS]
+    sample = rows[chosen.to(rows.device)]
+    eigenvalues, vectors = torch.linalg.eigh(sample.T @ sample / len(sample))
+    keep = eigenvalues > _WHITENING_FLOOR * eigenvalues.max().clamp_min(1e-300)
+    return vectors[:, keep] / eigenvalues[keep].sqrt()
 
 
 def _train(x: torch.Tensor, y: torch.Tensor, settings: MinibatchSettings) -> torch.Tensor:
