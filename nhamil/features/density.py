@@ -189,7 +189,9 @@ def single_neighbor_density(structures: Structures, first: torch.Tensor, second:
     vectors = vectors + is_self[:, None]  # a self pair's (0, 0, 0) becomes (1, 1, 1)
     lengths = vectors.norm(dim=-1)  # no zero-length vector is differentiated
     distances = lengths.masked_fill(is_self, 0.0)
-    weights = cutoff_function(distances, settings).masked_fill(is_self, settings.center_weight)
+    weights = cutoff_function(distances, settings)  # 1 at distance 0, as cutoff_width <= cutoff
+    if settings.center_weight != 1.0:
+        weights = weights.masked_fill(is_self, settings.center_weight)
     harmonics, radial = _weighted_harmonics_and_radial(vectors, lengths, distances, weights, settings)
     if len(first) <= _PAIRS_PER_CHUNK:
         return dict(enumerate(_packed_product(harmonics, radial).split(_columns_per_degree(settings.max_angular), 1)))
