@@ -21,8 +21,10 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
 from .blocks import blocks_to_matrices, matrix_to_blocks
-from .features import (ChannelContraction, DensitySettings, EquivariantFeatures, atom_centered_features,
-                       both_directions, fit_contractions, message_passing_features, select_rows, symmetrize)
+from .features import (ChannelContraction, DensitySettings, EquivariantFeatures, both_directions,
+                       density_correlations, density_expansion, fit_contractions, message_passing_features,
+                       select_rows, symmetrize)
+from .features.families import atom_samples
 from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_head, fit_state, predict_head,
                     settings_from_dict, settings_to_dict)
 from .orbitals import AtomicBasis, Shell
@@ -188,10 +190,12 @@ class HamiltonianModel:
     def _onsite_features(self, structures: Structures) -> EquivariantFeatures:
         """|rho_i^1> .. |rho_i^nu> (and |rho_i^[1<-1]> with message passing) of every atom."""
         density, species, lam = self.features.density, self.species, self.max_lambda
-        features = atom_centered_features(structures, species, density, max_lambda=lam, correlation_order=1)
+        rho = density_expansion(structures, species, density)  # once for every order
+        samples = atom_samples(structures)
+        features = EquivariantFeatures(samples, density_correlations(rho, order=1, max_lambda=lam))
         for order in range(2, self.features.onsite_correlation_order + 1):
-            features = features.concatenate(atom_centered_features(
-                structures, species, density, max_lambda=lam, correlation_order=order, contractions=self.contractions))
+            features = features.concatenate(EquivariantFeatures(samples, density_correlations(
+                rho, order=order, max_lambda=lam, contractions=self.contractions)))
         if self.features.message_passing:
             features = features.concatenate(message_passing_features(structures, species, density, max_lambda=lam))
         return features
