@@ -4,15 +4,14 @@ Atoms are binned into cubes of side ``cutoff`` (per structure, so structures nev
 other); only atoms in the 27 cubes around an atom are candidates, so the work grows linearly with
 the number of atoms at fixed density. Structures of at most ``_ALL_PAIRS_UP_TO`` atoms skip the
 cell list: every pair of atoms of a structure is a candidate (fewer tensor operations, at most
-``_ALL_PAIRS_UP_TO`` candidates per atom, about what 27 cells hold in a liquid; a single structure's
-candidate grid is built once per size). The choice of pairs is never differentiated: gradients
+``_ALL_PAIRS_UP_TO`` candidates per atom, about what 27 cells hold in a liquid; a single one is
+read off its full distance matrix). The choice of pairs is never differentiated: gradients
 flow through the vectors and distances of the chosen pairs only.
 """
 
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
 
 import torch
 
@@ -32,10 +31,15 @@ def neighbor_pairs(structures: Structures, cutoff: float, *,
     Sorted by first, then second. Cost O(n_atoms * min(atoms per structure, atoms per 27 cells)).
     """
     positions = structures.positions.detach()
-    if structures.n_systems == 1 and len(positions) <= _ALL_PAIRS_UP_TO:
+    if _is_one_small_structure(structures):
         return _pairs_within_one_structure(positions, cutoff, self_pairs)
     first, second, kept, _, _ = _candidates_within(structures, positions, cutoff, self_pairs)
     return first[kept], second[kept]
+
+
+def _is_one_small_structure(structures: Structures) -> bool:
+    """Whether ``structures`` is a single structure small enough for its all-pairs distance matrix."""
+    return structures.n_systems == 1 and len(structures.numbers) <= _ALL_PAIRS_UP_TO
 
 
 def _pairs_within_one_structure(positions: torch.Tensor, cutoff: float,
@@ -58,7 +62,12 @@ def neighbor_displacements(structures: Structures,
     vectors (n_pairs, 3) = r_second - r_first in Å and distances (n_pairs,) their lengths, both
     differentiable in the positions (the choice of pairs is not). Vectors rotate with the
     positions; translations leave them unchanged."""
-    first, second, kept, vectors, distances = _candidates_within(structures, structures.positions, cutoff, False)
+    positions = structures.positions
+    if _is_one_small_structure(structures):
+        first, second = _pairs_within_one_structure(positions.detach(), cutoff, self_pairs=False)
+        vectors = positions.index_select(0, second) - positions.index_select(0, first)
+        return first, second, vectors, vectors.norm(dim=-1)
+    first, second, kept, vectors, distances = _candidates_within(structures, positions, cutoff, False)
     return first[kept], second[kept], vectors[kept], distances[kept]
 
 
@@ -82,9 +91,6 @@ def _candidates(structures: Structures, cutoff: float,
     """(first, second, valid, in_order): candidate pairs (global indices) that hold every pair of
     :func:`neighbor_pairs`, where ``valid`` (None: all) is true, whatever their distance; in_order
     says whether they come sorted by first, then second."""
-    n_atoms = len(structures.numbers)
-    if structures.n_systems == 1 and n_atoms <= _ALL_PAIRS_UP_TO:
-        return *_structure_pairs(n_atoms, self_pairs, structures.ptr.device), None, True
     sizes = structures.ptr[1:] - structures.ptr[:-1]
     largest = int(sizes.max())
     if largest <= _ALL_PAIRS_UP_TO:
@@ -122,17 +128,6 @@ def _all_pair_candidates(structures: Structures, sizes: torch.Tensor,
     first = torch.arange(n_atoms, device=sizes.device)[:, None].expand(-1, largest).flatten()
     second = (structures.ptr[structures.system][:, None] + rank).clamp(max=n_atoms - 1).flatten()
     return first, second, (rank < sizes[structures.system][:, None]).flatten()
-
-
-@lru_cache(maxsize=32)
-def _structure_pairs(n_atoms: int, self_pairs: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(first, second), each (n_atoms^2,) or without self pairs (n_atoms (n_atoms - 1),): every
-    ordered pair of atoms of one structure, sorted by first, then second. Built once per size."""
-    index = torch.arange(n_atoms)
-    first, second = index.repeat_interleave(n_atoms), index.repeat(n_atoms)
-    if not self_pairs:
-        first, second = first[first != second], second[first != second]
-    return first.to(device), second.to(device)
 
 
 def _cell_candidates(structures: Structures, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
