@@ -43,7 +43,7 @@ def density_expansion(structures: Structures, species: Sequence[int],
     for start in range(0, len(first), _PAIRS_PER_CHUNK):
         chunk = slice(start, start + _PAIRS_PER_CHUNK)
         sums.index_add_(0, slot[chunk], packed_neighbor_density(vectors[chunk], distances[chunk], settings))
-    per_atom = sums.view(n_atoms, n_species, *sums.shape[1:]).transpose(1, 2).flatten(2)
+    per_atom = _species_major(sums, n_atoms, n_species)
     return dict(enumerate(per_atom.split(_columns_per_degree(settings.max_angular), dim=1)))
 
 
@@ -103,8 +103,14 @@ def sum_by_neighbor_species(blocks: dict, first: torch.Tensor, neighbor_species:
     summed = {}
     for key, block in blocks.items():
         total = block.new_zeros(n_atoms * n_species, *block.shape[1:]).index_add_(0, slot, block)
-        summed[key] = total.view(n_atoms, n_species, *block.shape[1:]).transpose(1, 2).flatten(2)
+        summed[key] = _species_major(total, n_atoms, n_species)
     return summed
+
+
+def _species_major(sums: torch.Tensor, n_atoms: int, n_species: int) -> torch.Tensor:
+    """(n_atoms, k, n_species * f) from per-(atom, species) sums (n_atoms * n_species, k, f), row
+    atom * n_species + species: the channels of one species next to each other."""
+    return sums.view(n_atoms, n_species, *sums.shape[1:]).transpose(1, 2).flatten(2)
 
 
 def pair_density(structures: Structures, pairs: torch.Tensor,
