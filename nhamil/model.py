@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path
 from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
-from .blocks import blocks_to_matrices, matrix_to_blocks
+from .blocks import matrix_to_blocks
+from .blocks.assembly import assemble, element_transform, group_of, layout_groups
 from .features import (ChannelContraction, DensitySettings, EquivariantFeatures, both_directions,
                        density_correlations, density_expansion, fit_contractions, message_passing_features,
                        select_rows, symmetrize)
@@ -79,6 +80,7 @@ class HamiltonianModel:
         self.contractions: dict[int, ChannelContraction] = {}
         self.head = head or RidgeSettings()
         self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], HeadFit]] = {}
+        self._transforms: dict[PairKind, torch.Tensor] = {}
         basis.check_elements(self.species)
 
     @property
@@ -95,7 +97,7 @@ class HamiltonianModel:
         blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices], layout)
         structures = Structures.from_atoms(frames, device=device)
         self.contractions = self._fit_contractions(structures)
-        self.heads = {}
+        self.heads, self._transforms = {}, {}
         pairs = layout.pairs()
         n_heads = sum(len(_keys_by_symmetry(blocks, kind)) for kind in pairs)
         with tqdm(total=n_heads, desc="regression heads", unit="head", disable=not progress) as bar:
@@ -129,24 +131,26 @@ class HamiltonianModel:
                        dtype: torch.dtype) -> list[torch.Tensor]:
         layout = self._layout(frames)
         structures = Structures.from_atoms(frames, dtype=dtype, device=device)
-        blocks = {}
         features = self._features(structures, layout.pairs())
-        for kind in features:
-            blocks.update(self._predict_kind(kind, features, layout))
-        return blocks_to_matrices(blocks, layout)
+        return assemble({group: self._predict_group(group, features)
+                         for group in layout_groups(layout)}, layout)
 
-    def _predict_kind(self, kind: PairKind, features: dict[PairKind, EquivariantFeatures],
-                      layout: MatrixLayout) -> dict[BlockKey, Block]:
-        """Predicted blocks of one pair kind (none if all its blocks vanish by symmetry)."""
-        blocks, samples = {}, features[kind].samples
-        for (head_kind, equivariant), (keys, fit) in self.heads.items():
-            if head_kind == kind:
-                block = _feature_block(features[kind], equivariant, kind)
-                values = predict_head(fit, block, _invariants(features, kind))
-                blocks.update({key: Block(samples, values[..., t]) for t, key in enumerate(keys)})
-        if not blocks and any(sp.lambdas() for sp in layout.shell_pairs(kind)):
-            raise ValueError(f"the model has no heads for atom pairs {kind}: it was not trained on such pairs")
-        return blocks
+    def _predict_group(self, group: PairKind, features: dict[PairKind, EquivariantFeatures]) -> torch.Tensor:
+        """(n, E) matrix elements owned by the samples of one group of pair kinds (see
+        :mod:`nhamil.blocks.assembly`): every head's outputs, mapped by the group's transform."""
+        outputs = [predict_head(fit, _feature_block(features[kind], equivariant, kind),
+                                _invariants(features, kind)).flatten(1)
+                   for (kind, equivariant), (_, fit) in self.heads.items() if group_of(kind) == group]
+        if not outputs:
+            raise ValueError(f"the model has no heads for atom pairs {group}: it was not trained on such pairs")
+        return torch.cat(outputs, dim=1) @ self._transform(group).to(outputs[0])
+
+    def _transform(self, group: PairKind) -> torch.Tensor:
+        """The group's (K, E) map from head outputs to matrix elements, built once per fit."""
+        if group not in self._transforms:
+            outputs = [keys for (kind, _), (keys, _) in self.heads.items() if group_of(kind) == group]
+            self._transforms[group] = element_transform(self.basis, group, outputs)
+        return self._transforms[group]
 
     def _layout(self, frames: Sequence[ase.Atoms]) -> MatrixLayout:
         unknown = sorted({int(z) for a in frames for z in a.numbers} - set(self.species))
