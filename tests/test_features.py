@@ -208,9 +208,12 @@ def test_coupling_swap_symmetry():
     """a (x) b = (-1)^(l1+l2+lam) (b (x) a) with channels swapped: why symmetric products drop half."""
     generator = torch.Generator().manual_seed(2)
     a, b = (torch.randn(4, 2 * l + 1, 3, generator=generator, dtype=torch.float64) for l in (2, 3))
+    singles = []
     for lam in range(1, 6):
-        swapped = couple_blocks(b, a, lam).transpose(-1, -2)
-        assert_close(couple_blocks(a, b, lam), (-1) ** (5 + lam) * swapped, rtol=1e-13)
+        singles.append(couple_blocks(a, b, range(lam, lam + 1)))
+        swapped = couple_blocks(b, a, range(lam, lam + 1)).transpose(-1, -2)
+        assert_close(singles[-1], (-1) ** (5 + lam) * swapped, rtol=1e-13)
+    assert_close(couple_blocks(a, b, range(1, 6)), torch.cat(singles, dim=1), rtol=1e-14)
 
 
 @pytest.mark.parametrize("improper", [False, True])

@@ -8,7 +8,6 @@ density coefficients, Å^(-3/2) per factor.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
@@ -17,7 +16,7 @@ from ..structures import Structures
 from .container import EquivariantFeatures
 from .density import density_expansion, global_pair_indices, pair_density
 from .correlations import Contractions, density_correlations
-from .products import couple
+from .products import couple, coupled_parts, join_parts
 from .settings import DensitySettings
 
 Key = tuple[int, int]
@@ -58,15 +57,20 @@ def pair_features(structures: Structures, species: Sequence[int], settings: Dens
         raise ValueError(f"pair correlation order must be 1 or 2, got {correlation_order}")
     rho = density_expansion(structures, species, settings)
     g = pair_density(structures, pairs, settings)
-    blocks = [{(l, 1): block for l, block in g.items() if l <= max_lambda}]
+    parts = {(l, 1): [block] for l, block in g.items() if l <= max_lambda}
     for order in range(1, correlation_order + 1):
         rho_i = density_correlations(rho, order=order, max_lambda=max_lambda + settings.max_angular,
                                      contractions=contractions)
-        blocks.append(couple(select_rows(rho_i, first), g, max_lambda=max_lambda))
+        _extend(parts, coupled_parts(select_rows(rho_i, first), g, max_lambda=max_lambda))
     if both_centres:
-        blocks.append(_both_centre_blocks(rho, g, first, second, max_lambda=max_lambda))
-    pairs = pairs.to(first.device)
-    return functools.reduce(EquivariantFeatures.concatenate, (EquivariantFeatures(pairs, b) for b in blocks))
+        blocks = _both_centre_blocks(rho, g, first, second, max_lambda=max_lambda)
+        _extend(parts, {key: [block] for key, block in blocks.items()})
+    return EquivariantFeatures(pairs.to(first.device), join_parts(parts))
+
+
+def _extend(parts: dict[Key, list[torch.Tensor]], more: dict[Key, list[torch.Tensor]]) -> None:
+    for key, blocks in more.items():
+        parts.setdefault(key, []).extend(blocks)
 
 
 def both_centre_pair_features(structures: Structures, species: Sequence[int], settings: DensitySettings,

@@ -44,9 +44,10 @@ class RidgeFit:
     alphas: torch.Tensor
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
-        """(n, 2 lambda + 1, q) -> (n, 2 lambda + 1, t)."""
-        standardized = (features.to(self.weights) - self.feature_mean) / self.scale
-        return standardized @ self.weights + self.intercept
+        """(n, 2 lambda + 1, q) -> (n, 2 lambda + 1, t): ((features - mean) / scale) W + intercept,
+        with mean and scale folded into the (q, t) weights rather than applied to the features."""
+        weights = self.weights / self.scale[:, None]
+        return features.to(weights) @ weights + (self.intercept - self.feature_mean @ weights)
 
     def to(self, device: torch.device | str) -> RidgeFit:
         return RidgeFit(**{name: value.to(device) for name, value in self.state().items()})
