@@ -18,12 +18,14 @@ options do not apply).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
 import time
 from pathlib import Path
 
+import pyscf
 import torch
 
 from nhamil.evaluate.electronic import orbitals_from_orthogonal, overlap_matrix
@@ -55,19 +57,24 @@ def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
 
 
 def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
-    """Median seconds to predict one molecule (up to its occupied orbitals) and to converge it
-    with PySCF RHF and B3LYP (libxc B3LYP with VWN-RPA, PySCF >= 2.3 "b3lyp"), def2-SVP."""
-    atoms = frames[0]
-    n_occupied = int(atoms.numbers.sum()) // 2
+    """Median seconds per molecule of each stage of a prediction (features, heads and assembly,
+    then overlap and diagonalization to occupied orbitals), cycling through ``frames`` (same
+    composition, new geometry each call), next to converging one frame with PySCF RHF and B3LYP
+    (libxc B3LYP with VWN-RPA, PySCF >= 2.3 "b3lyp"), def2-SVP, from minao."""
+    n_occupied = int(frames[0].numbers.sum()) // 2
+    cycle = itertools.cycle(frames)
+    fock = model.predict([frames[0]])[0].numpy()
 
-    def predict():
-        orbitals_from_orthogonal(model.predict([atoms])[0].numpy(), overlap_matrix(atoms, LEVELS["rhf"]), n_occupied)
+    def diagonalize():
+        orbitals_from_orthogonal(fock, overlap_matrix(frames[0], LEVELS["rhf"]), n_occupied)
 
-    result = {"predict_seconds": median_seconds(predict, repeats),
-              "rhf_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rhf"), "minao"), repeats),
-              "b3lyp_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rks", xc="b3lyp"), "minao"),
-                                       max(1, repeats // 3))}
-    return {**result, "rhf_ratio": result["rhf_seconds"] / result["predict_seconds"],
+    result = {"matrix_seconds": median_seconds(lambda: model.predict([next(cycle)]), repeats),
+              "orbitals_seconds": median_seconds(diagonalize, repeats),
+              "rhf_seconds": median_seconds(lambda: run_from_guess(frames[0], ScfSettings(method="rhf"), "minao"), repeats),
+              "b3lyp_seconds": median_seconds(lambda: run_from_guess(frames[0], ScfSettings(method="rks", xc="b3lyp"), "minao"),
+                                              max(1, repeats // 3))}
+    result["predict_seconds"] = result["matrix_seconds"] + result["orbitals_seconds"]
+    return {**result, "threads": torch.get_num_threads(), "rhf_ratio": result["rhf_seconds"] / result["predict_seconds"],
             "b3lyp_ratio": result["b3lyp_seconds"] / result["predict_seconds"]}
 
 
@@ -102,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--conv-tol", type=float, default=1e-9, help="SCF energy threshold (Hartree), PySCF's default")
     parser.add_argument("--speed", action="store_true", help="also time one prediction against RHF and B3LYP")
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1, help="threads of torch and of PySCF in the speed comparison")
     parser.add_argument("--cache-dir", default=".nhamil-cache")
     parser.add_argument("--n-workers", type=int, default=2)
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -127,6 +135,8 @@ def main() -> None:
               "train_and_fit_seconds": fit_seconds, "machine": f"{platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores", "summary": summarize_runs(runs), "runs": runs_as_rows(runs)}
     if args.speed:
+        torch.set_num_threads(args.threads)
+        pyscf.lib.num_threads(args.threads)
         result["speed"] = speed(model, test, args.repeats)
     name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{args.model.parent.name if args.model else args.head}.json"
     with atomic_path(args.output / name) as temporary:
