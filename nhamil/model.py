@@ -118,7 +118,7 @@ class HamiltonianModel:
                         intercept=_has_intercept(kind, equivariant))
 
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float64, batch_size: int = 32) -> list[torch.Tensor]:
+                dtype: torch.dtype = torch.float64, batch_size: int = 8) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
         ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound)."""
         if not self.heads:

@@ -57,7 +57,7 @@ def check_inputs(model: HamiltonianModel, frames: Sequence[ase.Atoms], scf_basis
                          f"(a {model.target!r} model of it would be {expected_model_basis(model.target, scf_basis)!r})")
 
 
-def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch_size: int = 32,
+def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch_size: int = 8,
                      progress: bool = True, device: str = "cpu") -> list[np.ndarray]:
     """Predicted target matrices, one (n, n) float64 array (Hartree) per frame, computed in
     batches of ``batch_size`` frames with a progress bar over structures."""
@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, default=Path("predictions.h5"), help="HDF5 output file")
     parser.add_argument("--index", default=":", help="frames to read, as ase.io.read's index (default all)")
     parser.add_argument("--basis", help="basis the predictions must be in (e.g. def2-svp); checked against the model")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="structures per feature batch (bigger batches of big feature blocks are memory-bound)")
     parser.add_argument("--device", default="cpu")
     return parser
 
