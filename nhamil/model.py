@@ -160,14 +160,16 @@ class HamiltonianModel:
 
     def _features(self, structures: Structures, pairs: dict[PairKind, np.ndarray]) -> dict[PairKind, EquivariantFeatures]:
         """Features of the pair kinds of ``pairs`` (as :meth:`MatrixLayout.pairs` gives them), samples
-        in the same order; - kinds come with their + kinds."""
+        in the same order; - kinds come with their + kinds. The atom densities rho_i are expanded
+        once for all of them."""
         pairs = {kind: torch.as_tensor(samples, device=structures.ptr.device) for kind, samples in pairs.items()}
+        rho = density_expansion(structures, self.species, self.features.density)
         onsite_kinds = [kind for kind in pairs if kind.block_type == ON_SITE]
-        onsite = self._onsite_features(structures) if onsite_kinds else None
+        onsite = self._onsite_features(structures, rho) if onsite_kinds else None
         result = {kind: _select_atoms(onsite, structures, pairs[kind]) for kind in onsite_kinds}
-        return {**result, **self._pair_features(structures, pairs)}
+        return {**result, **self._pair_features(structures, pairs, rho)}
 
-    def _pair_features(self, structures: Structures, pairs: dict[PairKind, torch.Tensor]
+    def _pair_features(self, structures: Structures, pairs: dict[PairKind, torch.Tensor], rho: dict
                        ) -> dict[PairKind, EquivariantFeatures]:
         """Permutation-adapted features of every pair kind, from one pass over all pairs in both
         directions: (f_ij +- f_ji)/sqrt(2) for same-element kinds, [f_ij, f_ji] otherwise. The
@@ -178,7 +180,7 @@ class HamiltonianModel:
             return {}
         samples = torch.cat([pairs[kind] for kind in kinds])
         forward, backward = both_directions(structures, self.species, self.features.density, samples,
-                                            max_lambda=self.max_lambda, **self._pair_options())
+                                            max_lambda=self.max_lambda, density=rho, **self._pair_options())
         result, start = {}, 0
         for kind in kinds:
             rows = slice(start, start + len(pairs[kind]))
@@ -191,17 +193,18 @@ class HamiltonianModel:
                 result[kind], result[minus] = symmetrize(ahead, back)
         return result
 
-    def _onsite_features(self, structures: Structures) -> EquivariantFeatures:
-        """|rho_i^1> .. |rho_i^nu> (and |rho_i^[1<-1]> with message passing) of every atom."""
+    def _onsite_features(self, structures: Structures, rho: dict) -> EquivariantFeatures:
+        """|rho_i^1> .. |rho_i^nu> (and |rho_i^[1<-1]> with message passing) of every atom, from
+        the atom densities ``rho`` (:func:`density_expansion`) of ``structures``."""
         density, species, lam = self.features.density, self.species, self.max_lambda
-        rho = density_expansion(structures, species, density)  # once for every order
         samples = atom_samples(structures)
         features = EquivariantFeatures(samples, density_correlations(rho, order=1, max_lambda=lam))
         for order in range(2, self.features.onsite_correlation_order + 1):
             features = features.concatenate(EquivariantFeatures(samples, density_correlations(
                 rho, order=order, max_lambda=lam, contractions=self.contractions)))
         if self.features.message_passing:
-            features = features.concatenate(message_passing_features(structures, species, density, max_lambda=lam))
+            features = features.concatenate(message_passing_features(structures, species, density, max_lambda=lam,
+                                                                     density=rho))
         return features
 
     def _pair_options(self) -> dict:

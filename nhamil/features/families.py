@@ -41,21 +41,22 @@ def atom_centered_features(structures: Structures, species: Sequence[int], setti
 
 def pair_features(structures: Structures, species: Sequence[int], settings: DensitySettings,
                   pairs: torch.Tensor, *, max_lambda: int, correlation_order: int = 1, both_centres: bool = False,
-                  contractions: Contractions | None = None) -> EquivariantFeatures:
+                  contractions: Contractions | None = None, density: dict | None = None) -> EquivariantFeatures:
     """Features of ordered pairs ``pairs`` (n, 3) rows (system, i, j), i != j, local indices,
     concatenated in this order:
     |rho_ij^0; lam> = g_ij (blocks (l, +1), max_radial features);
     |rho_ij^nu; lam mu> = |rho_i^nu> coupled with g_ij for nu = 1 .. ``correlation_order`` (<= 2;
     both sigmas; for nu = 1, len(species) * max_radial^2 features per (l1, l2), l1 from rho_i and
     l2 from g_ij; ``contractions`` as in :func:`atom_centered_features`);
-    with ``both_centres``, |rho_ij^(1,1)> of :func:`both_centre_pair_features`.
+    with ``both_centres``, |rho_ij^(1,1)> of :func:`both_centre_pair_features`. ``density``:
+    :func:`density_expansion` of the same structures, species and settings, if already computed.
     """
     first, second = global_pair_indices(structures, pairs)
     if (first == second).any():
         raise ValueError("pair features need i != j; use atom_centered_features for i == j")
     if not 1 <= correlation_order <= 2:
         raise ValueError(f"pair correlation order must be 1 or 2, got {correlation_order}")
-    rho = density_expansion(structures, species, settings)
+    rho = density if density is not None else density_expansion(structures, species, settings)
     g = pair_density(structures, pairs, settings)
     parts = {(l, 1): [block] for l, block in g.items() if l <= max_lambda}
     for order in range(1, correlation_order + 1):

@@ -46,17 +46,19 @@ def triplet_features(structures: Structures, species: Sequence[int], settings: D
 
 
 def message_passing_features(structures: Structures, species: Sequence[int], settings: DensitySettings, *,
-                             max_lambda: int) -> EquivariantFeatures:
+                             max_lambda: int, density: dict | None = None) -> EquivariantFeatures:
     """|rho_i^[1<-1]; lam mu> = (rho_i (x) M_i^a)_lam with the message M_i^a = sum over the
     neighbours j != i of element a, closer than the cutoff, of (g_ij (x) rho_j)_k.
 
     That is the contraction over j of the both-centre pair features |rho_ij^(1,1)>, recoupled
     (the same span per (l_i, l_g, l_j) and lam, through an orthogonal 6j recoupling). k runs to
     max_lambda + max_angular; channels (c_i, a, n, c_j). Samples (system, i, i), structure order.
+    ``density``: :func:`density_expansion` of the same structures, species and settings, if
+    already computed.
     """
     first, second = neighbor_pairs(structures, settings.cutoff)
     first, second = first[first != second], second[first != second]
-    rho = density_expansion(structures, species, settings)
+    rho = density if density is not None else density_expansion(structures, species, settings)
     pair_messages = couple(single_neighbor_density(structures, first, second, settings), select_rows(rho, second),
                            max_lambda=max_lambda + settings.max_angular)
     messages = sum_by_neighbor_species(pair_messages, first, species_index(structures.numbers, species)[second],
