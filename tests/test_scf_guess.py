@@ -55,6 +55,8 @@ def test_model_guess_beats_minao_and_reaches_the_same_state(model):
     assert summary[MODEL_GUESS]["cycles_mean"] < summary["minao"]["cycles_mean"]
     assert summary["minao"]["cycles_mean"] == np.mean([run.n_cycles for run in runs if run.guess == "minao"])
     assert sum(summary["1e"]["cycles_histogram"].values()) == summary["1e"]["n"] == 2
+    model_totals = [run.total_seconds for run in runs if run.guess == MODEL_GUESS]
+    assert summary[MODEL_GUESS]["total_seconds_median"] == np.median(model_totals)
 
 
 def test_saph_model_is_refused():
