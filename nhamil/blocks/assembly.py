@@ -30,7 +30,7 @@ def group_of(kind: PairKind) -> PairKind:
     return PairKind(PLUS, kind.first_atom_type, kind.second_atom_type) if kind.block_type == MINUS else kind
 
 
-def group_element_count(basis: AtomicBasis, group: PairKind) -> int:
+def _group_element_count(basis: AtomicBasis, group: PairKind) -> int:
     """E, the number of matrix elements one sample of ``group`` owns."""
     n_first, n_second = basis.atom_size(group.first_atom_type), basis.atom_size(group.second_atom_type)
     return n_first * n_first if group.block_type == ON_SITE else 2 * n_first * n_second
@@ -46,7 +46,7 @@ def element_transform(basis: AtomicBasis, group: PairKind, outputs: Sequence[Seq
     and the (+ or -) / sqrt 2 mixing of the two atoms of same-element pairs).
     """
     transform = np.zeros((sum(len(keys) * (2 * keys[0].o3_lambda + 1) for keys in outputs),
-                          group_element_count(basis, group)))
+                          _group_element_count(basis, group)))
     row = 0
     for keys in outputs:
         rows = row + np.arange((2 * keys[0].o3_lambda + 1) * len(keys)).reshape(-1, len(keys))
