@@ -32,6 +32,9 @@ from .orbitals import AtomicBasis, Shell
 from .structures import Structures
 
 CHECKPOINT_FORMAT = 1
+#: Training frames whose features are computed together (their intermediates, several times
+#: the size of the features, are freed before the next chunk).
+FIT_CHUNK = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,8 +94,9 @@ class HamiltonianModel:
             device: torch.device | str = "cpu", progress: bool = True) -> HamiltonianModel:
         """Fit one head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
         frame), in float64 on ``device``, with a progress bar over the heads. Features are built
-        for one group of kinds at a time (all on-site kinds, or the kinds of one element pair), so
-        the peak memory is that of the largest group, not of all features together."""
+        for one group of kinds at a time (all on-site kinds, or the kinds of one element pair),
+        ``FIT_CHUNK`` frames at a time into preallocated blocks, so the peak memory is about the
+        features of the largest group, not of all groups or of every intermediate product."""
         layout = self._layout(frames)
         blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices], layout)
         structures = Structures.from_atoms(frames, device=device)
@@ -102,13 +106,32 @@ class HamiltonianModel:
         n_heads = sum(len(_keys_by_symmetry(blocks, kind)) for kind in pairs)
         with tqdm(total=n_heads, desc="regression heads", unit="head", disable=not progress) as bar:
             for group in _feature_groups(pairs):
-                features = self._features(structures, group)
+                features = self._group_features(frames, group, device)
                 for kind in features:
                     for equivariant, keys in _keys_by_symmetry(blocks, kind).items():
                         targets = torch.stack([blocks[key].values for key in keys], dim=-1)
                         self.heads[(kind, equivariant)] = (keys, self._fit_head(features, kind, equivariant, targets))
                         bar.update()
         return self
+
+    def _group_features(self, frames: Sequence[ase.Atoms], group: dict[PairKind, np.ndarray],
+                        device: torch.device | str) -> dict[PairKind, EquivariantFeatures]:
+        """:meth:`_features` of one group of kinds over all ``frames``, computed ``FIT_CHUNK``
+        frames at a time (a sample's features depend on its own molecule only) and written into
+        blocks allocated once, at their final size."""
+        blocks: dict[PairKind, dict[tuple[int, int], torch.Tensor]] = {}
+        filled = dict.fromkeys(group, 0)
+        for start in range(0, len(frames), FIT_CHUNK):
+            chunk = frames[start:start + FIT_CHUNK]
+            part = {kind: _chunk_samples(samples, start, start + len(chunk)) for kind, samples in group.items()}
+            for kind, features in self._features(Structures.from_atoms(chunk, device=device), part).items():
+                rows = slice(filled[kind], filled[kind] + len(features.samples))
+                for key, block in features.blocks.items():
+                    if key not in blocks.setdefault(kind, {}):
+                        blocks[kind][key] = block.new_empty(len(group[kind]), *block.shape[1:])
+                    blocks[kind][key][rows] = block
+                filled[kind] = rows.stop
+        return {kind: EquivariantFeatures(torch.as_tensor(group[kind], device=device), blocks[kind]) for kind in blocks}
 
     def _fit_head(self, features: dict[PairKind, EquivariantFeatures], kind: PairKind, equivariant: tuple[int, int],
                   targets: torch.Tensor) -> HeadFit:
@@ -260,6 +283,12 @@ class HamiltonianModel:
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot read checkpoint {path}: {err}") from err
         return cls.from_state_dict(state)
+
+
+def _chunk_samples(samples: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The (system, i, j) rows of systems start .. stop - 1, systems renumbered from 0."""
+    chosen = samples[(samples[:, 0] >= start) & (samples[:, 0] < stop)]
+    return chosen - np.array([start, 0, 0])
 
 
 def _feature_groups(pairs: dict[PairKind, np.ndarray]) -> list[dict[PairKind, np.ndarray]]:

@@ -10,6 +10,7 @@ import torch
 
 from nhamil.features import DensitySettings
 from nhamil.heads import KernelSettings
+from nhamil import model as model_module
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
 
@@ -96,6 +97,16 @@ def test_checkpoint_round_trip(fixture, tmp_path, request):
     restored = HamiltonianModel.load(tmp_path / "model.pt")
     for a, b in zip(model.predict(frames[-2:]), restored.predict(frames[-2:])):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_fit_in_frame_chunks_equals_fit_in_one(water_saph_data, monkeypatch):
+    """Features built a few frames at a time fill the same rows as one pass over all frames."""
+    frames, matrices, basis = water_saph_data
+    whole = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:7], matrices[:7], progress=False)
+    monkeypatch.setattr(model_module, "FIT_CHUNK", 3)
+    chunked = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:7], matrices[:7], progress=False)
+    for a, b in zip(whole.predict(frames[7:9]), chunked.predict(frames[7:9])):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
 
 
 def test_unknown_element_is_named_before_any_work(water_saph_model):
