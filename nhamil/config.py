@@ -51,12 +51,16 @@ class SplitConfig:
     test: list[int] = field(default_factory=lambda: [40, 50])
 
 
-def mutable_schema(settings_class: type, name: str) -> type:
+def mutable_schema(settings_class: type, name: str, *, exclude: tuple[str, ...] = (),
+                   extra: tuple[tuple[str, type, Any], ...] = ()) -> type:
     """A plain dataclass ``name`` with the fields, types and defaults of the frozen dataclass
     ``settings_class``: OmegaConf makes frozen dataclasses read-only, so they cannot be schemas
-    that overrides merge into, and deriving the schema keeps it from drifting from the settings."""
+    that overrides merge into, and deriving the schema keeps it from drifting from the settings.
+    ``exclude`` drops fields (e.g. a nested settings object); ``extra`` appends
+    (name, type, dataclasses.field) entries (e.g. that object's own schema)."""
     hints = typing.get_type_hints(settings_class)
-    schema = make_dataclass(name, [(f.name, hints[f.name], field(default=f.default)) for f in fields(settings_class)])
+    own = [(f.name, hints[f.name], field(default=f.default)) for f in fields(settings_class) if f.name not in exclude]
+    schema = make_dataclass(name, own + list(extra))
     schema.__module__, schema.__doc__ = __name__, f"Schema of ``{settings_class.__name__}``: {settings_class.__doc__}"
     return schema
 

@@ -6,22 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 
-from nhamil.config import DensityConfig, ReferenceConfig
+from nhamil.config import DensityConfig, ReferenceConfig, mutable_schema
+from nhamil.properties.data import TrajectorySettings
 
 
-@dataclass
-class TrajectoryConfig:
-    """The ab initio MD (see ``nhamil.properties.data.TrajectorySettings``), n_frames frames of
-    timestep_fs each, and its level of theory (``nhamil.config.ReferenceConfig``; default
-    RHF/STO-3G)."""
-
-    n_frames: int = 2200
-    timestep_fs: float = 1.0
-    temperature_K: float = 1500.0
-    friction: float = 0.01
-    chunk_size: int = 100
-    seed: int = 0
-    reference: ReferenceConfig = field(default_factory=lambda: ReferenceConfig(basis="sto-3g", conv_tol=1e-9))
+#: The ab initio MD (``nhamil.properties.data.TrajectorySettings``): n_frames frames, and the
+#: level of theory as a ``nhamil.config.ReferenceConfig`` (default RHF/STO-3G) in place of ``scf``.
+TrajectoryConfig = mutable_schema(TrajectorySettings, "TrajectoryConfig", exclude=("scf",), extra=(
+    ("n_frames", int, field(default=2200)),
+    ("reference", ReferenceConfig, field(default_factory=lambda: ReferenceConfig(basis="sto-3g", conv_tol=1e-9)))))
 
 
 @dataclass
