@@ -5,6 +5,7 @@ import torch
 
 from nhamil.heads import (KernelSettings, MinibatchSettings, RidgeSettings, farthest_point_sampling, fit_kernel_ridge,
                           fit_minibatch, fit_ridge, settings_from_dict, settings_to_dict)
+from nhamil.heads.ridge import _Gram
 from nhamil.orbitals import irrep_wigner, random_rotation
 
 
@@ -21,6 +22,23 @@ def test_noise_free_targets_are_recovered(n):
     features, _, targets = _data(n, 5, 30, 3)
     fit = fit_ridge(features, targets, torch.arange(n), intercept=False, settings=RidgeSettings())
     torch.testing.assert_close(fit.predict(features), targets, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("n_rows", [12, 90])  # dual (rows < features) and primal Gram matrices
+def test_validation_errors_equal_a_fit_on_the_training_rows_alone(n_rows):
+    """Leaving rows out of the shared Gram matrix is the same as fitting without them."""
+    x, _, y = _data(n_rows, 1, 30, 2, seed=3, noise=0.1)
+    x, y = x[:, 0], y[:, 0]
+    valid = torch.arange(n_rows) % 3 == 0
+    alphas = torch.tensor([1e-6, 1e-2, 1.0], dtype=torch.float64)
+    errors = _Gram(x, y).validation_errors(valid, alphas)
+    train_x, train_y = x[~valid], y[~valid]
+    shift = alphas * train_x.pow(2).sum() / x.shape[1]
+    for k in range(len(alphas)):
+        weights = torch.linalg.solve(train_x.T @ train_x + shift[k] * torch.eye(30, dtype=torch.float64),
+                                     train_x.T @ train_y)
+        expected = (y[valid] - x[valid] @ weights).pow(2).sum(dim=0)
+        torch.testing.assert_close(errors[k], expected, rtol=1e-8, atol=1e-12)
 
 
 def test_each_target_gets_its_own_alpha():

@@ -61,18 +61,20 @@ def fit_ridge(features: torch.Tensor, targets: torch.Tensor, groups: torch.Tenso
     """Fit t targets on shared features, in float64.
 
     features (n, 2 lambda + 1, q); targets (n, 2 lambda + 1, t); groups (n,) the molecule of each
-    sample (cross-validation folds never split a group).
+    sample (cross-validation folds never split a group). One Gram matrix serves every fold and
+    the final solve, and the features are copied only to centre them (with an intercept).
     """
     x = features.to(torch.float64)
     y = targets.to(torch.float64)
     feature_mean, target_mean = _means(x, y, intercept)
-    x, y = x - feature_mean, y - target_mean
-    scale = x.pow(2).mean().sqrt().clamp_min(1e-12).expand(x.shape[-1]).clone()
-    x = x / scale
+    x, y = (x - feature_mean if intercept else x), y - target_mean
+    scale = (torch.linalg.vector_norm(x) / x.numel() ** 0.5).clamp_min(1e-12).expand(x.shape[-1]).clone()
+    gram = _Gram(_rows(x), _rows(y))
     alphas = torch.as_tensor(settings.alphas, dtype=torch.float64, device=x.device)
-    best = alphas[_cross_validation_errors(x, y, groups, alphas, settings).argmin(dim=0)]
-    weights = _ridge_path(_rows(x), _rows(y), best, per_target=True)
-    return RidgeFit(weights, scale, feature_mean, target_mean.reshape(-1), best)
+    rows_fold = _fold_of_each_sample(groups, settings).repeat_interleave(x.shape[1])
+    errors = sum(gram.validation_errors(rows_fold == fold, alphas) for fold in rows_fold.unique())
+    best = alphas[errors.argmin(dim=0)]
+    return RidgeFit(gram.solve(best) * scale[:, None], scale, feature_mean, target_mean.reshape(-1), best)
 
 
 def _means(x: torch.Tensor, y: torch.Tensor, intercept: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,18 +91,6 @@ def _rows(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.reshape(-1, tensor.shape[-1])
 
 
-def _cross_validation_errors(x, y, groups, alphas, settings: RidgeSettings) -> torch.Tensor:
-    """(n_alphas, t) summed squared validation error over k folds of whole groups."""
-    folds = _fold_of_each_sample(groups, settings)
-    errors = x.new_zeros(len(alphas), y.shape[-1])
-    for fold in folds.unique():
-        train, valid = folds != fold, folds == fold
-        path = _ridge_path(_rows(x[train]), _rows(y[train]), alphas, per_target=False)
-        residual = _rows(y[valid])[None] - _rows(x[valid])[None] @ path
-        errors += residual.pow(2).sum(dim=1)
-    return errors
-
-
 def _fold_of_each_sample(groups: torch.Tensor, settings: RidgeSettings) -> torch.Tensor:
     """(n,) fold index of each sample: whole groups are dealt to folds in a seeded random order."""
     unique, inverse = groups.unique(return_inverse=True)
@@ -112,21 +102,39 @@ def _fold_of_each_sample(groups: torch.Tensor, settings: RidgeSettings) -> torch
     return fold_of_group.to(groups.device)[inverse]
 
 
-def _ridge_path(x: torch.Tensor, y: torch.Tensor, alphas: torch.Tensor, per_target: bool) -> torch.Tensor:
-    """Ridge solutions W = (X^T X + a s I)^-1 X^T Y from one eigendecomposition, where s is the
-    mean eigenvalue of X^T X (so alphas are relative).
+class _Gram:
+    """Ridge solutions W = (X^T X + a s I)^-1 X^T Y for rows X (N, q), targets Y (N, t), where
+    s = trace(X^T X) / q makes alpha relative, from one Gram matrix: the dual X X^T (N x N) when
+    N < q, else the primal X^T X (q x q). Rows left out for validation are taken out of it (dual:
+    its sub-matrix; primal: their own products subtracted), never by copying X."""
 
-    x (N, q), y (N, t). per_target: alphas (t,) -> W (q, t); else alphas (k,) -> (k, q, t).
-    Uses the primal (q x q) or dual (N x N) Gram matrix, whichever is smaller.
-    """
-    dual = x.shape[0] < x.shape[1]
-    gram = x @ x.T if dual else x.T @ x
-    eigenvalues, vectors = torch.linalg.eigh(gram)
-    eigenvalues = eigenvalues.clamp_min(0.0)
-    shift = alphas * (x.pow(2).sum() / x.shape[1]).clamp_min(1e-300)
-    projected = vectors.T @ (y if dual else x.T @ y)
-    if per_target:
-        solution = vectors @ (projected / (eigenvalues[:, None] + shift[None, :]))
-    else:
-        solution = vectors @ (projected[None] / (eigenvalues[None, :, None] + shift[:, None, None]))
-    return x.T @ solution if dual else solution
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y, self.dual = x, y, x.shape[0] < x.shape[1]
+        self.gram = x @ x.T if self.dual else x.T @ x
+        self.moment = None if self.dual else x.T @ y
+
+    def validation_errors(self, valid: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+        """(n_alphas, t) squared errors on the rows ``valid`` (bool, (N,)) of the fit on the others."""
+        train = ~valid
+        if self.dual:
+            coefficients = self._coefficients(self.gram[train][:, train], self.y[train], alphas[:, None, None])
+            predicted = self.gram[valid][:, train] @ coefficients
+        else:
+            x_valid = self.x[valid]
+            weights = self._coefficients(self.gram - x_valid.T @ x_valid,
+                                         self.moment - x_valid.T @ self.y[valid], alphas[:, None, None])
+            predicted = x_valid @ weights
+        return (self.y[valid] - predicted).pow(2).sum(dim=1)
+
+    def solve(self, alphas: torch.Tensor) -> torch.Tensor:
+        """(q, t) weights on all rows, one alpha (t,) per target."""
+        if self.dual:
+            return self.x.T @ self._coefficients(self.gram, self.y, alphas)
+        return self._coefficients(self.gram, self.moment, alphas)
+
+    def _coefficients(self, gram: torch.Tensor, right: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+        """(gram + alpha s I)^-1 right (m, t) through one eigendecomposition: alphas (k, 1, 1)
+        give (k, m, t), one solution per alpha; alphas (t,) give (m, t), one alpha per column."""
+        eigenvalues, vectors = torch.linalg.eigh(gram)
+        shift = alphas * (gram.diagonal().sum() / self.x.shape[1]).clamp_min(1e-300)
+        return vectors @ ((vectors.T @ right) / (eigenvalues.clamp_min(0.0)[:, None] + shift))
