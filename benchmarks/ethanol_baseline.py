@@ -17,11 +17,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
 from nhamil.targets import make_targets
 from nhamil.units import HARTREE_TO_MEV
+from kernel_ridge import gaussian, ridge_errors, ridge_solve
 
 DATA = Path(os.environ.get("NHAMIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ncenter-reps"))
 WIDTHS, ALPHAS, FOLDS = (2.0, 4.0, 8.0, 16.0), (1e-10, 1e-8, 1e-6, 1e-4), 4
@@ -33,22 +35,20 @@ def inverse_distances(frames) -> np.ndarray:
     return np.stack([1.0 / atoms.get_all_distances()[upper] for atoms in frames])
 
 
-def gaussian_krr(x_train, y_train, x_test, width: float, alpha: float) -> np.ndarray:
-    """Predictions (n_test, t) of kernel ridge with exp(-|a - b|^2 / (2 width^2)), centred targets."""
-    def kernel(a, b):
-        return np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * width ** 2))
-    mean = y_train.mean(axis=0)
-    weights = np.linalg.solve(kernel(x_train, x_train) + alpha * np.eye(len(x_train)), y_train - mean)
-    return kernel(x_test, x_train) @ weights + mean
+def cross_validated(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(width, alpha) with the lowest absolute error over ``FOLDS`` interleaved folds."""
+    folds = [torch.arange(k, len(x), FOLDS) for k in range(FOLDS)]
+    errors = {width: ridge_errors(gaussian(x, x, width), y, folds, ALPHAS) for width in WIDTHS}
+    width = min(errors, key=lambda w: float(errors[w].min()))
+    return width, ALPHAS[int(errors[width].argmin())]
 
 
-def cross_validated(x, y) -> tuple[float, float]:
-    """(width, alpha) with the lowest mean absolute error over ``FOLDS`` interleaved folds."""
-    folds = np.arange(len(x)) % FOLDS
-    def error(width, alpha):
-        return np.mean([np.abs(gaussian_krr(x[folds != k], y[folds != k], x[folds == k], width, alpha)
-                               - y[folds == k]).mean() for k in range(FOLDS)])
-    return min(((w, a) for w in WIDTHS for a in ALPHAS), key=lambda setting: error(*setting))
+def predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, width: float,
+            alpha: float) -> torch.Tensor:
+    """(n_test, t) kernel ridge predictions, centred targets."""
+    mean = y_train.mean(dim=0)
+    weights = ridge_solve(gaussian(x_train, x_train, width), y_train - mean, alpha)
+    return gaussian(x_test, x_train, width) @ weights + mean
 
 
 def main() -> None:
@@ -63,10 +63,11 @@ def main() -> None:
     n_states = len(targets.matrices[0]) if args.target == "saph" else targets.n_occupied[0]
     energies = np.stack([np.linalg.eigvalsh(m)[:n_states] for m in targets.matrices]) * HARTREE_TO_MEV
     x = inverse_distances(frames)
-    x = (x - x[:args.n_train].mean(axis=0)) / x[:args.n_train].std(axis=0)
+    x = torch.as_tensor((x - x[:args.n_train].mean(axis=0)) / x[:args.n_train].std(axis=0))
     train, test = slice(0, args.n_train), slice(len(frames) - 200, len(frames))
-    width, alpha = cross_validated(x[train], energies[train])
-    error = np.abs(gaussian_krr(x[train], energies[train], x[test], width, alpha) - energies[test]).mean(axis=0)
+    width, alpha = cross_validated(x[train], torch.as_tensor(energies[train]))
+    predicted = predict(x[train], torch.as_tensor(energies[train]), x[test], width, alpha).numpy()
+    error = np.abs(predicted - energies[test]).mean(axis=0)
     print(f"{args.target}, {args.n_train} training frames, width {width}, alpha {alpha:g}")
     print("state  MAE (meV)  spread over test frames, std (meV)")
     for state, (mae, spread) in enumerate(zip(error, energies[test].std(axis=0))):

@@ -47,6 +47,7 @@ from nhamil.features.plus_minus import CentreInvariants, GeometryRanges, centre_
 from nhamil.reference import ScfSettings
 from nhamil.reference.scf import build_molecule, make_solver
 from nhamil.reference.store import geometry_hash
+from kernel_ridge import gaussian, ridge_errors, ridge_solve
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -173,11 +174,6 @@ def landmark_rows(train: Rows, n_landmarks: int) -> dict[int, torch.Tensor]:
     return landmarks
 
 
-def gaussian(first: torch.Tensor, second: torch.Tensor, width: float) -> torch.Tensor:
-    """(n, m) exp(-|x_a - x_b|^2 / (2 w^2)) of rows (n, d) and (m, d)."""
-    return torch.exp(-torch.cdist(first, second).square() / (2 * width**2))
-
-
 def mean_embeddings(rows: Rows, landmarks: dict[int, torch.Tensor], width: float) -> torch.Tensor:
     """(rows.n, r) Nystroem features of the set kernel K(A, B) = sum over rows a of A, b of B
     with equal labels of exp(-|x_a - x_b|^2 / (2 w^2)): psi(A) psi(B)^T approximates K(A, B),
@@ -191,28 +187,6 @@ def mean_embeddings(rows: Rows, landmarks: dict[int, torch.Tensor], width: float
         kept = values > values.max() * EIGENVALUE_FLOOR
         whitening.append(vectors[:, kept] / values[kept].sqrt())
     return torch.cat([summed @ whiten for summed, whiten in zip(sums, whitening)], dim=1)
-
-
-def ridge_errors(kernel: torch.Tensor, targets: torch.Tensor, folds: list[torch.Tensor]) -> torch.Tensor:
-    """(len(ALPHAS),) summed absolute validation errors of kernel ridge over ``folds`` (the
-    validation structures of each fold), one per regularization alpha (relative to the mean
-    diagonal of the kernel)."""
-    errors = torch.zeros(len(ALPHAS), dtype=kernel.dtype)
-    alphas = torch.tensor(ALPHAS, dtype=kernel.dtype)[:, None] * kernel.diagonal().mean()
-    for validation in folds:
-        train = torch.ones(len(targets), dtype=torch.bool)
-        train[validation] = False
-        mean = targets[train].mean()
-        values, vectors = torch.linalg.eigh(kernel[train][:, train])
-        weights = (vectors.T @ (targets[train] - mean)) / (values + alphas) @ vectors.T
-        errors += (weights @ kernel[train][:, validation] + mean - targets[validation]).abs().sum(dim=1)
-    return errors
-
-
-def ridge_solve(kernel: torch.Tensor, targets: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Weights c of (K + alpha mean(diag K) I) c = targets."""
-    regularized = kernel + alpha * kernel.diagonal().mean() * torch.eye(len(kernel), dtype=kernel.dtype)
-    return torch.linalg.solve(regularized, targets)
 
 
 def fit_predict(train: Rows, test: Rows, targets: torch.Tensor, folds: list[torch.Tensor], args) -> dict:
@@ -241,7 +215,7 @@ def select_widths(train: Rows, landmarks: dict[int, torch.Tensor], unit: float, 
         squared = torch.cdist(embedded, embedded).square()
         outer_unit = float(squared[squared > 0].sqrt().median())
         for outer in OUTER_WIDTHS:
-            errors = ridge_errors(torch.exp(-squared / (2 * (outer * outer_unit) ** 2)), targets, folds)
+            errors = ridge_errors(torch.exp(-squared / (2 * (outer * outer_unit) ** 2)), targets, folds, ALPHAS)
             if float(errors.min()) < best["error"]:
                 best = {"error": float(errors.min()), "width": inner, "outer": outer * outer_unit,
                         "outer_width": outer, "alpha": ALPHAS[int(errors.argmin())]}
