@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ase
+import ase.data
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -147,8 +148,20 @@ class HamiltonianModel:
         if not self.heads:
             raise RuntimeError("the model is not fitted")
         self._layout(frames)
+        self.check_atom_pairs(frames)
         return [matrix for start in range(0, len(frames), batch_size)
                 for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
+
+    def check_atom_pairs(self, frames: Sequence[ase.Atoms]) -> None:
+        """Raise ``ValueError`` naming the first structure of ``frames`` with a kind of atom pair
+        the model has no heads for (an O-O pair for a model trained on water), and those kinds."""
+        trained = {group_of(kind) for kind, _ in self.heads}
+        for index, atoms in enumerate(frames):
+            unseen = sorted(set(layout_groups(MatrixLayout.from_numbers(self.basis, [atoms.numbers]))) - trained)
+            if unseen:
+                names = ", ".join(_pair_name(group) for group in unseen)
+                raise ValueError(f"structure {index} ({atoms.get_chemical_formula()}) has atom pairs the model "
+                                 f"was not trained on: {names}")
 
     def _predict_batch(self, frames: Sequence[ase.Atoms], device: torch.device | str,
                        dtype: torch.dtype) -> list[torch.Tensor]:
@@ -164,8 +177,6 @@ class HamiltonianModel:
         outputs = [predict_head(fit, _feature_block(features[kind], equivariant, kind),
                                 _invariants(features, kind)).flatten(1)
                    for (kind, equivariant), (_, fit) in self.heads.items() if group_of(kind) == group]
-        if not outputs:
-            raise ValueError(f"the model has no heads for atom pairs {group}: it was not trained on such pairs")
         return torch.cat(outputs, dim=1) @ self._transform(group).to(outputs[0])
 
     def _transform(self, group: PairKind) -> torch.Tensor:
@@ -283,6 +294,12 @@ class HamiltonianModel:
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot read checkpoint {path}: {err}") from err
         return cls.from_state_dict(state)
+
+
+def _pair_name(group: PairKind) -> str:
+    """"O on-site", "H-H", "C-O"."""
+    first, second = (ase.data.chemical_symbols[z] for z in (group.first_atom_type, group.second_atom_type))
+    return f"{first} on-site" if group.block_type == ON_SITE else f"{first}-{second}"
 
 
 def _chunk_samples(samples: np.ndarray, start: int, stop: int) -> np.ndarray:

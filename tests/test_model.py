@@ -102,9 +102,12 @@ def test_checkpoint_round_trip(fixture, tmp_path, request):
 def test_fit_in_frame_chunks_equals_fit_in_one(water_saph_data, monkeypatch):
     """Features built a few frames at a time fill the same rows as one pass over all frames."""
     frames, matrices, basis = water_saph_data
-    whole = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:7], matrices[:7], progress=False)
+    def fitted():
+        return HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:7], matrices[:7],
+                                                                                  progress=False)
+    whole = fitted()
     monkeypatch.setattr(model_module, "FIT_CHUNK", 3)
-    chunked = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:7], matrices[:7], progress=False)
+    chunked = fitted()
     for a, b in zip(whole.predict(frames[7:9]), chunked.predict(frames[7:9])):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
 
@@ -113,6 +116,13 @@ def test_unknown_element_is_named_before_any_work(water_saph_model):
     model, _ = water_saph_model
     with pytest.raises(ValueError, match=r"Z=\[7\]"):
         model.predict([ase.build.molecule("NH3")])
+
+
+def test_unseen_atom_pair_is_named_before_any_work(water_saph_model):
+    """Water has no O-O pair: hydrogen peroxide's known elements do not make it predictable."""
+    model, _ = water_saph_model
+    with pytest.raises(ValueError, match=r"structure 1 \(H2O2\) has atom pairs the model was not trained on: O-O$"):
+        model.predict([ase.build.molecule("H2O"), ase.build.molecule("H2O2")])
 
 
 def test_corrupt_checkpoint_is_named(tmp_path):
