@@ -102,23 +102,14 @@ def element_destinations(layout: MatrixLayout, group: PairKind, samples: np.ndar
     """(n, E) positions in the flat vector of all matrices (as in :func:`assemble`) of the
     elements owned by ``samples`` (n, 3) rows (system, i, j) of ``group``."""
     system, first, second = samples.T
-    n_ao = layout.n_ao[system][:, None]
-    start = layout.flat_offset[system][:, None]
-    ao_first = layout.ao_offset[layout.atom_ptr[system] + first][:, None]
-    ao_second = layout.ao_offset[layout.atom_ptr[system] + second][:, None]
+    ao_first = layout.ao_offset[layout.atom_ptr[system] + first]
+    ao_second = layout.ao_offset[layout.atom_ptr[system] + second]
     n_first, n_second = layout.basis.atom_size(group.first_atom_type), layout.basis.atom_size(group.second_atom_type)
-    direct = _block_positions(start, n_ao, ao_first, ao_second, n_first, n_second)
+    direct = layout.block_positions(system, ao_first, ao_second, n_first, n_second).reshape(len(samples), -1)
     if group.block_type == ON_SITE:
         return torch.as_tensor(direct)
-    transpose = _block_positions(start, n_ao, ao_second, ao_first, n_second, n_first)
+    transpose = layout.block_positions(system, ao_second, ao_first, n_second, n_first).reshape(len(samples), -1)
     return torch.as_tensor(np.concatenate([direct, transpose], axis=1))
-
-
-def _block_positions(start, n_ao, row_offset, col_offset, n_rows: int, n_cols: int) -> np.ndarray:
-    """(n, n_rows n_cols) flat positions of the block H[rows, cols] of each sample, row-major."""
-    rows = (row_offset + np.arange(n_rows)[None, :])[:, :, None]
-    cols = (col_offset + np.arange(n_cols)[None, :])[:, None, :]
-    return (start[:, :, None] + rows * n_ao[:, :, None] + cols).reshape(len(start), -1)
 
 
 def assemble(values: dict[PairKind, torch.Tensor], layout: MatrixLayout) -> list[torch.Tensor]:

@@ -91,11 +91,19 @@ class MatrixLayout:
         sample (system, first, second); with ``swap`` the rows sit on the second atom."""
         system, first, second = samples.T
         row_atom, col_atom = (second, first) if swap else (first, second)
-        base = self.flat_offset[system] + (self.ao_offset[self.atom_ptr[system] + row_atom]
-                                           + self.basis.shell_offsets(row_z)[row_shell]) * self.n_ao[system]
+        rows = self.ao_offset[self.atom_ptr[system] + row_atom] + self.basis.shell_offsets(row_z)[row_shell]
         cols = self.ao_offset[self.atom_ptr[system] + col_atom] + self.basis.shell_offsets(col_z)[col_shell]
-        index = (base + cols)[:, None, None] + np.arange(row_shell.size)[None, :, None] * self.n_ao[system][:, None, None]
-        return torch.as_tensor(index + np.arange(col_shell.size)[None, None, :])
+        return torch.as_tensor(self.block_positions(system, rows, cols, row_shell.size, col_shell.size))
+
+    def block_positions(self, system: np.ndarray, row_start: np.ndarray, col_start: np.ndarray,
+                        n_rows: int, n_cols: int) -> np.ndarray:
+        """(n, n_rows, n_cols) positions in the flat vector of all matrices of the blocks
+        H[row_start + 0 .. n_rows - 1, col_start + 0 .. n_cols - 1] of molecules ``system`` (n,),
+        ``row_start`` and ``col_start`` (n,) AO indices inside each molecule."""
+        n_ao = self.n_ao[system][:, None, None]
+        rows = (row_start[:, None] + np.arange(n_rows))[:, :, None]
+        cols = (col_start[:, None] + np.arange(n_cols))[:, None, :]
+        return self.flat_offset[system][:, None, None] + rows * n_ao + cols
 
 
 def matrix_to_blocks(matrices: Sequence[torch.Tensor], layout: MatrixLayout) -> dict[BlockKey, Block]:
