@@ -147,21 +147,22 @@ class HamiltonianModel:
         ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound)."""
         if not self.heads:
             raise RuntimeError("the model is not fitted")
-        self._layout(frames)
         self.check_atom_pairs(frames)
         return [matrix for start in range(0, len(frames), batch_size)
                 for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
 
     def check_atom_pairs(self, frames: Sequence[ase.Atoms]) -> None:
         """Raise ``ValueError`` naming the first structure of ``frames`` with a kind of atom pair
-        the model has no heads for (an O-O pair for a model trained on water), and those kinds."""
+        the model has no heads for (an O-O pair for a model trained on water), and those kinds;
+        or, through the layout, an element the model does not know."""
         trained = {group_of(kind) for kind, _ in self.heads}
-        for index, atoms in enumerate(frames):
-            unseen = sorted(set(layout_groups(MatrixLayout.from_numbers(self.basis, [atoms.numbers]))) - trained)
-            if unseen:
-                names = ", ".join(_pair_name(group) for group in unseen)
-                raise ValueError(f"structure {index} ({atoms.get_chemical_formula()}) has atom pairs the model "
-                                 f"was not trained on: {names}")
+        unseen = {group: samples for group, samples in layout_groups(self._layout(frames)).items()
+                  if group not in trained}
+        if unseen:
+            index = min(int(samples[0, 0]) for samples in unseen.values())  # samples come in structure order
+            names = ", ".join(_pair_name(group) for group, samples in sorted(unseen.items()) if index in samples[:, 0])
+            raise ValueError(f"structure {index} ({frames[index].get_chemical_formula()}) has atom pairs the model "
+                             f"was not trained on: {names}")
 
     def _predict_batch(self, frames: Sequence[ase.Atoms], device: torch.device | str,
                        dtype: torch.dtype) -> list[torch.Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -54,8 +55,13 @@ class MatrixLayout:
         """Atom pairs of every molecule grouped by kind: {kind: (n, 3) rows (system, i, j)}.
 
         On-site (i, i); same-element pairs i < j under both +1 and -1; different-element
-        pairs once, the lower atomic number first.
+        pairs once, the lower atomic number first. Computed once per layout (prediction, its
+        checks and the assembly all ask for them): treat the arrays as read-only.
         """
+        return dict(self._pairs)
+
+    @cached_property
+    def _pairs(self) -> dict[PairKind, np.ndarray]:
         rows = np.concatenate([self._system_pairs(s) for s in range(self.n_systems)])
         z1 = self.numbers[self.atom_ptr[rows[:, 0]] + rows[:, 1]]
         z2 = self.numbers[self.atom_ptr[rows[:, 0]] + rows[:, 2]]
