@@ -122,7 +122,8 @@ class MinibatchHeadConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run: data, level of theory, target ("saph" or "fock_orthogonal"), split,
+    """One training run: data, level of theory, target ("saph" or "fock_orthogonal"), the
+    ``baseline`` a fock_orthogonal model learns the difference to (null or "sap"), split,
     features, head (one of the head schemas); ``task`` "hamiltonian", or "properties" for the
     vector and tensor property models configured in ``properties``; ``device`` "cpu" or
     "cuda"; ``seed`` fixes folds and anything random."""
@@ -130,6 +131,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     target: str = "saph"
+    baseline: Optional[str] = None
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     head: Any = MISSING

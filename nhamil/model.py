@@ -3,7 +3,8 @@
 Symmetry law: for a structure x, a proper or improper rotation R and a permutation P of its atoms,
 ``predict(P R x) = P_ao D F(x) D^T P_ao^T`` with D = basis_wigner(basis, numbers, R), exactly
 (to float64 round-off), because every block is a linear, mu-shared function of features of the
-same (lambda, sigma) and the same permutation behaviour.
+same (lambda, sigma) and the same permutation behaviour, and a baseline, if any, is a PySCF
+Fock matrix that obeys the same law.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .features.families import atom_samples
 from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_head, fit_state, predict_head,
                     settings_from_dict, settings_to_dict)
 from .orbitals import AtomicBasis, Shell
+from .reference.baseline import check_baseline, orthogonal_baselines
 from .structures import Structures
 
 CHECKPOINT_FORMAT = 1
@@ -72,20 +74,26 @@ class HamiltonianModel:
     """Predicts symmetric AO matrices written in ``basis`` (Hartree) from structures.
 
     ``target`` names what the matrices are (e.g. "saph", "fock_orthogonal"); ``species`` are the
-    elements the model knows, as atomic numbers.
+    elements the model knows, as atomic numbers. ``baseline`` (one of
+    :data:`nhamil.reference.baseline.BASELINES`, ``fock_orthogonal`` targets only): the heads
+    learn the difference to this cheap PySCF Fock matrix, which ``predict`` adds back.
     """
 
     def __init__(self, basis: AtomicBasis, species: Sequence[int], *, target: str,
-                 features: FeatureSettings | None = None, head: HeadSettings | None = None):
+                 features: FeatureSettings | None = None, head: HeadSettings | None = None,
+                 baseline: str | None = None):
         self.basis = basis
         self.species = tuple(sorted(int(z) for z in species))
         self.target = target
+        self.baseline = baseline
         self.features = features or FeatureSettings()
         self.contractions: dict[int, ChannelContraction] = {}
         self.head = head or RidgeSettings()
         self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], HeadFit]] = {}
         self._transforms: dict[PairKind, torch.Tensor] = {}
         basis.check_elements(self.species)
+        if baseline is not None:
+            _check_baseline_target(baseline, target)
 
     @property
     def max_lambda(self) -> int:
@@ -99,7 +107,8 @@ class HamiltonianModel:
         ``FIT_CHUNK`` frames at a time into preallocated blocks, so the peak memory is about the
         features of the largest group, not of all groups or of every intermediate product."""
         layout = self._layout(frames)
-        blocks = matrix_to_blocks([torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices], layout)
+        matrices = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices]
+        blocks = matrix_to_blocks(self._minus_baseline(frames, matrices, progress), layout)
         structures = Structures.from_atoms(frames, device=device)
         self.contractions = self._fit_contractions(structures)
         self.heads, self._transforms = {}, {}
@@ -144,12 +153,25 @@ class HamiltonianModel:
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float64, batch_size: int = 8) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
-        ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound)."""
+        ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound);
+        the baseline, for a model with one, is added."""
         if not self.heads:
             raise RuntimeError("the model is not fitted")
         self.check_atom_pairs(frames)
-        return [matrix for start in range(0, len(frames), batch_size)
-                for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
+        learned = [matrix for start in range(0, len(frames), batch_size)
+                   for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
+        if self.baseline is None:
+            return learned
+        baselines = orthogonal_baselines(self.baseline, frames, self.basis)
+        return [matrix + torch.as_tensor(base).to(matrix) for matrix, base in zip(learned, baselines)]
+
+    def _minus_baseline(self, frames: Sequence[ase.Atoms], matrices: list[torch.Tensor],
+                        progress: bool) -> list[torch.Tensor]:
+        """The part of ``matrices`` the heads learn: all of it, or what the baseline leaves."""
+        if self.baseline is None:
+            return matrices
+        baselines = orthogonal_baselines(self.baseline, frames, self.basis, progress)
+        return [matrix - torch.as_tensor(base).to(matrix) for matrix, base in zip(matrices, baselines)]
 
     def check_atom_pairs(self, frames: Sequence[ase.Atoms]) -> None:
         """Raise ``ValueError`` naming the first structure of ``frames`` with a kind of atom pair
@@ -260,7 +282,7 @@ class HamiltonianModel:
         """Plain data (ints, floats, strings, tensors) that :meth:`from_state_dict` restores."""
         return {
             "format": CHECKPOINT_FORMAT, "basis": self.basis.to_dict(), "species": list(self.species),
-            "target": self.target, "features": self.features.to_dict(),
+            "target": self.target, "baseline": self.baseline, "features": self.features.to_dict(),
             "contractions": {str(order): c.state() for order, c in self.contractions.items()},
             "head": settings_to_dict(self.head),
             "heads": [{"kind": asdict(kind), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
@@ -273,7 +295,7 @@ class HamiltonianModel:
             raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
         features = FeatureSettings.from_dict(state["features"])
         model = cls(AtomicBasis.from_dict(state["basis"]), state["species"], target=state["target"],
-                    features=features, head=settings_from_dict(state["head"]))
+                    features=features, head=settings_from_dict(state["head"]), baseline=state.get("baseline"))
         model.contractions = {int(order): ChannelContraction.from_state(c)
                               for order, c in state.get("contractions", {}).items()}
         for head in state["heads"]:
@@ -295,6 +317,14 @@ class HamiltonianModel:
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             raise ValueError(f"cannot read checkpoint {path}: {err}") from err
         return cls.from_state_dict(state)
+
+
+def _check_baseline_target(baseline: str, target: str) -> None:
+    """A baseline is a full AO Fock matrix: only full Fock targets can be learned relative to it."""
+    check_baseline(baseline)
+    if target != "fock_orthogonal":
+        raise ValueError(f"baseline {baseline!r} is a full Fock matrix; it applies to target 'fock_orthogonal', "
+                         f"not {target!r}")
 
 
 def _pair_name(group: PairKind) -> str:

@@ -62,7 +62,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 def _make_model(cfg: DictConfig, basis: AtomicBasis, species) -> HamiltonianModel:
     features = FeatureSettings.from_dict(OmegaConf.to_container(cfg.features))
     head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
-    return HamiltonianModel(basis, species, target=cfg.target, features=features, head=head)
+    return HamiltonianModel(basis, species, target=cfg.target, features=features, head=head, baseline=cfg.baseline)
 
 
 def _check_split(train_ids: range, test_ids: range, n_frames: int) -> None:

@@ -12,7 +12,8 @@ from hydra.errors import ConfigCompositionException
 from nhamil.config import compose_config
 from nhamil.model import HamiltonianModel
 from nhamil.reference import read_frames
-from nhamil.train import train
+from nhamil.orbitals import AtomicBasis
+from nhamil.train import _make_model, train
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ncenter-reps"
@@ -41,6 +42,12 @@ def test_head_options_keep_their_own_keys():
     assert compose_config(["+experiment=water", "head=sparse_kernel"]).head.n_active == 500
     with pytest.raises(ConfigCompositionException, match="epochs"):
         compose_config(["+experiment=water", "head=kernel", "head.epochs=3"])
+
+
+def test_baseline_reaches_the_model():
+    cfg = compose_config(["+experiment=water_fock", "baseline=sap"])
+    assert _make_model(cfg, AtomicBasis.from_pyscf("def2-svp", [1, 8]), [1, 8]).baseline == "sap"
+    assert compose_config(["+experiment=water_fock"]).baseline is None
 
 
 @pytest.mark.parametrize("launcher, expected", [("slurm", "submitit_launcher.SlurmLauncher"),

@@ -1,0 +1,112 @@
+"""The SAP baseline is a Fock matrix that moves with the molecule and holds most of the SCF
+Fock matrix; a model that learns the difference to it keeps every symmetry and learns better."""
+
+import ase
+import ase.build
+import numpy as np
+import pytest
+import torch
+from water_fock_run import DATA, WATER, reference_cache
+
+from nhamil.features import DensitySettings
+from nhamil.model import FeatureSettings, HamiltonianModel
+from nhamil.orbitals import AtomicBasis, basis_wigner, pyscf_to_canonical, random_rotation
+from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
+from nhamil.reference.baseline import baseline_fock, orthogonal_baselines
+from nhamil.reference.scf import build_molecule
+
+pytestmark = [pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent"),
+              pytest.mark.usefixtures("one_thread")]
+SMALL = FeatureSettings(density=DensitySettings(max_radial=3, max_angular=3))
+WATER_BASIS = AtomicBasis.from_pyscf("def2-svp", [1, 8])
+
+
+def _moved(atoms: ase.Atoms, rotation: torch.Tensor, permutation: np.ndarray) -> ase.Atoms:
+    return ase.Atoms(atoms.numbers[permutation], (atoms.positions[permutation] - 0.4) @ rotation.numpy().T)
+
+
+def _carried(matrix, basis: AtomicBasis, atoms: ase.Atoms, rotation: torch.Tensor, permutation: np.ndarray):
+    """P_ao D M D^T P_ao^T: an AO matrix of ``atoms`` carried along with the molecule."""
+    wigner = basis_wigner(basis, atoms.numbers, rotation).to(torch.as_tensor(matrix))
+    rotated = wigner @ torch.as_tensor(matrix) @ wigner.T
+    offsets = basis.atom_offsets(atoms.numbers)
+    order = np.concatenate([np.arange(offsets[a], offsets[a + 1]) for a in permutation])
+    return rotated[order][:, order]
+
+
+def _water_fock(tmp_path_factory, frames):
+    records = build_reference_set(frames, ScfSettings(), ProjectionSettings(), reference_cache(tmp_path_factory),
+                                  n_workers=1, progress=False)
+    return [torch.as_tensor(lowdin_orthogonalize(r.fock, r.overlap)) for r in records]
+
+
+@pytest.fixture(scope="module")
+def water_models(tmp_path_factory):
+    """Models fitted on 10 water Fock matrices, relative to the SAP baseline and without one,
+    with the frames and reference matrices: training 0-9, held out 10-11."""
+    frames = read_frames(WATER, ":12")
+    fock = _water_fock(tmp_path_factory, frames)
+    models = {baseline: HamiltonianModel(WATER_BASIS, [1, 8], target="fock_orthogonal", features=SMALL,
+                                         baseline=baseline).fit(frames[:10], fock[:10], progress=False)
+              for baseline in ("sap", None)}
+    return models, frames, fock
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_sap_baseline_follows_rotation_inversion_and_permutation(improper):
+    atoms = ase.build.molecule("CH3CH2OH")
+    basis = AtomicBasis.from_pyscf("def2-svp", atoms.numbers)
+    generator = torch.Generator().manual_seed(5)
+    rotation = random_rotation(generator, improper=improper)
+    permutation = torch.randperm(len(atoms), generator=generator).numpy()
+    fock, overlap = baseline_fock("sap", atoms, basis)
+    moved_fock, moved_overlap = baseline_fock("sap", _moved(atoms, rotation, permutation), basis)
+    np.testing.assert_allclose(moved_fock, _carried(fock, basis, atoms, rotation, permutation), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(moved_overlap, _carried(overlap, basis, atoms, rotation, permutation), atol=1e-12, rtol=0)
+
+
+def test_sap_baseline_holds_most_of_the_fock_matrix(tmp_path_factory):
+    """h + V_SAP is far closer to the converged Fock matrix than the core Hamiltonian h alone."""
+    atoms = read_frames(WATER, "10")[0]
+    (fock,) = _water_fock(tmp_path_factory, [atoms])
+    molecule = build_molecule(atoms, ScfSettings())
+    order = np.ix_(*2 * [pyscf_to_canonical(WATER_BASIS, atoms.numbers)])
+    core = molecule.intor("int1e_kin") + molecule.intor("int1e_nuc")
+    core = lowdin_orthogonalize(core[order], molecule.intor("int1e_ovlp")[order])
+    (sap,) = orthogonal_baselines("sap", [atoms], WATER_BASIS)
+    assert np.linalg.norm(fock.numpy() - sap) < 0.2 * np.linalg.norm(fock.numpy() - core)
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_model_with_baseline_follows_rotation_inversion_and_permutation(water_models, improper):
+    models, frames, _ = water_models
+    atoms = frames[11]
+    generator = torch.Generator().manual_seed(7)
+    rotation = random_rotation(generator, improper=improper)
+    permutation = torch.randperm(len(atoms), generator=generator).numpy()
+    original, moved = models["sap"].predict([atoms, _moved(atoms, rotation, permutation)])
+    torch.testing.assert_close(moved, _carried(original, WATER_BASIS, atoms, rotation, permutation), atol=1e-10, rtol=0)
+
+
+def test_baseline_is_added_back_and_makes_the_model_better(water_models):
+    """Without the baseline added back, the predictions would miss nearly all of the Fock matrix."""
+    models, frames, fock = water_models
+    errors = {baseline: max(float((p - f).abs().max()) for p, f in zip(model.predict(frames[10:]), fock[10:]))
+              for baseline, model in models.items()}
+    assert errors["sap"] < 0.5 * errors[None]
+
+
+def test_checkpoint_keeps_the_baseline(water_models, tmp_path):
+    models, frames, _ = water_models
+    models["sap"].save(tmp_path / "model.pt")
+    restored = HamiltonianModel.load(tmp_path / "model.pt")
+    assert restored.baseline == "sap"
+    torch.testing.assert_close(restored.predict(frames[10:]), models["sap"].predict(frames[10:]), atol=0, rtol=0)
+
+
+def test_baseline_for_a_saph_model_or_an_unknown_one_is_refused():
+    minimal = ProjectionSettings().minimal_basis(WATER_BASIS)
+    with pytest.raises(ValueError, match="fock_orthogonal"):
+        HamiltonianModel(minimal, [1, 8], target="saph", baseline="sap")
+    with pytest.raises(ValueError, match="'huckel'"):
+        HamiltonianModel(WATER_BASIS, [1, 8], target="fock_orthogonal", baseline="huckel")
