@@ -11,6 +11,7 @@
 
 Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>_<head>.json`` and prints
 Markdown tables. ``--head sparse_kernel`` fits lambda-SOAP kernel heads instead of ridge;
+``--baseline sap`` learns the difference to the SAP Fock matrix;
 ``--model RUN/model.pt`` takes a trained checkpoint instead (then the training and feature
 options do not apply).
 """
@@ -35,6 +36,7 @@ from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
+from nhamil.reference.baseline import BASELINES
 from nhamil.scf_guess import compare_guesses, run_from_guess, runs_as_rows, summarize_runs
 from nhamil.targets import make_targets
 from timing import median_seconds
@@ -52,7 +54,8 @@ def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
     targets = make_targets(records, "fock_orthogonal", basis, ProjectionSettings())
     features = FeatureSettings(density=DensitySettings(max_radial=args.max_radial, max_angular=args.max_angular))
     head = KernelSettings(n_active=args.n_active) if args.head == "sparse_kernel" else RidgeSettings()
-    model = HamiltonianModel(basis, species, target="fock_orthogonal", features=features, head=head)
+    model = HamiltonianModel(basis, species, target="fock_orthogonal", features=features, head=head,
+                             baseline=args.baseline)
     return model.fit(frames, [torch.as_tensor(m) for m in targets.matrices])
 
 
@@ -103,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-angular", type=int, default=6)
     parser.add_argument("--model", type=Path, help="a trained fock_orthogonal checkpoint (model.pt of a run) to use "
                         "instead of training one; its training frames must not overlap the test frames")
+    parser.add_argument("--baseline", choices=BASELINES, help="learn the difference to this cheap Fock matrix "
+                        "(nhamil.reference.baseline), which the prediction then includes")
     parser.add_argument("--head", choices=["ridge", "sparse_kernel"], default="ridge")
     parser.add_argument("--n-active", type=int, default=500, help="active samples per block of the sparse kernel")
     parser.add_argument("--guesses", nargs="+", default=["minao", "atom", "huckel", "1e"], help="PySCF guesses")
@@ -130,7 +135,7 @@ def main() -> None:
               "basis": settings.basis, "conv_tol": args.conv_tol, "n_train": args.n_train,
               "test_frames": [len(frames) - args.n_test, len(frames)],
               "features": {"max_radial": args.max_radial, "max_angular": args.max_angular},
-              "head": args.head if args.head == "ridge" else f"{args.head} ({args.n_active} active)",
+              "baseline": model.baseline, "head": args.head if args.head == "ridge" else f"{args.head} ({args.n_active} active)",
               "checkpoint": str(args.model) if args.model else None,
               "train_and_fit_seconds": fit_seconds, "machine": f"{platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores", "summary": summarize_runs(runs), "runs": runs_as_rows(runs)}
@@ -138,7 +143,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         pyscf.lib.num_threads(args.threads)
         result["speed"] = speed(model, test, args.repeats)
-    name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{args.model.parent.name if args.model else args.head}.json"
+    trained = f"{args.head}_{args.baseline}" if args.baseline else args.head
+    name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{args.model.parent.name if args.model else trained}.json"
     with atomic_path(args.output / name) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result["summary"]))
