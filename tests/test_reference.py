@@ -15,6 +15,7 @@ from nhamil.reference import (CorruptCacheError, ProjectionSettings, ScfSettings
                               build_reference_set, lowdin_orthogonalize, projected_valence_hamiltonian, read_frames,
                               run_scf)
 from nhamil.reference import store
+from nhamil.reference.scf import build_molecule
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"paper data not found at {DATA} (check out shared/ beside the repo)")
@@ -115,6 +116,20 @@ def test_lowdin_fock_eigenvalues_are_orbital_energies():
 
 
 # --- settings and errors ------------------------------------------------------------------------
+
+def test_molecules_of_one_composition_are_independent_copies():
+    """build_molecule copies one Mole per composition: each copy equals a Mole built afresh, and
+    making the second leaves the first where it was."""
+    from pyscf import gto
+
+    first, second = _waters(2)
+    molecules = [build_molecule(atoms, RHF) for atoms in (first, second)]
+    fresh = gto.M(atom=[(s, tuple(p)) for s, p in zip(second.get_chemical_symbols(), second.positions)],
+                  unit="Angstrom", basis="def2-svp", verbose=0)
+    np.testing.assert_array_equal(molecules[1].intor("int1e_ovlp"), fresh.intor("int1e_ovlp"))
+    assert molecules[1].energy_nuc() == pytest.approx(fresh.energy_nuc(), rel=1e-14)
+    np.testing.assert_allclose(molecules[0].atom_coords(unit="Angstrom"), first.positions, atol=1e-12, rtol=0)
+
 
 def test_settings_validate_and_hash():
     with pytest.raises(ValueError, match="'ccsd'"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import ase
 import numpy as np
@@ -39,12 +40,20 @@ class ScfResult:
 
 
 def build_molecule(atoms: ase.Atoms, settings: ScfSettings):
-    """PySCF ``Mole`` of ``atoms`` (positions in Å) in ``settings.basis``, quiet."""
+    """PySCF ``Mole`` of ``atoms`` (positions in Å) in ``settings.basis``, quiet: a copy, with
+    these positions, of the one ``Mole`` built per composition (building parses the basis:
+    1.5 ms for ethanol in def2-SVP, against 0.01 ms to copy)."""
+    template = _template_molecule(tuple(atoms.get_chemical_symbols()), settings.basis, settings.charge, settings.spin)
+    return template.set_geom_(np.asarray(atoms.positions, dtype=float), unit="Angstrom", inplace=False)
+
+
+@lru_cache(maxsize=64)
+def _template_molecule(symbols: tuple[str, ...], basis: str, charge: int, spin: int):
+    """A built ``Mole`` of ``symbols`` 3 Å apart on a line; never handed out, only copied."""
     from pyscf import gto
 
-    atom = [(symbol, tuple(position)) for symbol, position in zip(atoms.get_chemical_symbols(), atoms.positions)]
-    return gto.M(atom=atom, unit="Angstrom", basis=settings.basis, charge=settings.charge,
-                 spin=settings.spin, verbose=0)
+    atom = [(symbol, (0.0, 0.0, 3.0 * k)) for k, symbol in enumerate(symbols)]
+    return gto.M(atom=atom, unit="Angstrom", basis=basis, charge=charge, spin=spin, verbose=0)
 
 
 def make_solver(mol, settings: ScfSettings):
