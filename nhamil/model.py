@@ -209,10 +209,18 @@ class HamiltonianModel:
             self._transforms[group] = element_transform(self.basis, group, outputs)
         return self._transforms[group]
 
+    def check_elements(self, frames: Sequence[ase.Atoms]) -> None:
+        """Raise ``ValueError`` naming the first structure of ``frames`` that holds an element the
+        model was not trained on, and those elements."""
+        for index, atoms in enumerate(frames):
+            unknown = sorted(set(atoms.numbers.tolist()) - set(self.species))
+            if unknown:
+                symbols = [ase.data.chemical_symbols[z] for z in unknown]
+                raise ValueError(f"structure {index} ({atoms.get_chemical_formula()}) holds element(s) {symbols} "
+                                 f"(Z={unknown}) that the model was not trained on (Z={list(self.species)})")
+
     def _layout(self, frames: Sequence[ase.Atoms]) -> MatrixLayout:
-        unknown = sorted({int(z) for a in frames for z in a.numbers} - set(self.species))
-        if unknown:
-            raise ValueError(f"element(s) Z={unknown} unknown to this model (trained on Z={list(self.species)})")
+        self.check_elements(frames)
         return MatrixLayout.from_numbers(self.basis, [a.numbers for a in frames])
 
     def _features(self, structures: Structures, pairs: dict[PairKind, np.ndarray]) -> dict[PairKind, EquivariantFeatures]:

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import ase
-import ase.data
 import h5py
 import numpy as np
 from tqdm.auto import tqdm
@@ -46,12 +45,6 @@ def check_inputs(model: HamiltonianModel, frames: Sequence[ase.Atoms], scf_basis
     """Raise ``ValueError`` before any work if ``frames`` hold an element or a kind of atom pair
     the model was not trained on (naming it and the structure), or if ``scf_basis`` (the basis of
     the data the predictions are meant for) is not the model's basis (naming both)."""
-    for index, atoms in enumerate(frames):
-        unknown = sorted(set(atoms.numbers.tolist()) - set(model.species))
-        if unknown:
-            symbols = [ase.data.chemical_symbols[z] for z in unknown]
-            raise ValueError(f"structure {index} ({atoms.get_chemical_formula()}) holds element(s) {symbols} "
-                             f"(Z={unknown}) that the model was not trained on (Z={list(model.species)})")
     model.check_atom_pairs(frames)
     if scf_basis is not None and expected_model_basis(model.target, scf_basis) != model.basis.name:
         raise ValueError(f"the model was trained in basis {model.basis.name!r} but the data are in {scf_basis!r} "
