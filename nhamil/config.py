@@ -17,6 +17,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from .features.settings import DensitySettings
+from .heads import KernelSettings, MinibatchSettings, RidgeSettings
+from .model import FeatureSettings
 
 #: The repository's config folder (an editable install keeps it beside the package).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -59,65 +61,40 @@ def mutable_schema(settings_class: type, name: str, *, exclude: tuple[str, ...] 
     ``exclude`` drops fields (e.g. a nested settings object); ``extra`` appends
     (name, type, dataclasses.field) entries (e.g. that object's own schema)."""
     hints = typing.get_type_hints(settings_class)
-    own = [(f.name, hints[f.name], field(default=f.default)) for f in fields(settings_class) if f.name not in exclude]
+    own = [(f.name, *_mutable_field(hints[f.name], f.default)) for f in fields(settings_class) if f.name not in exclude]
     schema = make_dataclass(name, own + list(extra))
     schema.__module__, schema.__doc__ = __name__, f"Schema of ``{settings_class.__name__}``: {settings_class.__doc__}"
     return schema
+
+
+def _mutable_field(hint: Any, default: Any) -> tuple[Any, Any]:
+    """(type, dataclasses.field) of a schema field: a ``tuple[X, ...]`` setting becomes a list
+    with a default factory (OmegaConf has no tuples, and lists are mutable defaults)."""
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return list[item], field(default_factory=lambda: list(default))
+    return hint, field(default=default)
 
 
 #: Atom-density expansion (``nhamil.features.DensitySettings``); lengths in Å.
 DensityConfig = mutable_schema(DensitySettings, "DensityConfig")
 
 
-@dataclass
-class FeaturesConfig:
-    """Feature families (see ``nhamil.model.FeatureSettings``): on-site |rho_i^1..nu> with nu =
-    onsite_correlation_order (1-3) and optionally |rho_i^[1<-1]>; pairs |rho_ij^0..nu> with nu =
-    pair_correlation_order (1-2) and optionally |rho_ij^(1,1)>; contraction_channels: PCA channels
-    kept per (lambda, sigma) block of the order >= 2 correlations (null: all)."""
-
-    density: DensityConfig = field(default_factory=DensityConfig)
-    onsite_correlation_order: int = 2
-    message_passing: bool = False
-    pair_correlation_order: int = 1
-    both_centres: bool = False
-    contraction_channels: Optional[int] = None
+#: Feature families (``nhamil.model.FeatureSettings``).
+FeaturesConfig = mutable_schema(FeatureSettings, "FeaturesConfig", exclude=("density",), extra=(
+    ("density", DensityConfig, field(default_factory=DensityConfig)),))
 
 
-def _alpha_grid() -> list[float]:
-    return [10.0 ** k for k in range(-12, 1)]
+def _head_schema(settings_class: type, kind: str) -> type:
+    """The schema of one option of the ``head`` group: the head's settings, less ``seed`` (the
+    run's ``seed`` is used), plus its ``kind``."""
+    return mutable_schema(settings_class, f"{settings_class.__name__.removesuffix('Settings')}HeadConfig",
+                          exclude=("seed",), extra=(("kind", str, field(default=kind)),))
 
 
-@dataclass
-class RidgeHeadConfig:
-    """Closed-form ridge heads: relative regularization grid and cross-validation folds."""
-
-    kind: str = "ridge"
-    alphas: list[float] = field(default_factory=_alpha_grid)
-    n_folds: int = 5
-
-
-@dataclass
-class KernelHeadConfig:
-    """lambda-SOAP kernel ridge: invariant-kernel power zeta; n_active active samples per block
-    chosen by farthest-point sampling (null: the full kernel)."""
-
-    kind: str = "kernel"
-    zeta: int = 2
-    n_active: Optional[int] = None
-    alphas: list[float] = field(default_factory=_alpha_grid)
-    n_folds: int = 5
-
-
-@dataclass
-class MinibatchHeadConfig:
-    """Trainable linear heads fitted with Adam over minibatches of samples."""
-
-    kind: str = "minibatch"
-    epochs: int = 200
-    batch_size: int = 256
-    learning_rate: float = 1.0e-2
-    weight_decay: float = 1.0e-8
+RidgeHeadConfig = _head_schema(RidgeSettings, "ridge")
+KernelHeadConfig = _head_schema(KernelSettings, "kernel")
+MinibatchHeadConfig = _head_schema(MinibatchSettings, "minibatch")
 
 
 @dataclass
