@@ -51,6 +51,19 @@ def test_batches_and_rotations_do_not_change_orbital_energies(run_dir):
     np.testing.assert_allclose(np.linalg.eigvalsh(together[1]), np.linalg.eigvalsh(together[0]), atol=1e-9)
 
 
+def test_float32_predictions_are_written_as_float64_and_stay_close(run_dir, tmp_path):
+    frames = read_frames(WATER, "10:12")
+    ase.io.write(tmp_path / "molecules.xyz", frames, format="extxyz")
+    output = predict_main([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"),
+                           "--float32"])
+    expected = HamiltonianModel.load(run_dir / "model.pt").predict(frames)
+    with h5py.File(output) as file:
+        for name, matrix in zip(sorted(file), expected):
+            assert file[name]["matrix"].dtype == np.float64
+            difference = np.abs(file[name]["matrix"][()] - matrix.numpy()).max()
+            assert 0 < difference < 1e-5
+
+
 @pytest.mark.parametrize("atoms, extra, message", [
     (ase.Atoms("NH3", np.eye(4, 3)), [], r"structure 1 \(H3N\).*\['N'\]"),
     (None, ["--basis", "cc-pvdz"], r"'def2-svp'.*'cc-pvdz'"),
