@@ -7,7 +7,8 @@
 2. Converges held-out frames (the last ``--n-test`` of the file) from the model's density and
    from PySCF's guesses; counts cycles and wall time (``nhamil.scf_guess``).
 3. With ``--speed``: the time to predict one molecule (features, heads, assembly, overlap,
-   diagonalization) next to RHF and B3LYP single points (PySCF's minao guess), median of repeats.
+   diagonalization; features and heads in float64 and in float32) next to RHF and B3LYP single
+   points (PySCF's minao guess), median of repeats.
 
 Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>_<head>.json`` and prints
 Markdown tables. ``--head sparse_kernel`` fits lambda-SOAP kernel heads instead of ridge;
@@ -60,25 +61,31 @@ def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
 
 
 def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
-    """Median seconds per molecule of each stage of a prediction (features, heads and assembly,
-    then overlap and diagonalization to occupied orbitals), cycling through ``frames`` (same
-    composition, new geometry each call), next to converging one frame with PySCF RHF and B3LYP
-    (libxc B3LYP with VWN-RPA, PySCF >= 2.3 "b3lyp"), def2-SVP, from minao."""
+    """Median seconds per molecule of each stage of a prediction (features, heads, assembly and
+    the model's baseline if any, in float64 and in float32; then overlap and diagonalization to
+    occupied orbitals), cycling through ``frames`` (same composition, new geometry each call),
+    next to converging one frame with PySCF RHF and B3LYP (libxc B3LYP with VWN-RPA, PySCF >=
+    2.3 "b3lyp"), def2-SVP, from minao."""
     n_occupied = int(frames[0].numbers.sum()) // 2
     cycle = itertools.cycle(frames)
     fock = model.predict([frames[0]])[0].numpy()
 
     def diagonalize():
-        orbitals_from_orthogonal(fock, overlap_matrix(frames[0], LEVELS["rhf"]), n_occupied)
+        orbitals_from_orthogonal(fock, overlap_matrix(next(cycle), LEVELS["rhf"]), n_occupied)
 
     result = {"matrix_seconds": median_seconds(lambda: model.predict([next(cycle)]), repeats),
+              "matrix_float32_seconds": median_seconds(lambda: model.predict([next(cycle)], dtype=torch.float32),
+                                                       repeats),
               "orbitals_seconds": median_seconds(diagonalize, repeats),
               "rhf_seconds": median_seconds(lambda: run_from_guess(frames[0], ScfSettings(method="rhf"), "minao"), repeats),
               "b3lyp_seconds": median_seconds(lambda: run_from_guess(frames[0], ScfSettings(method="rks", xc="b3lyp"), "minao"),
                                               max(1, repeats // 3))}
-    result["predict_seconds"] = result["matrix_seconds"] + result["orbitals_seconds"]
-    return {**result, "threads": torch.get_num_threads(), "rhf_ratio": result["rhf_seconds"] / result["predict_seconds"],
-            "b3lyp_ratio": result["b3lyp_seconds"] / result["predict_seconds"]}
+    for precision in ("", "_float32"):
+        total = result[f"matrix{precision}_seconds"] + result["orbitals_seconds"]
+        result[f"predict{precision}_seconds"] = total
+        result[f"rhf_ratio{precision}"] = result["rhf_seconds"] / total
+        result[f"b3lyp_ratio{precision}"] = result["b3lyp_seconds"] / total
+    return {**result, "threads": torch.get_num_threads()}
 
 
 def markdown(summary: dict) -> str:
