@@ -10,7 +10,8 @@
    diagonalization; features and heads in float64 and in float32) next to RHF and B3LYP single
    points (PySCF's minao guess), median of repeats.
 
-Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>_<head>.json`` and prints
+Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>_<head or checkpoint>.json``
+(a checkpoint ``multirun/curve_x/2/model.pt`` is named ``curve_x_2``) and prints
 Markdown tables. ``--head sparse_kernel`` fits lambda-SOAP kernel heads instead of ridge;
 ``--baseline sap`` learns the difference to the SAP Fock matrix;
 ``--model RUN/model.pt`` takes a trained checkpoint instead (then the training and feature
@@ -151,7 +152,8 @@ def main() -> None:
         pyscf.lib.num_threads(args.threads)
         result["speed"] = speed(model, test, args.repeats)
     trained = f"{args.head}_{args.baseline}" if args.baseline else args.head
-    name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{args.model.parent.name if args.model else trained}.json"
+    checkpoint = "_".join(args.model.resolve().parts[-3:-1]) if args.model else None  # sweep and job folders
+    name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{checkpoint or trained}.json"
     with atomic_path(args.output / name) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result["summary"]))
