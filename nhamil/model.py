@@ -153,8 +153,9 @@ class HamiltonianModel:
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float64, batch_size: int = 8) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
-        ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound);
-        the baseline, for a model with one, is added."""
+        ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound on
+        a CPU; a GPU wants hundreds); the baseline, for a model with one, is added. Weights
+        not on ``device`` are copied there for every batch: call :meth:`to` first."""
         if not self.heads:
             raise RuntimeError("the model is not fitted")
         self.check_atom_pairs(frames)
@@ -164,6 +165,15 @@ class HamiltonianModel:
             return learned
         baselines = orthogonal_baselines(self.baseline, frames, self.basis)
         return [matrix + torch.as_tensor(base).to(matrix) for matrix, base in zip(learned, baselines)]
+
+    def to(self, device: torch.device | str) -> HamiltonianModel:
+        """Move the fitted heads, their maps to matrix elements and the channel contractions to
+        ``device`` (in place; returns the model), so that predictions there copy no weights.
+        Predictions do not change: the law ``H(R x) = D H(x) D^T`` holds on every device."""
+        self.heads = {key: (keys, fit.to(device)) for key, (keys, fit) in self.heads.items()}
+        self._transforms = {group: transform.to(device) for group, transform in self._transforms.items()}
+        self.contractions = {order: contraction.to(device) for order, contraction in self.contractions.items()}
+        return self
 
     def _minus_baseline(self, frames: Sequence[ase.Atoms], matrices: list[torch.Tensor],
                         progress: bool) -> list[torch.Tensor]:

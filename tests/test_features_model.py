@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from test_model import _expected, _transformed
@@ -53,3 +55,14 @@ def test_settings_of_older_checkpoints_read_as_the_defaults():
                        "cutoff_width": 0.5, "center_weight": 1.0}, "onsite_correlation_order": 2}
     assert FeatureSettings.from_dict(old) == FeatureSettings()
     assert FeatureSettings.from_dict(FeatureSettings().to_dict()) == FeatureSettings()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_prediction_with_contractions_matches_cpu(water_model):
+    """Contractions, heads and maps moved to the GPU give the CPU's prediction to round-off."""
+    model, frames = water_model
+    on_gpu = copy.deepcopy(model).to("cuda").predict(frames[10:12], device="cuda")
+    for expected, predicted in zip(model.predict(frames[10:12]), on_gpu):
+        assert predicted.device.type == "cuda"
+        torch.testing.assert_close(predicted.cpu(), expected, atol=1e-10, rtol=0)

@@ -1,5 +1,6 @@
 """The trained model never breaks a symmetry: rotations, inversion, atom permutations."""
 
+import copy
 from pathlib import Path
 
 import ase
@@ -130,3 +131,16 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="model.pt"):
         HamiltonianModel.load(path)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("fixture", ["water_saph_model", "ethanol_model", "ethanol_kernel_model"])
+def test_cuda_prediction_matches_cpu(fixture, request):
+    """A model moved to the GPU predicts there, from weights kept there, what it predicts on the
+    CPU, to round-off: the CPU equivariance tests carry over."""
+    model, frames = request.getfixturevalue(fixture)
+    on_gpu = copy.deepcopy(model).to("cuda").predict(frames[:3], device="cuda")
+    for expected, predicted in zip(model.predict(frames[:3]), on_gpu):
+        assert predicted.device.type == "cuda"
+        torch.testing.assert_close(predicted.cpu(), expected, atol=1e-10, rtol=0)

@@ -18,7 +18,7 @@ Key = tuple[int, int]
 
 @dataclass(frozen=True)
 class ChannelContraction:
-    """projections: (lam, sigma) -> (n_features, n_channels) orthonormal columns (float64, CPU),
+    """projections: (lam, sigma) -> (n_features, n_channels) orthonormal columns (float64),
     the leading right singular vectors (randomized when few of many are kept) of the block's
     (n_samples * (2 lam + 1), n_features) matrix. Uncentred, so that lam > 0 blocks stay equivariant (their mean over rotations is 0).
     """
@@ -42,6 +42,10 @@ class ChannelContraction:
         if missing:
             raise KeyError(f"no contraction fitted for (lambda, sigma) = {missing}")
         return {key: block @ self.projections[key].to(block) for key, block in blocks.items()}
+
+    def to(self, device: torch.device | str) -> ChannelContraction:
+        """The same projections on ``device``."""
+        return ChannelContraction({key: w.to(device) for key, w in self.projections.items()})
 
     def state(self) -> dict[str, torch.Tensor]:
         """Plain data for checkpoints: "lam,sigma" -> projection."""
