@@ -75,3 +75,16 @@ def test_unknown_element_or_basis_fails_before_any_work(run_dir, tmp_path, atoms
         predict_main([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"),
                       *extra])
     assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_predict_command_on_cuda_writes_the_cpu_predictions(run_dir, tmp_path):
+    frames = read_frames(WATER, "10:13")
+    ase.io.write(tmp_path / "molecules.xyz", frames, format="extxyz")
+    output = predict_main([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"),
+                           "--device", "cuda"])
+    expected = HamiltonianModel.load(run_dir / "model.pt").predict(frames)
+    with h5py.File(output) as file:
+        for name, matrix in zip(sorted(file), expected):
+            np.testing.assert_allclose(file[name]["matrix"][()], matrix.numpy(), atol=1e-10)
