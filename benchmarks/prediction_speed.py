@@ -33,13 +33,8 @@ from nhamil.atomic import atomic_path
 from nhamil.evaluate.electronic import overlap_matrix
 from nhamil.model import HamiltonianModel
 from nhamil.reference import ScfSettings, read_frames
-from nhamil.scf_guess import run_from_guess
+from scf_guess import DATA, FILES, single_point_seconds
 from timing import median_seconds
-
-DATA = Path(os.environ.get("NHAMIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ncenter-reps"))
-FILES = {"water": "water_coords_1000.xyz", "ethanol": "ethanol-structures.xyz"}
-RHF = ScfSettings(method="rhf")
-B3LYP = ScfSettings(method="rks", xc="b3lyp")
 
 
 def orbital_energies(model: HamiltonianModel, frames, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -72,11 +67,9 @@ def prediction_rows(model: HamiltonianModel, frames, batch_sizes: list[int], dev
 def scf_seconds(atoms, threads: int, repeats: int) -> dict:
     """Median seconds of PySCF's RHF and B3LYP single points of ``atoms`` from minao, and of one
     AO overlap (per molecule), on ``threads`` threads."""
-    cycle = itertools.cycle([atoms])
     with threadpool_limits(threads):
-        return {"overlap_seconds": median_seconds(lambda: overlap_matrix(next(cycle), RHF), repeats * 5),
-                "rhf_seconds": median_seconds(lambda: run_from_guess(atoms, RHF, "minao"), repeats),
-                "b3lyp_seconds": median_seconds(lambda: run_from_guess(atoms, B3LYP, "minao"), max(1, repeats // 3))}
+        return {"overlap_seconds": median_seconds(lambda: overlap_matrix(atoms, ScfSettings()), repeats * 5),
+                **single_point_seconds(atoms, repeats)}
 
 
 def with_ratios(rows: list[dict], scf: dict) -> list[dict]:

@@ -65,8 +65,7 @@ def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
     """Median seconds per molecule of each stage of a prediction (features, heads, assembly and
     the model's baseline if any, in float64 and in float32; then overlap and diagonalization to
     occupied orbitals), cycling through ``frames`` (same composition, new geometry each call),
-    next to converging one frame with PySCF RHF and B3LYP (libxc B3LYP with VWN-RPA, PySCF >=
-    2.3 "b3lyp"), def2-SVP, from minao."""
+    next to converging one frame with PySCF RHF and B3LYP (:func:`single_point_seconds`)."""
     n_occupied = int(frames[0].numbers.sum()) // 2
     cycle = itertools.cycle(frames)
     fock = model.predict([frames[0]])[0].numpy()
@@ -78,15 +77,21 @@ def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
               "matrix_float32_seconds": median_seconds(lambda: model.predict([next(cycle)], dtype=torch.float32),
                                                        repeats),
               "orbitals_seconds": median_seconds(diagonalize, repeats),
-              "rhf_seconds": median_seconds(lambda: run_from_guess(frames[0], ScfSettings(method="rhf"), "minao"), repeats),
-              "b3lyp_seconds": median_seconds(lambda: run_from_guess(frames[0], ScfSettings(method="rks", xc="b3lyp"), "minao"),
-                                              max(1, repeats // 3))}
+              **single_point_seconds(frames[0], repeats)}
     for precision in ("", "_float32"):
         total = result[f"matrix{precision}_seconds"] + result["orbitals_seconds"]
         result[f"predict{precision}_seconds"] = total
         result[f"rhf_ratio{precision}"] = result["rhf_seconds"] / total
         result[f"b3lyp_ratio{precision}"] = result["b3lyp_seconds"] / total
     return {**result, "threads": torch.get_num_threads()}
+
+
+def single_point_seconds(atoms, repeats: int) -> dict:
+    """Median seconds of converging ``atoms`` with PySCF RHF (``repeats`` times) and B3LYP (a
+    third as often; libxc B3LYP with VWN-RPA, PySCF >= 2.3 "b3lyp"), def2-SVP, from minao."""
+    return {"rhf_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rhf"), "minao"), repeats),
+            "b3lyp_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rks", xc="b3lyp"), "minao"),
+                                            max(1, repeats // 3))}
 
 
 def markdown(summary: dict) -> str:
