@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
-from test_model import _expected, _transformed
+from test_model import _expected, _transformed, assert_gpu_prediction_matches_cpu
 
 from nhamil.features import DensitySettings
 from nhamil.model import FeatureSettings, HamiltonianModel
@@ -62,7 +60,4 @@ def test_settings_of_older_checkpoints_read_as_the_defaults():
 def test_cuda_prediction_with_contractions_matches_cpu(water_model):
     """Contractions, heads and maps moved to the GPU give the CPU's prediction to round-off."""
     model, frames = water_model
-    on_gpu = copy.deepcopy(model).to("cuda").predict(frames[10:12], device="cuda")
-    for expected, predicted in zip(model.predict(frames[10:12]), on_gpu):
-        assert predicted.device.type == "cuda"
-        torch.testing.assert_close(predicted.cpu(), expected, atol=1e-10, rtol=0)
+    assert_gpu_prediction_matches_cpu(model, frames[10:12])

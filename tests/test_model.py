@@ -146,7 +146,12 @@ def test_cuda_prediction_matches_cpu(fixture, request):
     """A model moved to the GPU predicts there, from weights kept there, what it predicts on the
     CPU, to round-off: the CPU equivariance tests carry over."""
     model, frames = request.getfixturevalue(fixture)
-    on_gpu = copy.deepcopy(model).to("cuda").predict(frames[:3], device="cuda")
-    for expected, predicted in zip(model.predict(frames[:3]), on_gpu):
+    assert_gpu_prediction_matches_cpu(model, frames[:3])
+
+
+def assert_gpu_prediction_matches_cpu(model: HamiltonianModel, frames: list[ase.Atoms]) -> None:
+    """A copy of ``model`` moved to the GPU predicts ``frames`` there as ``model`` does on the CPU."""
+    on_gpu = copy.deepcopy(model).to("cuda").predict(frames, device="cuda")
+    for expected, predicted in zip(model.predict(frames), on_gpu, strict=True):
         assert predicted.device.type == "cuda"
         torch.testing.assert_close(predicted.cpu(), expected, atol=1e-10, rtol=0)
