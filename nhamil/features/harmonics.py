@@ -1,11 +1,14 @@
-"""Real spherical harmonics of many short vector lists, as one product with a monomial table.
+"""Real spherical harmonics of neighbour vectors: a monomial table for short lists, e3nn for long ones.
 
 Each Y_lm restricted to the unit sphere is a homogeneous polynomial of degree l in the
 components (x, y, z) of the unit vector. The table holds those polynomials' coefficients on the
 monomials x^a y^b z^c (a + b + c = l, every l <= max_l), identified once by least squares on
 points of the sphere from :func:`nhamil.orbitals.real_spherical_harmonics_up_to` (the project's
 convention); evaluation is then a handful of tensor operations whatever max_l, instead of one per
-term of the recurrences, which matters when a call sees only tens of vectors.
+term of the recurrences, which matters when a call sees only tens of vectors. From
+:data:`E3NN_FROM` vectors on, e3nn's ``SphericalHarmonics`` module (one cached instance per
+max_l) is faster (``python benchmarks/harmonics.py``: 0.07x the table's time at 36 vectors,
+about 1x at 3,000, 5-9x faster at 30,000-90,000 on one thread); both give the same numbers.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
+from e3nn import o3
 
 from ..orbitals import real_spherical_harmonics_up_to
 
 #: Points of the sphere per coefficient in the least-squares identification of the table.
 _POINTS_PER_COEFFICIENT = 4
+#: Vectors per call from which e3nn's module beats the monomial table (benchmarks/harmonics.py).
+E3NN_FROM = 3000
 
 
 def packed_real_harmonics(max_l: int, vectors: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -27,9 +33,29 @@ def packed_real_harmonics(max_l: int, vectors: torch.Tensor, lengths: torch.Tens
     round-off, differentiable, on the device and dtype of ``vectors``. Law: Y_l(R v) =
     irrep_wigner(l, (-1)^l, R) Y_l(v) for proper or improper rotations R; Y_l(c v) = Y_l(v), c > 0.
     """
-    rows, table = _device_table(max_l, vectors.dtype, vectors.device)
     unit = vectors / (vectors.norm(dim=-1) if lengths is None else lengths)[:, None]
+    if len(vectors) >= E3NN_FROM:
+        return e3nn_harmonics(max_l, unit)
+    return table_harmonics(max_l, unit)
+
+
+def table_harmonics(max_l: int, unit: torch.Tensor) -> torch.Tensor:
+    """:func:`packed_real_harmonics` of unit vectors (n, 3) from the monomial table."""
+    rows, table = _device_table(max_l, unit.dtype, unit.device)
     return _monomials(unit, rows, max_l + 1).T @ table
+
+
+def e3nn_harmonics(max_l: int, unit: torch.Tensor) -> torch.Tensor:
+    """:func:`packed_real_harmonics` of unit vectors (n, 3) from e3nn, fed (y, z, x) so that its
+    harmonics are nhamil's canonical ones (``nhamil.orbitals``)."""
+    return _e3nn_module(max_l)(unit[:, [1, 2, 0]])
+
+
+@lru_cache(maxsize=8)
+def _e3nn_module(max_l: int) -> o3.SphericalHarmonics:
+    """e3nn's harmonics l = 0 .. max_l, orthonormal on the sphere; building one costs about
+    0.5 ms, so it is built once per max_l (it holds no parameters and works on any device)."""
+    return o3.SphericalHarmonics(list(range(max_l + 1)), normalize=False, normalization="integral")
 
 
 @lru_cache(maxsize=16)
