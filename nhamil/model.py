@@ -303,7 +303,7 @@ class HamiltonianModel:
             "target": self.target, "baseline": self.baseline, "features": self.features.to_dict(),
             "contractions": {str(order): c.state() for order, c in self.contractions.items()},
             "head": settings_to_dict(self.head),
-            "heads": [{"kind": asdict(kind), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
+            "heads": [{"kind": kind.to_dict(), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
                        "fit": fit_state(fit)} for (kind, eq), (keys, fit) in self.heads.items()],
         }
 

@@ -2,9 +2,9 @@
 
 from .coupling import couple, uncouple
 from .decompose import MatrixLayout, blocks_to_matrices, matrix_to_blocks
-from .keys import BLOCK_TYPES, HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, PairKind, ShellPair
+from .keys import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, BlockType, Equivariance, PairKind, ShellPair
 
 __all__ = [
-    "BLOCK_TYPES", "HETERO", "MINUS", "ON_SITE", "PLUS", "Block", "BlockKey", "MatrixLayout", "PairKind",
+    "HETERO", "MINUS", "ON_SITE", "PLUS", "Block", "BlockKey", "BlockType", "Equivariance", "MatrixLayout", "PairKind",
     "ShellPair", "blocks_to_matrices", "couple", "matrix_to_blocks", "uncouple",
 ]

@@ -14,7 +14,6 @@ matrix element of every molecule belongs to exactly one sample of one group.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,12 +21,12 @@ import torch
 
 from ..orbitals import AtomicBasis, Shell, clebsch_gordan
 from .decompose import MatrixLayout
-from .keys import HETERO, MINUS, ON_SITE, PLUS, BlockKey, PairKind
+from .keys import MINUS, ON_SITE, BlockKey, PairKind, placements
 
 
 def group_of(kind: PairKind) -> PairKind:
     """The group a pair kind's blocks are assembled with: a - kind goes with its + kind."""
-    return PairKind(PLUS, kind.first_atom_type, kind.second_atom_type) if kind.block_type == MINUS else kind
+    return kind.group
 
 
 def _group_element_count(basis: AtomicBasis, group: PairKind) -> int:
@@ -67,22 +66,10 @@ def _place(transform: np.ndarray, rows: np.ndarray, basis: AtomicBasis, key: Blo
 
 def _placements(basis: AtomicBasis, kind: PairKind, a: Shell, b: Shell) -> list[tuple[np.ndarray, bool, float]]:
     """Where the uncoupled block u (2 l_a + 1, 2 l_b + 1) of shells a (first atom i) and b
-    (second atom j) lands: (element indices of the grid, whether the grid is u^T, factor)."""
-    block_type = kind.block_type
-    if block_type == ON_SITE:
-        direct = [(_elements(basis, kind, a, b, transpose_block=False), False, 1.0)]
-        return direct if a == b else direct + [(_elements(basis, kind, b, a, transpose_block=False), True, 1.0)]
-    direct = (_elements(basis, kind, a, b, transpose_block=False), False)
-    transposed = (_elements(basis, kind, b, a, transpose_block=True), True)
-    if block_type == HETERO:
-        return [(*direct, 1.0), (*transposed, 1.0)]
-    half = math.sqrt(0.5)
-    placements = [(*direct, half), (*transposed, half)]
-    if a != b:
-        sign = float(block_type) * half
-        placements += [(_elements(basis, kind, a, b, transpose_block=True), False, sign),
-                       (_elements(basis, kind, b, a, transpose_block=False), True, sign)]
-    return placements
+    (second atom j) lands, by the law of :func:`~nhamil.blocks.keys.placements`: (element
+    indices of the grid, whether the grid is u^T, factor)."""
+    return [(_elements(basis, kind, *((b, a) if place.transposed else (a, b)), transpose_block=place.swap_atoms),
+             place.transposed, place.factor) for place in placements(kind.block_type, same_shell=a == b)]
 
 
 def _elements(basis: AtomicBasis, kind: PairKind, row: Shell, col: Shell, *, transpose_block: bool) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 
 from ..orbitals import AtomicBasis, Shell
 from .coupling import couple, uncouple
-from .keys import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, PairKind, ShellPair
+from .keys import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, PairKind, ShellPair, placements
 
 _SQRT_HALF = math.sqrt(0.5)
 
@@ -163,25 +163,19 @@ def _gather_shell_pair(flat: torch.Tensor, layout: MatrixLayout, sp: ShellPair, 
     if sp.kind.block_type not in (PLUS, MINUS):
         return direct
     swapped = flat[layout.element_index(samples, sp.first_shell, sp.second_shell, z1, z2, swap=True).to(flat.device)]
-    return (direct + sp.kind.block_type * swapped) * _SQRT_HALF
+    return (direct + sp.kind.block_type.mixing_sign * swapped) * _SQRT_HALF
 
 
 def _scatter_targets(layout: MatrixLayout, sp: ShellPair, samples: np.ndarray, block: torch.Tensor):
-    """(flat index, values) pairs through which one uncoupled block enters the matrices."""
+    """(flat index, values) pairs through which one uncoupled block enters the matrices, by the
+    placement law of :func:`~nhamil.blocks.keys.placements`."""
     z1, z2, a, b = sp.kind.first_atom_type, sp.kind.second_atom_type, sp.first_shell, sp.second_shell
-    index = layout.element_index(samples, a, b, z1, z2)
-    transpose = layout.element_index(samples, b, a, z2, z1, swap=True)
-    block_type = sp.kind.block_type
-    if block_type == ON_SITE:
-        return [(index, block)] if a == b else [(index, block), (transpose, block.mT)]
-    if block_type == HETERO:
-        return [(index, block), (transpose, block.mT)]
-    half = block * _SQRT_HALF
-    targets = [(index, half), (transpose, half.mT)]
-    if a != b:
-        swapped = layout.element_index(samples, a, b, z1, z2, swap=True)
-        swapped_transpose = layout.element_index(samples, b, a, z2, z1)
-        targets += [(swapped, block_type * half), (swapped_transpose, block_type * half.mT)]
+    targets = []
+    for place in placements(sp.kind.block_type, same_shell=a == b):
+        rows, cols, values = (b, a, block.mT) if place.transposed else (a, b, block)
+        row_z, col_z = (z2, z1) if place.transposed else (z1, z2)
+        targets.append((layout.element_index(samples, rows, cols, row_z, col_z, swap=place.swap_atoms),
+                        place.factor * values))
     return targets
 
 
