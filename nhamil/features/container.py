@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-Key = tuple[int, int]
+from ..blocks.keys import Equivariance
+
+#: A feature block's key, (o3_lambda, o3_sigma); plain tuples compare equal to it.
+Key = Equivariance
 
 
 @dataclass(frozen=True)

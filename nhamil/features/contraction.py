@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-Key = tuple[int, int]
+from .container import Key
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from ..structures import Structures
+from .container import Key
 from .contraction import ChannelContraction
 from .density import density_expansion
 from .products import couple
@@ -21,7 +22,6 @@ from .settings import DensitySettings
 #: Highest correlation order of atom-centred features.
 MAX_CORRELATION_ORDER = 3
 
-Key = tuple[int, int]
 Contractions = Mapping[int, ChannelContraction]
 
 

@@ -13,13 +13,12 @@ from collections.abc import Sequence
 import torch
 
 from ..structures import Structures
-from .container import EquivariantFeatures
+from .container import EquivariantFeatures, Key
 from .density import density_expansion, global_pair_indices, pair_density
 from .correlations import Contractions, density_correlations
 from .products import couple, coupled_parts, join_parts
 from .settings import DensitySettings
 
-Key = tuple[int, int]
 
 
 def atom_centered_features(structures: Structures, species: Sequence[int], settings: DensitySettings, *,

@@ -19,8 +19,7 @@ import functools
 import torch
 
 from ..orbitals import clebsch_gordan
-
-Key = tuple[int, int]
+from .container import Key
 
 
 def couple(first: dict, second: dict, *, max_lambda: int, symmetric: bool = False) -> dict[Key, torch.Tensor]:
