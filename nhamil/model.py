@@ -148,7 +148,7 @@ class HamiltonianModel:
         """One head: targets (n, 2 lambda + 1, t) of ``kind``'s blocks with that (lambda, sigma)."""
         block, invariants = _feature_block(features[kind], equivariant, kind), _invariants(features, kind)
         return fit_head(self.head, block, invariants, targets, features[kind].samples[:, 0],
-                        intercept=_has_intercept(kind, equivariant))
+                        intercept=_has_intercept(kind, equivariant), equivariance=equivariant)
 
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float64, batch_size: int = 8) -> list[torch.Tensor]:

@@ -135,3 +135,48 @@ def test_minibatch_head_reaches_ridge_on_correlated_features():
 @pytest.mark.parametrize("settings", [RidgeSettings(), KernelSettings(n_active=4), MinibatchSettings()])
 def test_head_settings_round_trip(settings):
     assert settings_from_dict(settings_to_dict(settings)) == settings
+
+
+def test_a_new_head_kind_is_one_class_and_one_registry_entry(monkeypatch):
+    """A toy head (the mean target, a mu-shared constant times nothing but an intercept) registered
+    by name is fitted, predicted, saved and restored through the same calls as the built-in ones,
+    and a block it does not map is refused by name."""
+    from dataclasses import dataclass
+
+    from nhamil.errors import InputError
+    from nhamil.heads import HEADS, HeadKind, fit_from_state, fit_head, fit_state, predict_head, settings_from_dict
+
+    @dataclass(frozen=True, kw_only=True)
+    class MeanSettings:
+        seed: int = 0
+
+    @dataclass(frozen=True)
+    class MeanFit:
+        mean: torch.Tensor
+
+        def predict(self, features, invariants):
+            return self.mean.expand(len(features), 1, -1)
+
+        def to(self, device):
+            return MeanFit(self.mean.to(device))
+
+        def state(self):
+            return {"mean": self.mean}
+
+        @classmethod
+        def from_state(cls, state):
+            return cls(state["mean"])
+
+    def fit_mean(features, invariants, targets, groups, *, intercept, settings):
+        return MeanFit(targets.mean(dim=(0, 1)))
+
+    monkeypatch.setitem(HEADS, "mean", HeadKind("mean", MeanSettings, fit_mean, MeanFit,
+                                                maps=lambda equivariance: tuple(equivariance) == (0, 1)))
+    settings = settings_from_dict({"kind": "mean"})
+    x, y = torch.randn(6, 1, 3, dtype=torch.float64), torch.randn(6, 1, 2, dtype=torch.float64)
+    fit = fit_from_state(fit_state(fit_head(settings, x, x, y, torch.arange(6), intercept=True)))
+    assert torch.equal(predict_head(fit, x, x)[0, 0], y.mean(dim=(0, 1)))
+    with pytest.raises(InputError, match="cannot fit"):
+        fit_head(settings, x, x, y, torch.arange(6), intercept=False, equivariance=(1, 1))
+    with pytest.raises(InputError, match="unknown head kind 'mena'"):
+        settings_from_dict({"kind": "mena"})

@@ -71,7 +71,7 @@ class KernelFit:
 
     @classmethod
     def from_state(cls, state: dict) -> KernelFit:
-        return cls(**{**state, "ridge": RidgeFit(**state["ridge"])})
+        return cls(**{**state, "ridge": RidgeFit.from_state(state["ridge"])})
 
 
 def fit_kernel_ridge(features: torch.Tensor, invariants: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor,

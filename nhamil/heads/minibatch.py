@@ -1,9 +1,9 @@
 """A trainable torch linear head fitted by minibatches, for data too big for a closed-form solve.
 
 Same model as the ridge head (Y = X W, W shared across mu, intercept only for invariant on-site
-blocks), so it is exactly equivariant and reuses :class:`RidgeFit` for prediction and
-checkpoints; only the fit differs: Adam on the mean squared error with an L2 penalty, over
-shuffled minibatches of samples (the mu components of a sample stay together), never solving
+blocks), so it is exactly equivariant and returns a :class:`LinearFit` like ridge's (its
+settings keep the weight decay); only the fit differs: Adam on the mean squared error with an
+L2 penalty, over shuffled minibatches of samples (the mu components of a sample stay together), never solving
 with all n samples at once. N-center features are strongly correlated, which leaves plain
 gradient descent far from the optimum; the features are therefore whitened first, by the
 inverse square root of their q x q covariance estimated on a seeded subsample of rows (a
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .ridge import RidgeFit
+from .ridge import LinearFit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +39,7 @@ _WHITENING_FLOOR = 1e-12
 
 
 def fit_minibatch(features: torch.Tensor, targets: torch.Tensor, *, intercept: bool,
-                  settings: MinibatchSettings) -> RidgeFit:
+                  settings: MinibatchSettings) -> LinearFit:
     """Fit t targets on shared features (n, 2 lambda + 1, q) -> (n, 2 lambda + 1, t), float64."""
     x, y = features.to(torch.float64), targets.to(torch.float64)
     feature_mean = x.mean(dim=(0, 1)) if intercept else x.new_zeros(x.shape[-1])
@@ -48,7 +48,7 @@ def fit_minibatch(features: torch.Tensor, targets: torch.Tensor, *, intercept: b
     whitening = _whitening(x, settings.seed)
     weights = whitening @ _train(x @ whitening, y, settings)
     scale = x.new_ones(x.shape[-1])
-    return RidgeFit(weights, scale, feature_mean, target_mean, torch.full((y.shape[-1],), settings.weight_decay))
+    return LinearFit(weights, scale, feature_mean, target_mean)
 
 
 def _whitening(x: torch.Tensor, seed: int) -> torch.Tensor:

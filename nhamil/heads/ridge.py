@@ -13,7 +13,7 @@ molecule, never straddle training and validation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -29,31 +29,42 @@ class RidgeSettings:
 
 
 @dataclass(frozen=True)
-class RidgeFit:
-    """Fitted weights for t targets sharing q features.
+class LinearFit:
+    """Fitted mu-shared weights for t targets sharing q features (a :class:`~nhamil.heads.Head`).
 
     weights: (q, t) for scaled features; scale: (q,) feature scale (one value: the block's RMS,
     which keeps the channels' relative sizes, so ridge damps the small high-order ones); feature_mean (q,) and
-    intercept (t,) are zero unless fitted with an intercept; alphas: (t,) chosen alpha.
+    intercept (t,) are zero unless fitted with an intercept.
     """
 
     weights: torch.Tensor
     scale: torch.Tensor
     feature_mean: torch.Tensor
     intercept: torch.Tensor
-    alphas: torch.Tensor
 
-    def predict(self, features: torch.Tensor) -> torch.Tensor:
+    def predict(self, features: torch.Tensor, invariants: torch.Tensor | None = None) -> torch.Tensor:
         """(n, 2 lambda + 1, q) -> (n, 2 lambda + 1, t): ((features - mean) / scale) W + intercept,
-        with mean and scale folded into the (q, t) weights rather than applied to the features."""
+        with mean and scale folded into the (q, t) weights rather than applied to the features.
+        ``invariants`` are not used (the protocol passes them to every head)."""
         weights = self.weights / self.scale[:, None]
         return features.to(weights) @ weights + (self.intercept - self.feature_mean @ weights)
 
-    def to(self, device: torch.device | str) -> RidgeFit:
-        return RidgeFit(**{name: value.to(device) for name, value in self.state().items()})
+    def to(self, device: torch.device | str) -> LinearFit:
+        return type(self)(**{name: value.to(device) for name, value in self.state().items()})
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, name) for name in ("weights", "scale", "feature_mean", "intercept", "alphas")}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> LinearFit:
+        return cls(**state)
+
+
+@dataclass(frozen=True)
+class RidgeFit(LinearFit):
+    """A :class:`LinearFit` from :func:`fit_ridge`, with alphas: (t,) the alpha chosen per target."""
+
+    alphas: torch.Tensor
 
 
 def fit_ridge(features: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor, *, intercept: bool,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from nhamil.features import DensitySettings, atom_centered_features
-from nhamil.heads import KernelSettings, RidgeSettings, fit_kernel_ridge, fit_ridge
+from nhamil.heads import KernelSettings, RidgeSettings, fit_head, predict_head
 from nhamil.orbitals import clebsch_gordan
 from nhamil.properties.rpr import blocks
 from nhamil.structures import Structures
@@ -94,9 +94,7 @@ class EquivariantPropertyModel:
 
     def _fit_block(self, features, lam: int, part: torch.Tensor, groups: torch.Tensor):
         x, y, u = features[(lam, 1)], part[:, :, None], features[(0, 1)]
-        if isinstance(self.head, KernelSettings):
-            return fit_kernel_ridge(x, u, y, groups, intercept=lam == 0, settings=self.head)
-        return fit_ridge(x, y, groups, intercept=lam == 0, settings=self.head)
+        return fit_head(self.head, x, u, y, groups, intercept=lam == 0, equivariance=(lam, 1))
 
 
 def _spherical_parts(targets: np.ndarray) -> dict[int, torch.Tensor]:
@@ -124,6 +122,4 @@ class FittedEquivariant:
         return spherical_to_vector(parts[1]) if self.rank == 2 else spherical_to_tensor(parts)
 
     def _predict_block(self, fit, features, lam: int) -> torch.Tensor:
-        if isinstance(self.model.head, KernelSettings):
-            return fit.predict(features[(lam, 1)], features[(0, 1)])
-        return fit.predict(features[(lam, 1)])
+        return predict_head(fit, features[(lam, 1)], features[(0, 1)])

@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from nhamil.heads import KernelSettings, RidgeSettings, fit_kernel_ridge, fit_ridge
+from nhamil.heads import Head, KernelSettings, RidgeSettings, fit_head, predict_head
 from nhamil.properties.descriptors import inverse_distances
 from nhamil.properties.frames import align_to_reference, principal_frame, principal_frames
 
@@ -109,19 +109,16 @@ class HeadRegressor:
         x = torch.as_tensor(features, dtype=torch.float64)[:, None]
         y = torch.as_tensor(targets, dtype=torch.float64)[:, None]
         groups = torch.as_tensor(blocks(len(x), self.settings.n_folds))
-        if isinstance(self.settings, KernelSettings):
-            return _HeadModel(fit_kernel_ridge(x, x, y, groups, intercept=True, settings=self.settings), True)
-        return _HeadModel(fit_ridge(x, y, groups, intercept=True, settings=self.settings), False)
+        return _HeadModel(fit_head(self.settings, x, x, y, groups, intercept=True))
 
 
 @dataclass(frozen=True)
 class _HeadModel:
-    fit: object
-    kernel: bool
+    fit: Head
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(features, dtype=torch.float64)[:, None]
-        return (self.fit.predict(x, x) if self.kernel else self.fit.predict(x))[:, 0].numpy()
+        return predict_head(self.fit, x, x)[:, 0].numpy()
 
 
 def to_frame(targets: np.ndarray, rotations: np.ndarray) -> np.ndarray:
