@@ -28,7 +28,7 @@ def water_model(water_saph_data):
 @pytest.mark.parametrize("improper", [False, True])
 def test_every_family_keeps_the_prediction_equivariant(water_model, improper):
     model, frames = water_model
-    assert set(model.contractions) == {2, 3}
+    assert set(model.featurizer.contractions) == {2, 3}
     atoms = frames[-1]
     generator = torch.Generator().manual_seed(21)
     rotation = random_rotation(generator, improper=improper)

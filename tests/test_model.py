@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nhamil.features import DensitySettings
+from nhamil.features import DensitySettings, ncenter
 from nhamil.heads import KernelSettings
 from nhamil import model as model_module
 from nhamil.model import FeatureSettings, HamiltonianModel
@@ -107,9 +107,9 @@ def test_features_built_in_frame_chunks_equal_one_pass(water_saph_data, monkeypa
     model = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL)
     groups = model_module._feature_groups(model._layout(frames[:7]).pairs())
     def features():
-        return [model._group_features(frames[:7], group, "cpu") for group in groups]
+        return [model.featurizer.compute_in_chunks(frames[:7], group, "cpu") for group in groups]
     whole = features()
-    monkeypatch.setattr(model_module, "FIT_CHUNK", 3)
+    monkeypatch.setattr(ncenter, "CHUNK", 3)
     for one_pass, chunked in zip(whole, features()):
         assert set(chunked) == set(one_pass)
         for kind, expected in one_pass.items():

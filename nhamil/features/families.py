@@ -138,6 +138,12 @@ def ordered_pair_features(structures: Structures, species: Sequence[int], settin
     forward, backward = both_directions(structures, species, settings, pairs, max_lambda=max_lambda,
                                          correlation_order=correlation_order, both_centres=both_centres,
                                          contractions=contractions)
+    return concatenate_directions(forward, backward)
+
+
+def concatenate_directions(forward: EquivariantFeatures, backward: EquivariantFeatures) -> EquivariantFeatures:
+    """[f_ij, f_ji] along the feature axis from the features of both directions of the same
+    samples (pairs of different elements, whose atoms are told apart by their element)."""
     return forward.concatenate(EquivariantFeatures(forward.samples, backward.blocks))
 
 

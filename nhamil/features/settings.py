@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 #: The choices of ``DensitySettings.radial_domain``.
 RADIAL_DOMAINS = ("cutoff", "unbounded")
@@ -42,3 +42,33 @@ class DensitySettings:
             raise ValueError(f"need max_radial >= 1 and max_angular >= 0, got {self}")
         if self.radial_domain not in RADIAL_DOMAINS:
             raise ValueError(f"radial_domain must be one of {RADIAL_DOMAINS}, got {self.radial_domain!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSettings:
+    """Which N-center features feed the heads.
+
+    density: the atom-density expansion. onsite_correlation_order: on-site blocks use
+    |rho_i^1> .. |rho_i^nu> (2, the authors' choice, or 1 or 3); message_passing: also the
+    message-passing features |rho_i^[1<-1]>. Pair blocks use |rho_ij^0> .. |rho_ij^nu>,
+    nu = pair_correlation_order (1 or 2), and with both_centres also |rho_ij^(1,1)>,
+    permutation-adapted per block type. contraction_channels: keep this many principal
+    components of every (lambda, sigma) block of the atom-centred correlations of order >= 2,
+    fitted on the training structures and stored with the model; None keeps every channel.
+    """
+
+    density: DensitySettings = field(default_factory=DensitySettings)
+    onsite_correlation_order: int = 2
+    message_passing: bool = False
+    pair_correlation_order: int = 1
+    both_centres: bool = False
+    contraction_channels: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSettings:
+        """From :meth:`to_dict`'s plain data (or a Hydra ``features`` group); missing keys keep
+        their defaults."""
+        return cls(**{**data, "density": DensitySettings(**data["density"])})
