@@ -22,7 +22,6 @@ from .features.settings import DensitySettings
 from .heads import KernelSettings, MinibatchSettings, RidgeSettings
 from .model import FeatureSettings
 from .reference import ProjectionSettings
-from .targets import TARGETS
 
 #: The repository's config folder (an editable install keeps it beside the package).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

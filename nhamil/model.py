@@ -325,8 +325,8 @@ class HamiltonianModel:
     @classmethod
     def from_state_dict(cls, state: dict) -> HamiltonianModel:
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT} (written by another "
-                             "nhamil version, without the target's level of theory): train the model again")
+            raise InputError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT} (written by "
+                             "another nhamil version, without the target's level of theory): train the model again")
         features = FeatureSettings.from_dict(state["features"])
         model = cls(AtomicBasis.from_dict(state["basis"]), state["species"], target=Target.from_dict(state["target"]),
                     features=features, head=settings_from_dict(state["head"]), baseline=state.get("baseline"))
@@ -374,12 +374,12 @@ def _read_checkpoint(path: Path) -> dict:
         raise DataFileError(f"{path} is not an nhamil checkpoint (not a complete torch archive: {err}); "
                             "give the model.pt of a training run") from err
     try:
-        damaged = archive.testzip()
+        member = archive.testzip()
+        problem = None if member is None else f"member {member} fails its CRC check"
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
-        damaged = f"? ({err})"
-    if damaged is not None:
-        raise DataFileError(f"checkpoint {path} is damaged (member {damaged} fails its CRC check); "
-                            "restore it from a copy or train again")
+        problem = str(err)
+    if problem is not None:
+        raise DataFileError(f"checkpoint {path} is damaged ({problem}); restore it from a copy or train again")
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:

@@ -59,7 +59,8 @@ def orthogonal_baselines(name: str, frames: Sequence[ase.Atoms], basis: AtomicBa
             for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)]
 
 
-def ao_baselines(name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis, progress: bool = False) -> list[np.ndarray]:
+def ao_baselines(name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis,
+                 progress: bool = False) -> list[np.ndarray]:
     """AO baselines ``F_baseline`` (canonical order), one (n_ao, n_ao) array per frame: what a
     ``fock`` model with this baseline learns the difference to."""
     return [baseline_fock(name, atoms, basis)[0]
