@@ -105,7 +105,8 @@ def _plain_value(value: Any) -> Any:
 DensityConfig = mutable_schema(DensitySettings, "DensityConfig")
 
 
-#: How the SAPH is projected (``nhamil.reference.ProjectionSettings``); keys of its tables are Z.
+#: How the SAPH is projected (``nhamil.reference.ProjectionSettings``). Its tables are keyed by Z as
+#: strings (quote them in YAML: ``core_orbitals: {"8": 1}``), as Hydra's dotted overrides give them.
 ProjectionConfig = mutable_schema(ProjectionSettings, "ProjectionConfig")
 
 
