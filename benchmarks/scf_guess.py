@@ -40,7 +40,7 @@ from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
 from nhamil.reference.baseline import BASELINES
 from nhamil.scf_guess import compare_guesses, run_from_guess, runs_as_rows, summarize_runs
-from nhamil.targets import make_targets
+from nhamil.targets import Target
 from timing import median_seconds
 
 DATA = Path(os.environ.get("NHAMIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ncenter-reps"))
@@ -53,10 +53,11 @@ def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
     records = build_reference_set(frames, settings, ProjectionSettings(), args.cache_dir, n_workers=args.n_workers)
     species = sorted({int(z) for a in frames for z in a.numbers})
     basis = AtomicBasis.from_pyscf(settings.basis, species)
-    targets = make_targets(records, "fock_orthogonal", basis, ProjectionSettings())
+    target = Target("fock_orthogonal", settings)
+    targets = target.make(records, basis)
     features = FeatureSettings(density=DensitySettings(max_radial=args.max_radial, max_angular=args.max_angular))
     head = KernelSettings(n_active=args.n_active) if args.head == "sparse_kernel" else RidgeSettings()
-    model = HamiltonianModel(basis, species, target="fock_orthogonal", features=features, head=head,
+    model = HamiltonianModel(basis, species, target=target, features=features, head=head,
                              baseline=args.baseline)
     return model.fit(frames, [torch.as_tensor(m) for m in targets.matrices])
 

@@ -7,7 +7,9 @@ the config is composed, before any work. Positions are in Å throughout.
 
 from __future__ import annotations
 
+import collections.abc
 import typing
+from dataclasses import MISSING as MISSING_FIELD
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +21,7 @@ from omegaconf import MISSING, DictConfig
 from .features.settings import DensitySettings
 from .heads import KernelSettings, MinibatchSettings, RidgeSettings
 from .model import FeatureSettings
+from .reference import ProjectionSettings
 
 #: The repository's config folder (an editable install keeps it beside the package).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -61,23 +64,50 @@ def mutable_schema(settings_class: type, name: str, *, exclude: tuple[str, ...] 
     ``exclude`` drops fields (e.g. a nested settings object); ``extra`` appends
     (name, type, dataclasses.field) entries (e.g. that object's own schema)."""
     hints = typing.get_type_hints(settings_class)
-    own = [(f.name, *_mutable_field(hints[f.name], f.default)) for f in fields(settings_class) if f.name not in exclude]
+    own = [(f.name, *_mutable_field(hints[f.name], f.default if f.default_factory is MISSING_FIELD else
+                                    f.default_factory()))
+           for f in fields(settings_class) if f.name not in exclude]
     schema = make_dataclass(name, own + list(extra))
     schema.__module__, schema.__doc__ = __name__, f"Schema of ``{settings_class.__name__}``: {settings_class.__doc__}"
     return schema
 
 
 def _mutable_field(hint: Any, default: Any) -> tuple[Any, Any]:
-    """(type, dataclasses.field) of a schema field: a ``tuple[X, ...]`` setting becomes a list
-    with a default factory (OmegaConf has no tuples, and lists are mutable defaults)."""
-    if typing.get_origin(hint) is tuple:
-        item = typing.get_args(hint)[0]
-        return list[item], field(default_factory=lambda: list(default))
+    """(type, dataclasses.field) of a schema field: a tuple setting becomes a list and a mapping
+    a dict with string keys (OmegaConf has no tuples and no Mapping type, and Hydra's dotted
+    overrides such as ``projection.core_orbitals.8=1`` give keys as strings), with a default
+    factory (they are mutable defaults)."""
+    if typing.get_origin(hint) in (tuple, collections.abc.Mapping):
+        return _plain_type(hint), field(default_factory=lambda: _plain_value(default))
     return hint, field(default=default)
+
+
+def _plain_type(hint: Any) -> Any:
+    """``tuple[X, ...]`` and ``tuple[X, X]`` -> ``list[X]``, ``Mapping[K, V]`` -> ``dict[str, V]``, nested."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        return list[_plain_type(arguments[0])]
+    if origin is collections.abc.Mapping:
+        return dict[str, _plain_type(arguments[1])]
+    return hint
+
+
+def _plain_value(value: Any) -> Any:
+    """Tuples as lists, mappings as dicts with string keys."""
+    if isinstance(value, dict):
+        return {str(key): _plain_value(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [_plain_value(item) for item in value]
+    return value
 
 
 #: Atom-density expansion (``nhamil.features.DensitySettings``); lengths in Å.
 DensityConfig = mutable_schema(DensitySettings, "DensityConfig")
+
+
+#: How the SAPH is projected (``nhamil.reference.ProjectionSettings``). Its tables are keyed by Z as
+#: strings (quote them in YAML: ``core_orbitals: {"8": 1}``), as Hydra's dotted overrides give them.
+ProjectionConfig = mutable_schema(ProjectionSettings, "ProjectionConfig")
 
 
 #: Feature families (``nhamil.model.FeatureSettings``).
@@ -99,8 +129,9 @@ MinibatchHeadConfig = _head_schema(MinibatchSettings, "minibatch")
 
 @dataclass
 class TrainConfig:
-    """One training run: data, level of theory, target ("saph" or "fock_orthogonal"), the
-    ``baseline`` a fock_orthogonal model learns the difference to (null or "sap"), split,
+    """One training run: data, level of theory, target (one of ``nhamil.targets.TARGETS``:
+    "saph", "fock_orthogonal", or "fock", the AO Fock matrix), the SAPH's ``projection``, the
+    ``baseline`` a full Fock model learns the difference to (null or "sap"), split,
     features, head (one of the head schemas); ``task`` "hamiltonian", or "properties" for the
     vector and tensor property models configured in ``properties``; ``device`` "cpu" or
     "cuda"; ``seed`` fixes folds and anything random."""
@@ -108,6 +139,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     target: str = "saph"
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     baseline: Optional[str] = None
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)

@@ -9,7 +9,11 @@ Fock matrix that obeys the same law.
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import pickle
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,31 +26,36 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .blocks import ON_SITE, Block, BlockKey, MatrixLayout, PairKind, ShellPair, matrix_to_blocks
 from .blocks.assembly import assemble, element_transform, group_of, layout_groups
+from .errors import DataFileError, InputError
 from .features import EquivariantFeatures, FeatureSettings, NCenterFeaturizer, head_inputs
 from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_head, fit_state, predict_head,
                     settings_from_dict, settings_to_dict)
 from .orbitals import AtomicBasis, Shell
-from .reference.baseline import check_baseline, orthogonal_baselines
+from .reference.baseline import ao_baselines, check_baseline, orthogonal_baselines
 from .structures import Structures
+from .targets import Target
 
-CHECKPOINT_FORMAT = 1
+#: 2: the target is a :class:`nhamil.targets.Target` (kind, level of theory, projection), not a name.
+CHECKPOINT_FORMAT = 2
 
 
 class HamiltonianModel:
     """Predicts symmetric AO matrices written in ``basis`` (Hartree) from structures.
 
-    ``target`` names what the matrices are (e.g. "saph", "fock_orthogonal"); ``species`` are the
-    elements the model knows, as atomic numbers. ``baseline`` (one of
-    :data:`nhamil.reference.baseline.BASELINES`, ``fock_orthogonal`` targets only): the heads
-    learn the difference to this cheap PySCF Fock matrix, which ``predict`` adds back.
+    ``target`` says what the matrices are (:class:`nhamil.targets.Target`: kind, level of theory,
+    projection; a bare name such as "saph" means :meth:`Target.named`, RHF in ``basis``);
+    ``basis`` must be the target's model basis. ``species`` are the elements the model knows, as
+    atomic numbers. ``baseline`` (one of :data:`nhamil.reference.baseline.BASELINES`, full Fock
+    targets only): the heads learn the difference to this cheap PySCF Fock matrix (Löwdin-
+    orthogonalized for an orthogonal target), which ``predict`` adds back.
     """
 
-    def __init__(self, basis: AtomicBasis, species: Sequence[int], *, target: str,
+    def __init__(self, basis: AtomicBasis, species: Sequence[int], *, target: Target | str,
                  features: FeatureSettings | None = None, head: HeadSettings | None = None,
                  baseline: str | None = None):
         self.basis = basis
         self.species = tuple(sorted(int(z) for z in species))
-        self.target = target
+        self.target = target if isinstance(target, Target) else Target.named(target, basis.name)
         self.baseline = baseline
         self.features = features or FeatureSettings()
         self.featurizer = NCenterFeaturizer(self.features, self.species, self.max_lambda)
@@ -54,8 +63,9 @@ class HamiltonianModel:
         self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], HeadFit]] = {}
         self._transforms: dict[PairKind, torch.Tensor] = {}
         basis.check_elements(self.species)
+        _check_target_basis(self.target, basis)
         if baseline is not None:
-            _check_baseline_target(baseline, target)
+            _check_baseline_target(baseline, self.target)
 
     @property
     def max_lambda(self) -> int:
@@ -65,9 +75,9 @@ class HamiltonianModel:
             device: torch.device | str = "cpu", progress: bool = True) -> HamiltonianModel:
         """Fit one head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
         frame), in float64 on ``device``, with a progress bar over the heads. Features are built
-        for one group of kinds at a time (all on-site kinds, or the kinds of one element pair),
-        ``FIT_CHUNK`` frames at a time into preallocated blocks, so the peak memory is about the
-        features of the largest group, not of all groups or of every intermediate product."""
+        for one group of kinds at a time (all on-site kinds, or the kinds of one element pair), a
+        chunk of frames at a time (:meth:`NCenterFeaturizer.compute_in_chunks`), so the peak memory
+        is about the features of the largest group, not of all groups or of every intermediate."""
         layout = self._layout(frames)
         matrices = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices]
         blocks = matrix_to_blocks(self._minus_baseline(frames, matrices, progress), layout)
@@ -105,7 +115,7 @@ class HamiltonianModel:
                    for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
         if self.baseline is None:
             return learned
-        baselines = orthogonal_baselines(self.baseline, frames, self.basis)
+        baselines = self._baselines(frames, progress=False)
         return [matrix + torch.as_tensor(base).to(matrix) for matrix, base in zip(learned, baselines)]
 
     def to(self, device: torch.device | str) -> HamiltonianModel:
@@ -122,8 +132,13 @@ class HamiltonianModel:
         """The part of ``matrices`` the heads learn: all of it, or what the baseline leaves."""
         if self.baseline is None:
             return matrices
-        baselines = orthogonal_baselines(self.baseline, frames, self.basis, progress)
+        baselines = self._baselines(frames, progress)
         return [matrix - torch.as_tensor(base).to(matrix) for matrix, base in zip(matrices, baselines)]
+
+    def _baselines(self, frames: Sequence[ase.Atoms], progress: bool) -> list[np.ndarray]:
+        """The baseline matrices of ``frames`` in the target's form (orthogonalized or AO)."""
+        make = orthogonal_baselines if self.target.orthogonal else ao_baselines
+        return make(self.baseline, frames, self.basis, progress)
 
     def check_atom_pairs(self, frames: Sequence[ase.Atoms]) -> None:
         """Raise ``ValueError`` naming the first structure of ``frames`` with a kind of atom pair
@@ -178,7 +193,7 @@ class HamiltonianModel:
         """Plain data (ints, floats, strings, tensors) that :meth:`from_state_dict` restores."""
         return {
             "format": CHECKPOINT_FORMAT, "basis": self.basis.to_dict(), "species": list(self.species),
-            "target": self.target, "baseline": self.baseline, "features": self.features.to_dict(),
+            "target": self.target.to_dict(), "baseline": self.baseline, "features": self.features.to_dict(),
             "contractions": self.featurizer.state()["contractions"],
             "head": settings_to_dict(self.head),
             "heads": [{"kind": kind.to_dict(), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
@@ -188,9 +203,10 @@ class HamiltonianModel:
     @classmethod
     def from_state_dict(cls, state: dict) -> HamiltonianModel:
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
+            raise InputError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT} (written by "
+                             "another nhamil version, without the target's level of theory): train the model again")
         features = FeatureSettings.from_dict(state["features"])
-        model = cls(AtomicBasis.from_dict(state["basis"]), state["species"], target=state["target"],
+        model = cls(AtomicBasis.from_dict(state["basis"]), state["species"], target=Target.from_dict(state["target"]),
                     features=features, head=settings_from_dict(state["head"]), baseline=state.get("baseline"))
         model.featurizer = NCenterFeaturizer.from_state({**model.featurizer.state(),
                                                          "contractions": state.get("contractions", {})})
@@ -201,26 +217,69 @@ class HamiltonianModel:
         return model
 
     def save(self, path: str | Path) -> None:
-        """Write the checkpoint atomically (temporary file, then rename)."""
+        """Write the checkpoint atomically (temporary file, then rename). It is serialized in
+        memory and written with plain file I/O, so a full disk raises ``OSError(ENOSPC)`` naming
+        ``path`` (torch's own writer reports only a file position)."""
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
         with atomic_path(path) as temporary:
-            torch.save(self.state_dict(), temporary)
+            try:
+                temporary.write_bytes(buffer.getbuffer())
+            except OSError as err:
+                raise OSError(err.errno, os.strerror(err.errno or errno.EIO), str(path)) from err
 
     @classmethod
     def load(cls, path: str | Path) -> HamiltonianModel:
-        """Load a checkpoint written by :meth:`save` (plain data only: ``weights_only``)."""
+        """Load a checkpoint written by :meth:`save` (plain data only: ``weights_only``), after
+        checking every member's CRC: ``DataFileError`` naming ``path`` for a damaged or truncated
+        file, a file that is not an nhamil checkpoint, or one of another format."""
+        state = _read_checkpoint(Path(path))
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-            raise ValueError(f"cannot read checkpoint {path}: {err}") from err
-        return cls.from_state_dict(state)
+            return cls.from_state_dict(state)
+        except (InputError, KeyError, TypeError) as err:
+            raise DataFileError(f"checkpoint {path}: {err}") from err
 
 
-def _check_baseline_target(baseline: str, target: str) -> None:
+def _read_checkpoint(path: Path) -> dict:
+    """The state dict in the torch archive ``path``, whose CRCs are verified first."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataFileError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as err:
+        raise DataFileError(f"{path} is not an nhamil checkpoint (not a complete torch archive: {err}); "
+                            "give the model.pt of a training run") from err
+    try:
+        member = archive.testzip()
+        problem = None if member is None else f"member {member} fails its CRC check"
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        problem = str(err)
+    if problem is not None:
+        raise DataFileError(f"checkpoint {path} is damaged ({problem}); restore it from a copy or train again")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        raise DataFileError(f"{path} is not an nhamil checkpoint (torch cannot read it as plain data)") from err
+    if not isinstance(state, dict) or "format" not in state:
+        raise DataFileError(f"{path} is not an nhamil checkpoint (it holds a {type(state).__name__}, not a model)")
+    return state
+
+
+def _check_target_basis(target: Target, basis: AtomicBasis) -> None:
+    """The model's basis must be the one its target's matrices are written in."""
+    if target.model_basis_name != basis.name.lower():
+        raise InputError(f"a {target.name!r} model at basis {target.scf.basis!r} has matrices in basis "
+                         f"{target.model_basis_name!r}, not {basis.name!r}")
+
+
+def _check_baseline_target(baseline: str, target: Target) -> None:
     """A baseline is a full AO Fock matrix: only full Fock targets can be learned relative to it."""
     check_baseline(baseline)
-    if target != "fock_orthogonal":
-        raise ValueError(f"baseline {baseline!r} is a full Fock matrix; it applies to target 'fock_orthogonal', "
-                         f"not {target!r}")
+    if not target.supports_baseline:
+        raise InputError(f"baseline {baseline!r} is a full Fock matrix; it applies to targets 'fock_orthogonal' "
+                         f"and 'fock', not {target.name!r}")
 
 
 def _pair_name(group: PairKind) -> str:

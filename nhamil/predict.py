@@ -7,7 +7,8 @@ progress bar, and writes one HDF5 file (atomically), one group per structure::
     /<index>/numbers    (n_atoms,) atomic numbers
     /<index>/positions  (n_atoms, 3) Å
     /<index>/matrix     (n, n) predicted target matrix (attribute ``target``), Hartree, canonical AO order
-    /<index>/orbital_energies  (n,) its eigenvalues, Hartree, ascending
+    /<index>/orbital_energies  (n,) its eigenvalues, Hartree, ascending (for the non-orthogonal
+                        ``fock`` target, generalized ones with PySCF's AO overlap at that geometry)
 
 File attributes: ``target``, ``basis`` (the model's basis name), ``energy_unit`` ("hartree").
 Eigenvalues are invariant under rotations and atom permutations; matrices transform as
@@ -27,19 +28,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path
+from .evaluate.electronic import overlap_matrix
 from .model import HamiltonianModel
 from .reference import read_frames
-
-#: How each target's basis is named after the SCF basis it was computed in.
-_TARGET_BASIS_SUFFIX = {"saph": "/minimal", "fock_orthogonal": ""}
+from .targets import Target, target_kind
 
 
-def expected_model_basis(target: str, scf_basis: str) -> str:
+def expected_model_basis(target: Target | str, scf_basis: str) -> str:
     """Name of the basis a ``target`` model has when trained on ``scf_basis`` references
     (``"def2-svp"`` -> ``"def2-svp/minimal"`` for the SAPH)."""
-    if target not in _TARGET_BASIS_SUFFIX:
-        raise ValueError(f"unknown target {target!r}; known: {sorted(_TARGET_BASIS_SUFFIX)}")
-    return scf_basis.lower() + _TARGET_BASIS_SUFFIX[target]
+    return target_kind(str(target)).model_basis_name(scf_basis)
 
 
 def check_inputs(model: HamiltonianModel, frames: Sequence[ase.Atoms], scf_basis: str | None = None) -> None:
@@ -49,7 +47,8 @@ def check_inputs(model: HamiltonianModel, frames: Sequence[ase.Atoms], scf_basis
     model.check_atom_pairs(frames)
     if scf_basis is not None and expected_model_basis(model.target, scf_basis) != model.basis.name:
         raise ValueError(f"the model was trained in basis {model.basis.name!r} but the data are in {scf_basis!r} "
-                         f"(a {model.target!r} model of it would be {expected_model_basis(model.target, scf_basis)!r})")
+                         f"(a {model.target.name!r} model of it would be "
+                         f"{expected_model_basis(model.target, scf_basis)!r})")
 
 
 def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch_size: int = 8,
@@ -72,14 +71,16 @@ def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch
 def write_predictions(path: str | Path, model: HamiltonianModel, frames: Sequence[ase.Atoms],
                       matrices: Sequence[np.ndarray]) -> Path:
     """Write structures, matrices and their eigenvalues to HDF5 (layout in the module docstring)."""
+    target = model.target
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
-        file.attrs.update(target=model.target, basis=model.basis.name, energy_unit="hartree")
+        file.attrs.update(target=target.name, basis=model.basis.name, energy_unit="hartree")
         for index, (atoms, matrix) in enumerate(zip(frames, matrices)):
             group = file.create_group(f"{index:06d}")
             group.create_dataset("numbers", data=np.asarray(atoms.numbers, dtype=np.int64))
             group.create_dataset("positions", data=np.asarray(atoms.positions, dtype=np.float64))
             group.create_dataset("matrix", data=matrix)
-            group.create_dataset("orbital_energies", data=np.linalg.eigvalsh(matrix))
+            overlap = None if target.orthogonal else overlap_matrix(atoms, target.scf)
+            group.create_dataset("orbital_energies", data=target.orbital_energies(matrix, overlap))
     return Path(path)
 
 

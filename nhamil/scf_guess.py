@@ -1,7 +1,9 @@
 """Predicted Fock matrices as SCF start guesses, against PySCF's own guesses.
 
-The density of a predicted Löwdin-orthogonal Fock (``fock_orthogonal`` target),
-P = 2 C_occ C_occ^T with C = S^-1/2 C_orth, is handed to PySCF as ``dm0`` (in PySCF's AO order);
+The density of a predicted full Fock matrix, P = 2 C_occ C_occ^T, with C = S^-1/2 C_orth for a
+Löwdin-orthogonal one (``fock_orthogonal`` target) or from ``F C = S C E`` for an AO one
+(``fock``), is handed to PySCF as ``dm0`` (in PySCF's AO order); the model's level of theory
+(method, functional, basis, charge, spin) must be the SCF's;
 PySCF's guesses ("minao", its default, "atom", "huckel", "1e", ...) are run by name. Each run
 counts SCF cycles (one per callback) and wall time (s) to convergence at the same settings.
 The guess density, like the Fock matrix, rotates as ``P(R x) = D P(x) D^T``; cycle counts
@@ -18,7 +20,8 @@ import ase
 import numpy as np
 from tqdm.auto import tqdm
 
-from .evaluate.electronic import density_matrix, orbitals_from_orthogonal, overlap_matrix, to_pyscf_order
+from .evaluate.electronic import density_matrix, orbitals_of, overlap_matrix, to_pyscf_order
+from .errors import InputError
 from .model import HamiltonianModel
 from .orbitals import AtomicBasis
 from .predict import check_inputs
@@ -49,14 +52,23 @@ class ScfRun:
 
 def predicted_density(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSettings) -> np.ndarray:
     """(n_ao, n_ao) closed-shell density of the model's Fock prediction, PySCF AO order, for
-    ``atoms`` (Å); the overlap comes from PySCF's integrals (no SCF)."""
-    if model.target != "fock_orthogonal":
-        raise ValueError(f"a start guess needs a full Fock model ('fock_orthogonal'), not {model.target!r}")
+    ``atoms`` (Å); the overlap comes from PySCF's integrals (no SCF). Refuses a model that is not
+    a full Fock model, or of another level of theory than ``settings``, naming both."""
+    _check_model(model, settings)
     check_inputs(model, [atoms], settings.basis)
     n_occupied = (int(atoms.numbers.sum()) - settings.charge) // 2
-    orbitals = orbitals_from_orthogonal(model.predict([atoms])[0].numpy(), overlap_matrix(atoms, settings), n_occupied)
+    orbitals = orbitals_of(model.predict([atoms])[0].numpy(), overlap_matrix(atoms, settings), n_occupied,
+                           model.target.orthogonal)
     basis = AtomicBasis.from_pyscf(settings.basis, atoms.numbers)
     return to_pyscf_order(density_matrix(orbitals), basis, atoms.numbers)
+
+
+def _check_model(model: HamiltonianModel, settings: ScfSettings) -> None:
+    """A start guess needs a full Fock model of the SCF's own level of theory."""
+    if not model.target.supports_start_guess:
+        raise InputError(f"a start guess needs a full Fock model ('fock_orthogonal' or 'fock'), "
+                         f"not {model.target.name!r}")
+    model.target.check_level_of_theory(settings, "the SCF")
 
 
 def run_from_guess(atoms: ase.Atoms, settings: ScfSettings, guess: str | np.ndarray, name: str | None = None,
@@ -87,7 +99,9 @@ def model_guess_run(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSett
 def compare_guesses(model: HamiltonianModel, frames: Sequence[ase.Atoms], settings: ScfSettings,
                     guesses: Sequence[str] = ("minao", "atom", "huckel", "1e"), progress: bool = True) -> list[ScfRun]:
     """SCF runs of every frame from the model's guess and from each PySCF guess, in order
-    (frame-major). Refuses unknown elements and a basis other than the model's before any work."""
+    (frame-major). Refuses unknown elements, a basis or level of theory other than the model's
+    before any work."""
+    _check_model(model, settings)
     check_inputs(model, frames, settings.basis)
     runs = []
     for atoms in tqdm(frames, desc="SCF guesses", unit="structure", disable=not progress):

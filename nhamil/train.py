@@ -23,7 +23,7 @@ from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
 from .properties import train_properties
 from .reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
-from .targets import make_targets
+from .targets import Target, TargetSet
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
@@ -35,34 +35,41 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     frames = read_frames(cfg.data.frames)
     _check_split(train_ids, test_ids, len(frames))
     used = sorted(set(train_ids) | set(test_ids))
-    scf = ScfSettings(**OmegaConf.to_container(cfg.reference))
-    records = dict(zip(used, build_reference_set([frames[i] for i in used], scf, ProjectionSettings(),
+    target = target_from_config(cfg)
+    records = dict(zip(used, build_reference_set([frames[i] for i in used], target.scf, target.projection,
                                                  cfg.data.cache_dir, n_workers=cfg.data.n_workers)))
-    basis = AtomicBasis.from_pyscf(scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
-    targets = make_targets([records[i] for i in used], cfg.target, basis, ProjectionSettings())
+    basis = AtomicBasis.from_pyscf(target.scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
+    targets = target.make([records[i] for i in used], basis)
     position = {frame: k for k, frame in enumerate(used)}
     train_set, test_set = (targets.subset([position[i] for i in ids]) for ids in (train_ids, test_ids))
-    model = _make_model(cfg, targets.basis, basis.shells)
+    model = _make_model(cfg, targets.basis, basis.shells, target)
     start = time.perf_counter()
     model.fit([frames[i] for i in train_ids], [torch.as_tensor(m) for m in train_set.matrices], device=cfg.device)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predicted = [p.cpu().numpy() for p in model.predict([frames[i] for i in test_ids], device=cfg.device)]
     predict_seconds = (time.perf_counter() - start) / len(test_ids)
-    metrics = {**prediction_errors(predicted, test_set.matrices, test_set.n_occupied),
+    metrics = {**prediction_errors(predicted, test_set.matrices, test_set.n_occupied, test_set.overlaps),
                "target": cfg.target, "head": cfg.head.kind, "n_train": len(train_ids), "n_test": len(test_ids),
                "fit_seconds": fit_seconds,
                "predict_seconds_per_molecule": predict_seconds}
-    _write_outputs(run_dir, model, metrics, predicted, test_set.matrices, title=f"{cfg.target}, test frames")
+    _write_outputs(run_dir, model, metrics, predicted, test_set, title=f"{cfg.target}, test frames")
     _write_size_table(run_dir, errors_by_size(predicted, test_set.matrices, test_set.n_occupied,
-                                              [len(frames[i]) for i in test_ids]))
+                                              [len(frames[i]) for i in test_ids], test_set.overlaps))
     return metrics
 
 
-def _make_model(cfg: DictConfig, basis: AtomicBasis, species) -> HamiltonianModel:
+def target_from_config(cfg: DictConfig) -> Target:
+    """The run's :class:`Target`: ``target`` at the ``reference`` level of theory, with ``projection``."""
+    return Target(cfg.target, ScfSettings(**OmegaConf.to_container(cfg.reference)),
+                  ProjectionSettings(**OmegaConf.to_container(cfg.projection)))
+
+
+def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | None = None) -> HamiltonianModel:
     features = FeatureSettings.from_dict(OmegaConf.to_container(cfg.features))
     head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
-    return HamiltonianModel(basis, species, target=cfg.target, features=features, head=head, baseline=cfg.baseline)
+    return HamiltonianModel(basis, species, target=target or target_from_config(cfg), features=features, head=head,
+                            baseline=cfg.baseline)
 
 
 def _check_split(train_ids: range, test_ids: range, n_frames: int) -> None:
@@ -74,14 +81,17 @@ def _check_split(train_ids: range, test_ids: range, n_frames: int) -> None:
         raise ValueError(f"training {train_ids} and test {test_ids} frames overlap")
 
 
-def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference, title: str) -> None:
-    """Checkpoint, metrics.json (atomically), parity plot, and a table on screen."""
+def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference: TargetSet,
+                   title: str) -> None:
+    """A table on screen, metrics.json (atomically), parity plot, then the checkpoint: a save
+    that fails (a full disk) keeps the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    model.save(run_dir / "model.pt")
+    print(format_metrics(metrics))
     with atomic_path(run_dir / "metrics.json") as temporary:
         temporary.write_text(json.dumps(metrics, indent=2))
-    orbital_energy_parity(predicted, reference, run_dir / "orbital_energies.png", title=title)
-    print(format_metrics(metrics))
+    orbital_energy_parity(predicted, reference.matrices, run_dir / "orbital_energies.png", title=title,
+                          overlaps=reference.overlaps)
+    model.save(run_dir / "model.pt")
     print(f"outputs in {run_dir}")
 
 

@@ -32,7 +32,7 @@ import torch
 
 from nhamil.evaluate import evaluate_predictions, load_run, per_state_mae, scf_settings
 from nhamil.orbitals import random_rotation
-from nhamil.reference import ProjectionSettings, build_reference_set, read_frames
+from nhamil.reference import build_reference_set, read_frames
 from nhamil.units import HARTREE_TO_MEV"""),
     ("code", """def newest_run(root=Path("outputs")):
     runs = sorted(root.glob("*/*/model.pt"), key=lambda path: path.stat().st_mtime)
@@ -45,7 +45,7 @@ run_dir = Path(os.environ.get("NHAMIL_RUN_DIR") or newest_run())
 model, cfg = load_run(run_dir)
 settings = scf_settings(cfg)
 frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")
-records = build_reference_set(frames, settings, ProjectionSettings(), cfg.data.cache_dir, n_workers=1)
+records = build_reference_set(frames, settings, model.target.projection, cfg.data.cache_dir, n_workers=1)
 predicted = [matrix.numpy() for matrix in model.predict(frames)]
 print(f"{run_dir}: {model.target} in {model.basis.name}, {len(frames)} test frames")"""),
     ("markdown", "## Errors of the test frames (meV for energies, Debye for dipoles)"),

@@ -55,7 +55,7 @@ def _random_ethanol_model(head=None):
     frames = [ase.Atoms(atoms.numbers, atoms.positions + rng.normal(scale=0.1, size=(9, 3))) for _ in range(4)]
     basis = AtomicBasis.from_pyscf("def2-svp", atoms.numbers)
     targets = [torch.as_tensor(a + a.T) for a in rng.normal(size=(4, basis.n_ao(atoms.numbers), basis.n_ao(atoms.numbers)))]
-    model = HamiltonianModel(basis, [1, 6, 8], target="random", features=SMALL, head=head)
+    model = HamiltonianModel(basis, [1, 6, 8], target="fock_orthogonal", features=SMALL, head=head)
     return model.fit(frames, targets, progress=False), frames
 
 

@@ -21,10 +21,6 @@ from ..reference import ScfSettings
 from ..reference.saph import overlap_power
 from ..reference.scf import build_molecule
 
-#: Targets whose matrices are AO-basis Fock matrices up to the Löwdin transformation.
-FULL_FOCK_TARGETS = ("fock_orthogonal",)
-
-
 @dataclass(frozen=True)
 class Orbitals:
     """Solution of ``F C = S C diag(energies)``: energies (n_mo,) Hartree ascending;
@@ -74,6 +70,14 @@ def orbitals_from_orthogonal(orthogonal_fock: np.ndarray, overlap: np.ndarray, n
     """AO orbitals of a Löwdin-orthogonal Fock: C = S^-1/2 C_orth (same energies)."""
     orthogonal = solve_orbitals(orthogonal_fock, n_occupied)
     return Orbitals(orthogonal.energies, overlap_power(overlap, -0.5) @ orthogonal.coefficients, orthogonal.n_occupied)
+
+
+def orbitals_of(fock: np.ndarray, overlap: np.ndarray, n_occupied: int, orthogonal: bool) -> Orbitals:
+    """AO orbitals of a predicted full Fock matrix (n, n), Hartree: Löwdin-orthogonal
+    (``orthogonal``, :func:`orbitals_from_orthogonal`) or AO (generalized problem with ``overlap``)."""
+    if orthogonal:
+        return orbitals_from_orthogonal(fock, overlap, n_occupied)
+    return solve_orbitals(fock, n_occupied, overlap)
 
 
 def density_matrix(orbitals: Orbitals) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""Errors of predicted orthogonal Hamiltonians: matrix elements and orbital energies.
+"""Errors of predicted Hamiltonians: matrix elements and orbital energies.
 
 Matrix errors are reported in µHa, orbital energies and gaps in meV. Eigenvalues are
-invariant under rotations and permutations, so all of these are too.
+invariant under rotations and permutations, so all of these are too. Matrices of a
+non-orthogonal target (the AO ``fock``) come with their (n, n) AO overlaps, ``overlaps``, and
+their orbital energies are the generalized eigenvalues ``F C = S C E``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..targets import orbital_energies_of
 from ..units import HARTREE_TO_MEV, HARTREE_TO_MICROHARTREE
 
 
-def orbital_energies(matrices: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Ascending eigenvalues (Hartree) of each symmetric orthogonal-basis matrix."""
-    return [np.linalg.eigvalsh(np.asarray(m)) for m in matrices]
+def orbital_energies(matrices: Sequence[np.ndarray], overlaps: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Ascending eigenvalues (Hartree) of each symmetric matrix: plain for an orthogonal basis,
+    generalized with each structure's AO overlap if ``overlaps`` are given."""
+    return [orbital_energies_of(m, None if overlaps is None else overlaps[k]) for k, m in enumerate(matrices)]
 
 
 def hamiltonian_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> dict[str, float]:
@@ -26,10 +30,11 @@ def hamiltonian_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.n
 
 
 def eigenvalue_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-                      n_occupied: Sequence[int]) -> dict[str, float]:
+                      n_occupied: Sequence[int], overlaps: Sequence[np.ndarray] | None = None) -> dict[str, float]:
     """Orbital-energy MAE and RMSE (meV) over occupied and over all states, and HOMO-LUMO gap
-    MAE (meV). ``n_occupied`` (per structure) counts the occupied states of each matrix."""
-    eig_pred, eig_ref = orbital_energies(predicted), orbital_energies(reference)
+    MAE (meV). ``n_occupied`` (per structure) counts the occupied states of each matrix;
+    ``overlaps``: AO overlaps of a non-orthogonal target."""
+    eig_pred, eig_ref = orbital_energies(predicted, overlaps), orbital_energies(reference, overlaps)
     occupied = np.concatenate([p[:n] - r[:n] for p, r, n in zip(eig_pred, eig_ref, n_occupied)])
     every = np.concatenate([p - r for p, r in zip(eig_pred, eig_ref)])
     gaps = np.array([_gap(p, n) - _gap(r, n) for p, r, n in zip(eig_pred, eig_ref, n_occupied)])
@@ -49,15 +54,18 @@ def _gap(energies: np.ndarray, n_occupied: int) -> float:
 
 
 def prediction_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-                      n_occupied: Sequence[int]) -> dict[str, float]:
-    """All the errors above in one flat dict (the content of ``metrics.json``)."""
+                      n_occupied: Sequence[int], overlaps: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+    """All the errors above in one flat dict (the content of ``metrics.json``); ``overlaps``:
+    AO overlaps of a non-orthogonal target, one per structure."""
     if len(predicted) != len(reference) or len(reference) != len(n_occupied):
         raise ValueError(f"got {len(predicted)} predictions, {len(reference)} references, {len(n_occupied)} counts")
-    return {**hamiltonian_errors(predicted, reference), **eigenvalue_errors(predicted, reference, n_occupied)}
+    if overlaps is not None and len(overlaps) != len(reference):
+        raise ValueError(f"got {len(overlaps)} overlaps for {len(reference)} references")
+    return {**hamiltonian_errors(predicted, reference), **eigenvalue_errors(predicted, reference, n_occupied, overlaps)}
 
 
 def errors_by_size(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], n_occupied: Sequence[int],
-                   n_atoms: Sequence[int]) -> dict[int, dict[str, float]]:
+                   n_atoms: Sequence[int], overlaps: Sequence[np.ndarray] | None = None) -> dict[int, dict[str, float]]:
     """:func:`prediction_errors` of the structures of each size: number of atoms -> errors, with
     ``n_structures`` counting the structures of that size. Sizes in ascending order."""
     if len(n_atoms) != len(predicted):
@@ -66,6 +74,7 @@ def errors_by_size(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarr
     for size in sorted(set(int(n) for n in n_atoms)):
         chosen = [k for k, n in enumerate(n_atoms) if n == size]
         errors = prediction_errors([predicted[k] for k in chosen], [reference[k] for k in chosen],
-                                   [n_occupied[k] for k in chosen])
+                                   [n_occupied[k] for k in chosen],
+                                   None if overlaps is None else [overlaps[k] for k in chosen])
         by_size[size] = {"n_structures": len(chosen), **errors}
     return by_size

@@ -1,8 +1,9 @@
 """Physics of predicted matrices against PySCF references, per structure and over a data set.
 
 Energies are compared in meV, dipoles in Debye, matrix blocks in µHa. For the ``saph`` target
-only orbital energies exist (the minimal-basis matrix has no AO density); for
-``fock_orthogonal`` the full set: orbitals, density, dipole and orbital similarity.
+only orbital energies exist (the minimal-basis matrix has no AO density); for the full Fock
+targets (``fock_orthogonal``, ``fock``) the full set: orbitals, density, dipole and orbital
+similarity.
 Every quantity here is invariant under rotations and atom permutations, except the dipole
 vector, which rotates with the molecule (its error norm is invariant).
 """
@@ -19,9 +20,10 @@ import torch
 from ..blocks import HETERO, MINUS, ON_SITE, PLUS, MatrixLayout, matrix_to_blocks
 from ..orbitals import AtomicBasis
 from ..reference import ReferenceRecord, ScfSettings
+from ..targets import Target, target_kind
 from ..units import HARTREE_TO_MEV, HARTREE_TO_MICROHARTREE
-from .electronic import (FULL_FOCK_TARGETS, Orbitals, density_matrix, dipole_moment, occupied_similarity,
-                         orbitals_from_orthogonal, solve_orbitals, spurious_states)
+from .electronic import (Orbitals, density_matrix, dipole_moment, occupied_similarity, orbitals_of, solve_orbitals,
+                         spurious_states)
 
 BLOCK_NAMES = {ON_SITE: "on_site", PLUS: "same_element_plus", MINUS: "same_element_minus", HETERO: "different_element"}
 
@@ -41,18 +43,17 @@ class StructureEvaluation:
     orbital_similarity: np.ndarray | None = None
 
 
-def evaluate_structure(predicted: np.ndarray, record: ReferenceRecord, atoms: ase.Atoms, target: str,
+def evaluate_structure(predicted: np.ndarray, record: ReferenceRecord, atoms: ase.Atoms, target: Target | str,
                        settings: ScfSettings, margin: float = 1.0) -> StructureEvaluation:
     """Compare one predicted ``target`` matrix (Hartree, canonical order) with its reference
     ``record``; ``settings`` give the basis for the dipole integrals; ``margin`` (Hartree) is
     how far outside the reference energy range a state counts as spurious."""
-    if target == "saph":
+    kind = target_kind(str(target))
+    if not kind.full_fock:
         guess = solve_orbitals(predicted, record.saph_n_occupied)
         reference = Orbitals(record.saph_energies, np.eye(len(record.saph_energies)), record.saph_n_occupied)
         return StructureEvaluation(guess, reference, spurious_states(guess.energies, reference.energies, margin))
-    if target not in FULL_FOCK_TARGETS:
-        raise ValueError(f"cannot evaluate target {target!r}; known: saph, {', '.join(FULL_FOCK_TARGETS)}")
-    guess = orbitals_from_orthogonal(predicted, record.overlap, record.n_occupied)
+    guess = orbitals_of(predicted, record.overlap, record.n_occupied, kind.orthogonal)
     reference = Orbitals(record.mo_energy, record.mo_coeff, record.n_occupied)
     subspace, per_orbital = occupied_similarity(guess, reference, record.overlap)
     return StructureEvaluation(

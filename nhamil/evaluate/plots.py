@@ -21,10 +21,11 @@ _HARTREE_TO_EV = HARTREE_TO_MEV / 1000
 
 
 def orbital_energy_parity(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], path: str | Path,
-                          title: str = "") -> Path:
-    """Predicted against reference orbital energies (eV) of orthogonal matrices, and the error
-    per state index (meV); molecules may differ in size."""
-    return energy_parity(orbital_energies(predicted), orbital_energies(reference), path, title)
+                          title: str = "", overlaps: Sequence[np.ndarray] | None = None) -> Path:
+    """Predicted against reference orbital energies (eV) of the matrices (generalized with the AO
+    ``overlaps`` of a non-orthogonal target), and the error per state index (meV); molecules
+    may differ in size."""
+    return energy_parity(orbital_energies(predicted, overlaps), orbital_energies(reference, overlaps), path, title)
 
 
 def energy_parity(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], path: str | Path,

@@ -1,7 +1,8 @@
 """Evaluate a training run on a data set: predictions -> physics metrics, JSON and plots.
 
 A run folder is what ``python -m nhamil.train`` writes: ``model.pt`` and Hydra's resolved
-config ``.hydra/config.yaml`` (level of theory, data file, split, cache folder).
+config ``.hydra/config.yaml`` (level of theory, data file, split, cache folder). The model's
+checkpoint records its target's level of theory; a run whose config says another is refused.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from tqdm.auto import tqdm
 
 from ..model import HamiltonianModel
 from ..orbitals import AtomicBasis
-from ..reference import ProjectionSettings, ReferenceRecord, ScfSettings
-from ..targets import make_targets
+from ..reference import ReferenceRecord, ScfSettings
 from ..atomic import atomic_path
 from .metrics import hamiltonian_errors
 from .physics import StructureEvaluation, block_type_errors, evaluate_structure, summarize
@@ -27,13 +27,16 @@ from .plots import dipole_parity, energy_parity, frontier_parity
 
 def load_run(run_dir: str | Path) -> tuple[HamiltonianModel, DictConfig]:
     """The trained model and the resolved config of a run folder; ``FileNotFoundError`` naming
-    what is missing."""
+    what is missing, ``InputError`` naming both if the config's level of theory is not the one
+    the model was trained at."""
     run_dir = Path(run_dir)
     paths = [run_dir / "model.pt", run_dir / ".hydra" / "config.yaml"]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a complete nhamil run folder: missing {missing}")
-    return HamiltonianModel.load(paths[0]), OmegaConf.load(paths[1])
+    model, cfg = HamiltonianModel.load(paths[0]), OmegaConf.load(paths[1])
+    model.target.check_level_of_theory(scf_settings(cfg), f"the config {paths[1]}")
+    return model, cfg
 
 
 def scf_settings(cfg: DictConfig) -> ScfSettings:
@@ -46,11 +49,12 @@ def evaluate_predictions(model: HamiltonianModel, predicted: Sequence[np.ndarray
                          progress: bool = True) -> tuple[list[StructureEvaluation], dict]:
     """Per-structure evaluations and the flat metrics (matrix errors in µHa overall and per block
     family, orbital energies in meV, dipoles in Debye) of ``predicted`` target matrices."""
+    model.target.check_level_of_theory(settings, "the evaluation's settings")
     species = sorted({int(z) for atoms in frames for z in atoms.numbers})
-    targets = make_targets(records, model.target, AtomicBasis.from_pyscf(settings.basis, species), ProjectionSettings())
+    targets = model.target.make(records, AtomicBasis.from_pyscf(settings.basis, species))
     evaluations = [evaluate_structure(p, r, a, model.target, settings, margin) for p, r, a in
                    tqdm(list(zip(predicted, records, frames)), desc="evaluate", unit="structure", disable=not progress)]
-    metrics = {"n_structures": len(frames), "target": model.target, "basis": model.basis.name,
+    metrics = {"n_structures": len(frames), "target": model.target.name, "basis": model.basis.name,
                **hamiltonian_errors(predicted, targets.matrices),
                **block_type_errors(predicted, targets.matrices, model.basis, [a.numbers for a in frames]),
                **summarize(evaluations)}

@@ -59,6 +59,14 @@ def orthogonal_baselines(name: str, frames: Sequence[ase.Atoms], basis: AtomicBa
             for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)]
 
 
+def ao_baselines(name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis,
+                 progress: bool = False) -> list[np.ndarray]:
+    """AO baselines ``F_baseline`` (canonical order), one (n_ao, n_ao) array per frame: what a
+    ``fock`` model with this baseline learns the difference to."""
+    return [baseline_fock(name, atoms, basis)[0]
+            for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)]
+
+
 @lru_cache(maxsize=None)
 def _sap_fit(symbol: str) -> np.ndarray:
     """(n, 2) exponents and weights of the Gaussian fit of one element's atomic potential.
