@@ -1,0 +1,107 @@
+"""Installing from a wheel: the configs (top-level ``configs/``, shipped as ``nhamil.configs``)
+and the structure files (``nhamil/data``) travel inside it, so a water experiment trains and is
+evaluated from an empty folder, importing nhamil from the install, not from this checkout."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from nhamil.config import compose_config, config_dir
+from nhamil.data import PACKAGED, available, data_file
+from nhamil.errors import DataFileError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python(*args: str, cwd: Path, site: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site), "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("NHAMIL_DATA_DIR", None)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """site-packages-like folder holding nothing but the wheel built from this checkout."""
+    root = tmp_path_factory.mktemp("install")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                    "-w", str(root / "wheel"), str(REPO)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (root / "wheel").glob("nhamil-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "nhamil/configs/train.yaml" in names and "nhamil/configs/experiment/water.yaml" in names
+    assert {f"nhamil/data/{name}.gz" for name in available(PACKAGED)} | {"nhamil/data/LICENSE"} <= set(names)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(root / "site"),
+                    str(wheel)], check=True, capture_output=True, timeout=300)
+    return root / "site"
+
+
+def test_wheel_trains_and_evaluates_water_from_an_empty_folder(installed, tmp_path):
+    empty, run = tmp_path / "empty", tmp_path / "run"
+    empty.mkdir()
+    where = _python("-c", "import nhamil, nhamil.config as c; print(nhamil.__file__); print(c.config_dir())",
+                    cwd=empty, site=installed)
+    assert where.stdout.split() == [str(installed / "nhamil" / "__init__.py"), str(installed / "nhamil" / "configs")]
+    trained = _python("-m", "nhamil.train", "+experiment=water", "split.train=[0,10]", "split.test=[10,14]",
+                      "data.n_workers=1", f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}",
+                      cwd=empty, site=installed)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_train"] == 10 and metrics["n_test"] == 4
+    assert math.isfinite(metrics["hamiltonian_mae_uha"]) and 0 < metrics["hamiltonian_mae_uha"] < 2000
+    assert math.isfinite(metrics["occupied_energy_mae_mev"]) and 0 < metrics["occupied_energy_mae_mev"] < 100
+    evaluated = _python("-m", "nhamil.evaluate", str(run), "--output", str(tmp_path / "evaluation"),
+                        cwd=empty, site=installed)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())["n_structures"] == 4
+    assert list(empty.iterdir()) == []
+
+
+def test_pyproject_lists_every_package():
+    """The packages are listed by hand (find cannot see the mapped nhamil.configs): a new
+    subpackage must be added there, or the wheel lacks it."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(path.parent.relative_to(REPO).parts) for path in (REPO / "nhamil").rglob("__init__.py")}
+    assert listed == found | {"nhamil.configs"}
+
+
+def test_the_checkout_uses_its_top_level_configs():
+    assert config_dir() == REPO / "configs"
+
+
+def test_data_files_are_found_from_any_folder_and_the_variable_overrides(tmp_path, monkeypatch):
+    monkeypatch.delenv("NHAMIL_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert data_file("water_coords_1000.xyz") == PACKAGED / "water_coords_1000.xyz.gz"
+    assert available() == ["bispectrum.xyz", "ethanol-structures.xyz", "powerspectrum-triplet.xyz",
+                           "qm7-example-structure.xyz", "water_coords_1000.xyz"]
+    (tmp_path / "water_coords_1000.xyz").write_text("3\n\nO 0 0 0\nH 0 0 1\nH 0 1 0\n")
+    monkeypatch.setenv("NHAMIL_DATA_DIR", str(tmp_path))
+    assert data_file("water_coords_1000.xyz") == tmp_path / "water_coords_1000.xyz"
+    with pytest.raises(DataFileError, match="no data file 'ethanol-structures.xyz' in .*; available: water_coords"):
+        data_file("ethanol-structures.xyz")
+    monkeypatch.setenv("NHAMIL_DATA_DIR", str(tmp_path / "absent"))
+    with pytest.raises(DataFileError, match="NHAMIL_DATA_DIR=.*absent is not a folder"):
+        data_file("water_coords_1000.xyz")
+
+
+def test_a_missing_name_lists_the_packaged_files(monkeypatch):
+    monkeypatch.delenv("NHAMIL_DATA_DIR", raising=False)
+    with pytest.raises(DataFileError, match="no data file 'water.xyz' .*available: bispectrum.xyz, ethanol"):
+        data_file("water.xyz")
+    with pytest.raises(DataFileError, match="no data file '../configs/train.yaml'"):
+        data_file("../configs/train.yaml")
+
+
+@pytest.mark.parametrize("experiment, name", [("water", "water_coords_1000.xyz"),
+                                              ("ethanol", "ethanol-structures.xyz"),
+                                              ("qm7", "qm7-example-structure.xyz")])
+def test_experiments_read_the_packaged_files_from_any_folder(experiment, name, tmp_path, monkeypatch):
+    monkeypatch.delenv("NHAMIL_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert compose_config([f"+experiment={experiment}"]).data.frames == str(PACKAGED / f"{name}.gz")
