@@ -5,6 +5,7 @@ evaluated from an empty folder, importing nhamil from the install, not from this
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -18,6 +19,9 @@ from nhamil.data import PACKAGED, available, data_file
 from nhamil.errors import DataFileError
 
 REPO = Path(__file__).resolve().parents[1]
+#: ``python -m nhamil.train ARGS`` that first prints where nhamil and its configs come from.
+TRAIN = ("import runpy, nhamil, nhamil.config; print(nhamil.__file__, nhamil.config.config_dir()); "
+         "runpy.run_module('nhamil.train', run_name='__main__')")
 
 
 def _python(*args: str, cwd: Path, site: Path) -> subprocess.CompletedProcess:
@@ -26,12 +30,24 @@ def _python(*args: str, cwd: Path, site: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+def _source_copy(folder: Path) -> Path:
+    """What the build reads (pyproject, README, nhamil/, configs/), copied: building in the
+    checkout would leave build/ there, whose stale files a later wheel would ship."""
+    folder.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, folder / name)
+    for name in ("nhamil", "configs"):
+        shutil.copytree(REPO / name, folder / name, ignore=shutil.ignore_patterns("__pycache__", "local"))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """site-packages-like folder holding nothing but the wheel built from this checkout."""
     root = tmp_path_factory.mktemp("install")
+    source = _source_copy(root / "source")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                    "-w", str(root / "wheel"), str(REPO)], check=True, capture_output=True, timeout=300)
+                    "-w", str(root / "wheel"), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = (root / "wheel").glob("nhamil-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "nhamil/configs/train.yaml" in names and "nhamil/configs/experiment/water.yaml" in names
@@ -44,13 +60,11 @@ def installed(tmp_path_factory) -> Path:
 def test_wheel_trains_and_evaluates_water_from_an_empty_folder(installed, tmp_path):
     empty, run = tmp_path / "empty", tmp_path / "run"
     empty.mkdir()
-    where = _python("-c", "import nhamil, nhamil.config as c; print(nhamil.__file__); print(c.config_dir())",
-                    cwd=empty, site=installed)
-    assert where.stdout.split() == [str(installed / "nhamil" / "__init__.py"), str(installed / "nhamil" / "configs")]
-    trained = _python("-m", "nhamil.train", "+experiment=water", "split.train=[0,10]", "split.test=[10,14]",
+    trained = _python("-c", TRAIN, "+experiment=water", "split.train=[0,10]", "split.test=[10,14]",
                       "data.n_workers=1", f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}",
                       cwd=empty, site=installed)
     assert trained.returncode == 0, trained.stderr[-3000:]
+    assert trained.stdout.split()[:2] == [str(installed / "nhamil" / "__init__.py"), str(installed / "nhamil" / "configs")]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_train"] == 10 and metrics["n_test"] == 4
     assert math.isfinite(metrics["hamiltonian_mae_uha"]) and 0 < metrics["hamiltonian_mae_uha"] < 2000
