@@ -37,11 +37,13 @@ def data_folder() -> Path:
     return Path(folder)
 
 
-def data_file(name: str) -> Path:
+def data_file(name: str, folder: str | Path | None = None) -> Path:
     """The path of data file ``name`` (a plain file name such as ``"water_coords_1000.xyz"``):
-    ``name`` itself or ``name.gz`` in :func:`data_folder`. ``DataFileError`` listing the files
-    there if neither exists."""
-    folder = data_folder()
+    ``name`` itself or ``name.gz`` in ``folder``, by default :func:`data_folder`.
+    ``DataFileError`` listing the files there if neither exists."""
+    folder = data_folder() if folder is None else Path(folder)
+    if not folder.is_dir():
+        raise DataFileError(f"data folder {folder} does not exist: name a folder holding the data files")
     if Path(name).name == name:
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
