@@ -64,9 +64,8 @@ def test_launcher_configscompose_config(launcher, expected):
 
 def _small_water(tmp_path, *overrides):
     return compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[12,15]",
-                           f"data.cache_dir={tmp_path / 'cache'}", "data.frames=${nhamil.data:water_coords_1000.xyz}",
-                           "data.n_workers=1", "features.density.max_radial=4", "features.density.max_angular=3",
-                           *overrides])
+                           f"data.cache_dir={tmp_path / 'cache'}", "data.n_workers=1", "features.density.max_radial=4",
+                           "features.density.max_angular=3", *overrides])
 
 
 def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
@@ -91,7 +90,6 @@ def test_same_config_and_seed_give_the_same_numbers(tmp_path):
 
 
 def test_overlapping_split_is_refused(tmp_path):
-    cfg = compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[10,15]",
-                    "data.frames=${nhamil.data:water_coords_1000.xyz}"])
+    cfg = compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[10,15]"])
     with pytest.raises(ValueError, match="overlap"):
         train(cfg, tmp_path)
