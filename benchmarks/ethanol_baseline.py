@@ -13,19 +13,17 @@ next to the spread of each state over the test frames, to set nhamil's ethanol e
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from nhamil.data import data_file
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
 from nhamil.targets import make_targets
 from nhamil.units import HARTREE_TO_MEV
 from kernel_ridge import gaussian, ridge_errors, ridge_solve
 
-DATA = Path(os.environ.get("NHAMIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ncenter-reps"))
 WIDTHS, ALPHAS, FOLDS = (2.0, 4.0, 8.0, 16.0), (1e-10, 1e-8, 1e-6, 1e-4), 4
 
 
@@ -57,7 +55,7 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=800)
     parser.add_argument("--cache-dir", default=".nhamil-cache")
     args = parser.parse_args()
-    frames = read_frames(DATA / "ethanol-structures.xyz")
+    frames = read_frames(data_file("ethanol-structures.xyz"))
     records = build_reference_set(frames, ScfSettings(), ProjectionSettings(), args.cache_dir, n_workers=1)
     targets = make_targets(records, args.target, AtomicBasis.from_pyscf("def2-svp", [1, 6, 8]), ProjectionSettings())
     n_states = len(targets.matrices[0]) if args.target == "saph" else targets.n_occupied[0]

@@ -6,7 +6,7 @@ Run from the repository root (needs ``pip install featomic``, which brings metat
 
 Three calculations: the density expansion rho_i, the nu = 2 equivariant features (lam <= l_max,
 both parities) and the pair expansion g_ij of every pair within the cutoff. Data sets: 100 water
-and 100 ethanol frames and the 100 QM7 molecules of ../shared/data/ncenter-reps, and a size
+and 100 ethanol frames and the 100 QM7 molecules shipped in nhamil/data, and a size
 series of water clusters (liquid density, 9 to 300 atoms). Each (data set, calculation,
 implementation) runs in a fresh subprocess: the peak resident memory above the level before the
 first call, sampled during the first two calls (set-up, then warm), then the median wall time of
@@ -45,7 +45,8 @@ import ase.io
 import numpy as np
 from timing import median_seconds
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
+from nhamil.data import data_file
+
 CUTOFF, CUTOFF_WIDTH, GAUSSIAN_WIDTH, MAX_RADIAL, MAX_ANGULAR = 4.0, 0.5, 0.3, 8, 4
 CALCULATIONS = ("rho", "nu2", "pairs")
 CLUSTER_SIZES = (3, 10, 33, 100)  # water molecules: 9 to 300 atoms
@@ -59,7 +60,7 @@ def data_set(name: str) -> list[ase.Atoms]:
     if name.startswith("cluster-"):
         return [water_cluster(int(name.split("-")[1]), seed=0)]
     files = {"water": "water_coords_1000.xyz", "ethanol": "ethanol-structures.xyz", "qm7": "qm7-example-structure.xyz"}
-    frames = ase.io.read(DATA / files[name], ":100")
+    frames = ase.io.read(data_file(files[name]), ":100")
     for atoms in frames:  # molecules: some files say pbc with a zero cell, which featomic refuses
         atoms.pbc = False
     return frames

@@ -33,6 +33,7 @@ import torch
 
 from nhamil.evaluate.electronic import orbitals_from_orthogonal, overlap_matrix
 from nhamil.atomic import atomic_path
+from nhamil.data import data_file, data_folder
 from nhamil.features import DensitySettings
 from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.model import FeatureSettings, HamiltonianModel
@@ -43,8 +44,9 @@ from nhamil.scf_guess import compare_guesses, run_from_guess, runs_as_rows, summ
 from nhamil.targets import Target
 from timing import median_seconds
 
-DATA = Path(os.environ.get("NHAMIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ncenter-reps"))
-FILES = {"water": "water_coords_1000.xyz", "ethanol": "ethanol-structures.xyz"}
+#: The structure files shipped with nhamil (or those in $NHAMIL_DATA_DIR): DATA / FILES[molecule].
+DATA = data_folder()
+FILES = {"water": data_file("water_coords_1000.xyz").name, "ethanol": data_file("ethanol-structures.xyz").name}
 LEVELS = {"rhf": ScfSettings(method="rhf"), "pbe": ScfSettings(method="rks", xc="pbe")}
 
 

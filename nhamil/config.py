@@ -18,13 +18,29 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+from .data import register_resolver
+from .errors import InputError
 from .features.settings import DensitySettings
 from .heads import KernelSettings, MinibatchSettings, RidgeSettings
 from .model import FeatureSettings
 from .reference import ProjectionSettings
 
-#: The repository's config folder (an editable install keeps it beside the package).
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+def config_dir() -> Path:
+    """The folder of ``train.yaml`` and its config groups: the top-level ``configs/`` of a source
+    checkout (running from the repository, or an editable install), else the copy an installed
+    wheel holds as the package ``nhamil.configs``. ``InputError`` if neither is there."""
+    package = Path(__file__).resolve().parent
+    checkout, installed = package.parent / "configs", package / "configs"
+    if (package.parent / "pyproject.toml").is_file() and (checkout / "train.yaml").is_file():
+        return checkout
+    if (installed / "train.yaml").is_file():
+        return installed
+    raise InputError(f"no nhamil config folder: neither {checkout} nor {installed} holds train.yaml; reinstall nhamil")
+
+
+#: The config folder (see :func:`config_dir`).
+CONFIG_DIR = config_dir()
 
 
 @dataclass
@@ -153,9 +169,11 @@ class TrainConfig:
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore (idempotent). Each option of the ``head`` group
     extends its own schema, so keys of one head kind cannot leak into another. The property
-    schemas build on these ones (they reuse DensityConfig), hence their import here."""
+    schemas build on these ones (they reuse DensityConfig), hence their import here. Also adds the
+    ``${nhamil.data:NAME}`` resolver of the packaged data files."""
     from .properties.config import register_property_configs
 
+    register_resolver()
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     for name, node in [("ridge", RidgeHeadConfig), ("kernel", KernelHeadConfig), ("minibatch", MinibatchHeadConfig)]:
@@ -165,7 +183,7 @@ def register_configs() -> None:
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The training config that ``python -m nhamil.train OVERRIDES`` would run, for notebooks,
-    scripts and tests (``configs/`` of the repository checkout)."""
+    scripts and tests (the config folder of :func:`config_dir`)."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides=list(overrides))

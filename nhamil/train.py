@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .atomic import atomic_path
-from .config import register_configs
+from .config import CONFIG_DIR, register_configs
 from .evaluate import errors_by_size, orbital_energy_parity, prediction_errors
 from .heads import settings_from_dict
 from .model import FeatureSettings, HamiltonianModel
@@ -119,7 +119,7 @@ def format_metrics(metrics: dict) -> str:
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra wrapper: ``task=hamiltonian`` trains a Hamiltonian model, ``task=properties`` runs
     the vector and tensor property comparison. Returns the number a sweeper minimizes: the

@@ -2,10 +2,13 @@
 
     python scripts/make_evaluation_notebook.py
 
-The notebook reads the run folder from ``NHAMIL_RUN_DIR`` (default: the newest
-``outputs/*/*`` holding a ``model.pt``), predicts the run's test frames, plots predicted
-against reference orbital energies and the error per orbital, and checks that a rotated and
-reflected molecule has the same eigenvalues. ``tests/test_notebook.py`` executes it.
+The notebook evaluates the run folder ``NHAMIL_RUN_DIR``, by default
+``outputs/evaluate-water`` in its working folder (the notebook's own folder under Jupyter,
+``jupyter nbconvert --execute`` and ``jupyter execute``); if that folder holds no ``model.pt``
+it first trains a small water run there (``python -m nhamil.train``, the water frames shipped
+with nhamil). It predicts the run's test frames, plots predicted against reference orbital
+energies and the error per orbital, and checks that a rotated and reflected molecule has the
+same eigenvalues. ``tests/test_notebook.py`` executes it both ways.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ CELLS = [
 
 What a predicted Hamiltonian gives a chemist: orbital energies, frontier levels, dipoles.
 Set `NHAMIL_RUN_DIR` to a run folder of `python -m nhamil.train +experiment=water_fock`
-(or `+experiment=water`); by default the newest run under `outputs/` is used."""),
+(or `+experiment=water`). By default the notebook uses `outputs/evaluate-water` beside itself
+(its working folder), and trains a small water run there first if it holds no model (about
+half a minute: 10 training frames, full Fock matrix, RHF/def2-SVP)."""),
     ("code", """import os
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -34,14 +41,20 @@ from nhamil.evaluate import evaluate_predictions, load_run, per_state_mae, scf_s
 from nhamil.orbitals import random_rotation
 from nhamil.reference import build_reference_set, read_frames
 from nhamil.units import HARTREE_TO_MEV"""),
-    ("code", """def newest_run(root=Path("outputs")):
-    runs = sorted(root.glob("*/*/model.pt"), key=lambda path: path.stat().st_mtime)
-    if not runs:
-        raise FileNotFoundError(f"no run with a model.pt under {root.resolve()}: set NHAMIL_RUN_DIR")
-    return runs[-1].parent
+    ("code", """def train_small_water_run(run_dir):
+    \"\"\"Train frames 0-9 of the packaged water set, test on 10-11, into run_dir.\"\"\"
+    command = [sys.executable, "-m", "nhamil.train", "+experiment=water_fock", "split.train=[0,10]",
+               "split.test=[10,12]", "data.n_workers=1", "features.density.max_radial=3",
+               "features.density.max_angular=3", f"hydra.run.dir={run_dir}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"training a water run into {run_dir} failed: {result.stderr.strip()}")
+    print(result.stdout.splitlines()[-1])
 
 
-run_dir = Path(os.environ.get("NHAMIL_RUN_DIR") or newest_run())
+run_dir = Path(os.environ.get("NHAMIL_RUN_DIR") or "outputs/evaluate-water").resolve()
+if not (run_dir / "model.pt").exists():
+    train_small_water_run(run_dir)
 model, cfg = load_run(run_dir)
 settings = scf_settings(cfg)
 frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")

@@ -1,16 +1,14 @@
 """Fixtures shared by several test modules."""
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
+from paper_data import WATER, paper_saph
 
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, read_frames
 
-#: The paper's reference data, checked out beside the repository.
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
+#: pytester tests the strict-skip gate (``strict_skips``, active with NHAMIL_STRICT_SKIPS=1).
+pytest_plugins = ["pytester", "strict_skips"]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +25,6 @@ def one_thread():
 @pytest.fixture(scope="session")
 def water_saph_data():
     """(frames, SAPH matrices, minimal basis) of the paper's first 12 water frames."""
-    if not DATA.exists():
-        pytest.skip(f"reference data folder {DATA} is absent")
-    frames = read_frames(DATA / "water_coords_1000.xyz", ":12")
-    matrices = [torch.as_tensor(m) for m in np.load(DATA / "water_saph_orthogonal.npy")[:12]]
+    frames = read_frames(WATER, ":12")
+    matrices = [torch.as_tensor(m) for m in paper_saph("water", range(12))]
     return frames, matrices, ProjectionSettings().minimal_basis(AtomicBasis.from_pyscf("def2-svp", [1, 8]))

@@ -6,7 +6,7 @@ import ase.build
 import numpy as np
 import pytest
 import torch
-from water_fock_run import DATA, WATER, reference_cache
+from water_fock_run import WATER, reference_cache
 
 from nhamil.features import DensitySettings
 from nhamil.model import FeatureSettings, HamiltonianModel
@@ -15,8 +15,7 @@ from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_se
 from nhamil.reference.baseline import baseline_fock, orthogonal_baselines
 from nhamil.reference.scf import build_molecule
 
-pytestmark = [pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent"),
-              pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = FeatureSettings(density=DensitySettings(max_radial=3, max_angular=3))
 WATER_BASIS = AtomicBasis.from_pyscf("def2-svp", [1, 8])
 

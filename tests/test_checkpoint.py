@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from water_fock_run import DATA, WATER, reference_cache, water_fock_run
+from water_fock_run import WATER, reference_cache, water_fock_run
 
 from nhamil.config import compose_config
 from nhamil.errors import DataFileError, InputError, one_line
@@ -22,7 +22,6 @@ from nhamil.scf_guess import compare_guesses, predicted_density
 from nhamil.targets import Target
 from nhamil.train import train
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent")
 
 
 @pytest.fixture(scope="module")

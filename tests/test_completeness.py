@@ -3,28 +3,26 @@ coincide to 1e-10 around the carbon, N-centre features tell the structures apart
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import ase.io
 import pytest
 
+from nhamil.data import data_file
 from nhamil.features import DensitySettings
 from nhamil.features.completeness import family_invariants, matched_distance
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
 SETTINGS = DensitySettings(max_radial=4, max_angular=4)
 SPECIES = (1, 6, 8)
 #: A "clear margin": 3 % of relative distance (the distinguishing families were seen at 4-38 %).
 CLEAR = 0.03
 N_CENTRE = ("pair nu<=1", "pair nu<=2", "both centres", "triplets")
 
-pytestmark = [pytest.mark.skipif(not DATA.is_dir(), reason=f"paper data not found at {DATA}"),
-              pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def distances(name: str) -> dict[str, list[float]]:
     """Family -> distance of each structure of file ``name`` from its first, around the carbon."""
-    frames = ase.io.read(DATA / name, ":")
+    frames = ase.io.read(data_file(name), ":")
     assert frames[0].numbers[0] == 6
     invariants = [family_invariants(atoms, 0, SPECIES, SETTINGS) for atoms in frames]
     return {family: [matched_distance(first, other[family]) for other in invariants[1:]]
@@ -49,7 +47,7 @@ def test_bispectrum_pair():
 
 
 def test_matched_distance_ignores_numbering_but_not_elements():
-    frames = ase.io.read(DATA / "bispectrum.xyz", ":")
+    frames = ase.io.read(data_file("bispectrum.xyz"), ":")
     atoms = frames[0]
     shuffled = atoms[[0, 7, 3, 1, 6, 2, 5, 4]]
     first, second = (family_invariants(a, 0, SPECIES, SETTINGS)["triplets"] for a in (atoms, shuffled))

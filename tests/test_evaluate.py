@@ -8,7 +8,7 @@ import ase
 import numpy as np
 import pytest
 import torch
-from water_fock_run import DATA, WATER, reference_cache, water_fock_run
+from water_fock_run import WATER, reference_cache, water_fock_run
 
 from nhamil.evaluate import (ao_fock, block_type_errors, density_matrix, dipole_moment, errors_by_size,
                              evaluate_structure, occupied_similarity, orbitals_from_orthogonal, overlap_matrix,
@@ -20,7 +20,6 @@ from nhamil.predict import check_inputs
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
 from nhamil.reference.scf import build_molecule, make_solver
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent")
 SETTINGS = ScfSettings()
 
 

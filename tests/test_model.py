@@ -1,7 +1,6 @@
 """The trained model never breaks a symmetry: rotations, inversion, atom permutations."""
 
 import copy
-from pathlib import Path
 
 import ase
 import ase.build
@@ -14,8 +13,8 @@ from nhamil.heads import KernelSettings
 from nhamil import model as model_module
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
+from paper_data import paper_saph
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
 SMALL = FeatureSettings(density=DensitySettings(max_radial=4, max_angular=4))
 
 
@@ -86,7 +85,7 @@ def test_prediction_follows_rotation_inversion_and_permutation(fixture, improper
 
 def test_water_saph_is_learned(water_saph_model):
     model, frames = water_saph_model
-    reference = np.load(DATA / "water_saph_orthogonal.npy")[10:12]
+    reference = paper_saph("water", range(10, 12))
     predicted = np.stack([p.numpy() for p in model.predict(frames[10:12])])
     assert np.abs(predicted - reference).max() < 0.1 * np.abs(reference).max()
 

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from water_fock_run import DATA, WATER, water_fock_run
+from water_fock_run import WATER, water_fock_run
 
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import random_rotation
@@ -15,7 +15,6 @@ from nhamil.predict import main as predict_main
 from nhamil.predict import predict_matrices
 from nhamil.reference import read_frames
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-from pathlib import Path
 
 import ase
 import ase.build
@@ -16,9 +15,8 @@ from nhamil.reference import (CorruptCacheError, ProjectionSettings, ScfSettings
                               run_scf)
 from nhamil.reference import store
 from nhamil.reference.scf import build_molecule
+from paper_data import ETHANOL, WATER, paper_saph
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"paper data not found at {DATA} (check out shared/ beside the repo)")
 RHF = ScfSettings()
 PROJECTION = ProjectionSettings()
 
@@ -57,28 +55,25 @@ def _count_scf_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
 
 # --- the paper's matrices ---------------------------------------------------------------------
 
-@needs_data
 @pytest.mark.parametrize("frame", [0, 500, 999])
 def test_water_saph_matches_paper(frame):
-    atoms = read_frames(DATA / "water_coords_1000.xyz", frame)[0]
+    atoms = read_frames(WATER, frame)[0]
     result, (saph, energies, minimal_basis) = _saph(atoms)
     assert result.converged
     assert minimal_basis.n_ao(atoms.numbers) == 6
-    np.testing.assert_allclose(saph, np.load(DATA / "water_saph_orthogonal.npy")[frame], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(saph, paper_saph("water", [frame])[0], atol=1e-6, rtol=0)
     np.testing.assert_allclose(energies, result.mo_energy[1:7], atol=1e-14)
 
 
-@needs_data
 def test_ethanol_saph_matches_paper():
-    reference = np.load(DATA / "ethanol-saph-ofock.npy")
-    for frame, atoms in enumerate(read_frames(DATA / "ethanol-structures.xyz", ":2")):
+    reference = paper_saph("ethanol", range(2))
+    for frame, atoms in enumerate(read_frames(ETHANOL, ":2")):
         _, (saph, _, _) = _saph(atoms)
         np.testing.assert_allclose(saph, reference[frame], atol=1e-4, rtol=0)
 
 
-@needs_data
 def test_read_frames_drops_the_declared_periodicity():
-    frames = read_frames(DATA / "water_coords_1000.xyz", ":3")
+    frames = read_frames(WATER, ":3")
     assert len(frames) == 3
     assert all(not a.pbc.any() and not a.cell.any() for a in frames)
 

@@ -3,7 +3,7 @@ same state as PySCF's guesses, and in fewer cycles the better the prediction."""
 
 import numpy as np
 import pytest
-from water_fock_run import DATA, WATER, reference_cache, water_fock_run
+from water_fock_run import WATER, reference_cache, water_fock_run
 
 from nhamil.evaluate import density_matrix, orbitals_from_orthogonal, to_pyscf_order
 from nhamil.model import HamiltonianModel
@@ -11,7 +11,6 @@ from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
 from nhamil.scf_guess import MODEL_GUESS, compare_guesses, predicted_density, run_from_guess, summarize_runs
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent")
 SETTINGS = ScfSettings(conv_tol=1e-9)
 
 

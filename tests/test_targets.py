@@ -10,7 +10,7 @@ import scipy.linalg
 import torch
 from omegaconf import OmegaConf
 from test_model import _expected, _transformed
-from water_fock_run import DATA, WATER, reference_cache
+from water_fock_run import WATER, reference_cache
 
 from nhamil.config import compose_config
 from nhamil.errors import InputError
@@ -29,7 +29,6 @@ from nhamil.units import HARTREE_TO_MEV
 SETTINGS = ScfSettings()
 WATER_BASIS = AtomicBasis.from_pyscf("def2-svp", [1, 8])
 SMALL = FeatureSettings(density=DensitySettings(max_radial=3, max_angular=3))
-data_needed = pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent")
 
 
 def test_target_round_trips_and_knows_its_basis_and_metric():
@@ -63,8 +62,6 @@ def test_model_basis_must_be_the_targets():
 @pytest.fixture(scope="module")
 def fock_run(tmp_path_factory):
     """A water ``fock`` run: training frames 0-9, test frames 10-11, with its metrics."""
-    if not DATA.exists():
-        pytest.skip(f"reference data folder {DATA} is absent")
     run_dir = tmp_path_factory.mktemp("fock-ao-run")
     cfg = compose_config(["+experiment=water_fock_ao", "split.train=[0,10]", "split.test=[10,12]",
                           f"data.frames={WATER}", f"data.cache_dir={reference_cache(tmp_path_factory)}",
@@ -82,7 +79,6 @@ def test_records(tmp_path_factory):
                                        n_workers=1, progress=False)
 
 
-@data_needed
 def test_reference_fock_generalized_eigenvalues_are_pyscfs(test_records):
     frames, records = test_records
     for atoms, record in zip(frames, records):
@@ -90,7 +86,6 @@ def test_reference_fock_generalized_eigenvalues_are_pyscfs(test_records):
         np.testing.assert_allclose(energies, record.mo_energy, atol=1e-8)
 
 
-@data_needed
 def test_fock_predictions_give_pyscf_orbital_energies_to_the_models_accuracy(fock_run, test_records, tmp_path):
     run_dir, metrics = fock_run
     frames, records = test_records
@@ -110,7 +105,6 @@ def test_fock_predictions_give_pyscf_orbital_energies_to_the_models_accuracy(foc
         assert np.abs(np.linalg.eigvalsh(matrix) - energies).max() > 0.1  # the overlap matters
 
 
-@data_needed
 def test_fock_evaluation_and_start_guess_use_the_overlap(fock_run, tmp_path):
     run_dir, metrics = fock_run
     evaluation = evaluate_main([str(run_dir), "--output", str(tmp_path / "evaluation"), "--n-workers", "1"])
@@ -127,8 +121,6 @@ def test_fock_evaluation_and_start_guess_use_the_overlap(fock_run, tmp_path):
 @pytest.fixture(scope="module")
 def fock_models(tmp_path_factory):
     """AO ``fock`` models fitted in code on 10 frames, with the SAP baseline and without one."""
-    if not DATA.exists():
-        pytest.skip(f"reference data folder {DATA} is absent")
     frames = read_frames(WATER, ":12")
     records = build_reference_set(frames, SETTINGS, ProjectionSettings(), reference_cache(tmp_path_factory),
                                   n_workers=1, progress=False)

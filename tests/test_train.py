@@ -14,9 +14,9 @@ from nhamil.model import HamiltonianModel
 from nhamil.reference import read_frames
 from nhamil.orbitals import AtomicBasis
 from nhamil.train import _make_model, train
+from paper_data import WATER, paper_saph
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ncenter-reps"
 
 
 def test_water_experiment_is_the_published_example():
@@ -63,12 +63,9 @@ def test_launcher_configscompose_config(launcher, expected):
 
 
 def _small_water(tmp_path, *overrides):
-    if not DATA.exists():
-        pytest.skip(f"reference data folder {DATA} is absent")
     return compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[12,15]",
-                           f"data.cache_dir={tmp_path / 'cache'}", f"data.frames={DATA / 'water_coords_1000.xyz'}",
-                           "data.n_workers=1", "features.density.max_radial=4", "features.density.max_angular=3",
-                           *overrides])
+                           f"data.cache_dir={tmp_path / 'cache'}", "data.n_workers=1", "features.density.max_radial=4",
+                           "features.density.max_angular=3", *overrides])
 
 
 def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
@@ -79,8 +76,8 @@ def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
     assert 0 < metrics["energy_rmse_mev"] < 200
     assert (tmp_path / "run" / "orbital_energies.png").stat().st_size > 1000
     model = HamiltonianModel.load(tmp_path / "run" / "model.pt")
-    frames = read_frames(DATA / "water_coords_1000.xyz", "12:15")
-    reference = np.load(DATA / "water_saph_orthogonal.npy")[12:15]
+    frames = read_frames(WATER, "12:15")
+    reference = paper_saph("water", range(12, 15))
     predicted = np.stack([p.numpy() for p in model.predict(frames)])
     assert np.abs(predicted - reference).mean() * 1e6 == pytest.approx(metrics["hamiltonian_mae_uha"], rel=1e-3)
 
@@ -93,9 +90,6 @@ def test_same_config_and_seed_give_the_same_numbers(tmp_path):
 
 
 def test_overlapping_split_is_refused(tmp_path):
-    if not DATA.exists():
-        pytest.skip(f"reference data folder {DATA} is absent")
-    cfg = compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[10,15]",
-                    f"data.frames={DATA / 'water_coords_1000.xyz'}"])
+    cfg = compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[10,15]"])
     with pytest.raises(ValueError, match="overlap"):
         train(cfg, tmp_path)

@@ -10,9 +10,7 @@ from omegaconf import OmegaConf
 
 from nhamil.config import compose_config
 from nhamil.train import train
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
-WATER = DATA / "water_coords_1000.xyz"
+from paper_data import WATER
 
 
 def reference_cache(tmp_path_factory) -> Path:
