@@ -32,7 +32,7 @@ from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_he
                     settings_from_dict, settings_to_dict)
 from .orbitals import AtomicBasis, Shell
 from .reference.baseline import check_baseline, orthogonal_baselines
-from .structures import Structures
+from .structures import Structures, check_geometries
 
 CHECKPOINT_FORMAT = 1
 #: Training frames whose features are computed together (their intermediates, several times
@@ -106,6 +106,7 @@ class HamiltonianModel:
         for one group of kinds at a time (all on-site kinds, or the kinds of one element pair),
         ``FIT_CHUNK`` frames at a time into preallocated blocks, so the peak memory is about the
         features of the largest group, not of all groups or of every intermediate product."""
+        check_geometries(frames)
         layout = self._layout(frames)
         matrices = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices]
         blocks = matrix_to_blocks(self._minus_baseline(frames, matrices, progress), layout)
@@ -159,6 +160,7 @@ class HamiltonianModel:
         if not self.heads:
             raise RuntimeError("the model is not fitted")
         self.check_atom_pairs(frames)
+        check_geometries(frames)
         learned = [matrix for start in range(0, len(frames), batch_size)
                    for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
         if self.baseline is None:
