@@ -159,8 +159,8 @@ class HamiltonianModel:
         not on ``device`` are copied there for every batch: call :meth:`to` first."""
         if not self.heads:
             raise RuntimeError("the model is not fitted")
-        self.check_atom_pairs(frames)
         check_geometries(frames)
+        self.check_atom_pairs(frames)
         learned = [matrix for start in range(0, len(frames), batch_size)
                    for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
         if self.baseline is None:

@@ -48,8 +48,8 @@ def check_inputs(model: HamiltonianModel, frames: Sequence[ase.Atoms], scf_basis
     """Raise ``ValueError`` before any work if ``frames`` hold an element or a kind of atom pair
     the model was not trained on (naming it and the structure), or if ``scf_basis`` (the basis of
     the data the predictions are meant for) is not the model's basis (naming both)."""
-    model.check_atom_pairs(frames)
     check_geometries(frames)
+    model.check_atom_pairs(frames)
     if scf_basis is not None and expected_model_basis(model.target, scf_basis) != model.basis.name:
         raise ValueError(f"the model was trained in basis {model.basis.name!r} but the data are in {scf_basis!r} "
                          f"(a {model.target!r} model of it would be {expected_model_basis(model.target, scf_basis)!r})")
