@@ -127,7 +127,7 @@ def check_known_keys(cfg: DictConfig, where: str = "") -> None:
     calculations; nodes without a dataclass schema (``properties: Any``) are not checked."""
     schema = OmegaConf.get_type(cfg)
     known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
-    for key in cfg.keys():
+    for key in cfg:
         name = f"{where}{key}"
         if known is not None and key not in known:
             raise InputError(f"unknown setting {name!r}: {schema.__name__} has {', '.join(sorted(known))}; "

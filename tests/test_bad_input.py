@@ -14,6 +14,7 @@ import pytest
 
 from nhamil.config import compose_config
 from nhamil.errors import DataFileError, InputError
+from nhamil.evaluate.__main__ import main as evaluate_main
 from nhamil.reference import read_frames
 from nhamil.structures import check_geometries
 from nhamil.train import _warn_duplicates, train
@@ -72,9 +73,9 @@ def test_geometry_check_names_the_data_file_index():
     check_geometries([atoms], min_distance=0.01)
 
 
-@pytest.mark.parametrize("train_ids, test_ids, pairs", [(range(0, 950), range(950, 1000), "926 = 963"),
-                                                     (range(400, 1000), range(0, 400), "412 = 365"),
-                                                     (range(0, 100), range(100, 200), None)])
+@pytest.mark.parametrize("train_ids, test_ids, pairs", [(range(950), range(950, 1000), "926 = 963"),
+                                                     (range(400, 1000), range(400), "412 = 365"),
+                                                     (range(100), range(100, 200), None)])
 def test_duplicate_train_test_geometries_are_named(caplog, train_ids, test_ids, pairs):
     """The water file repeats frame 365 as 412 and 926 as 963."""
     with caplog.at_level(logging.WARNING, logger="nhamil.train"):
@@ -110,12 +111,13 @@ def test_read_frames_names_the_file_and_the_problem(tmp_path, five_frames, conte
 def _train_command(tmp_path, *arguments):
     env = {name: value for name, value in os.environ.items() if name != "HYDRA_FULL_ERROR"}
     return subprocess.run([sys.executable, "-m", "nhamil.train", *arguments, f"data.cache_dir={tmp_path / 'cache'}",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, env=env)
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, env=env,
+                          check=False)
 
 
 @pytest.mark.parametrize("override, code, message", [
-    ("+head.alpah=1", 2, "nhamil.train: error: unknown setting 'head.alpah': RidgeHeadConfig has alphas, kind, "
-                         "n_folds; check its spelling (a '+' override adds any key)\n"),
+    ("+head.alpah=1", 2, ("nhamil.train: error: unknown setting 'head.alpah': RidgeHeadConfig has alphas, kind, "
+                          "n_folds; check its spelling (a '+' override adds any key)\n")),
     ("head.alpah=1", 1, "Key 'alpah' not in 'RidgeHeadConfig'"),
 ])
 def test_command_typos_fail_before_any_work(tmp_path, override, code, message):
@@ -134,3 +136,12 @@ def test_help_shows_examples_heads_and_units():
                  "µHa", "absolute frame indices"]:
         assert text in shown
     assert "Powered by Hydra" not in shown
+
+
+def test_evaluate_command_reports_a_missing_run_folder_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(tmp_path / "no-run")])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.startswith("nhamil.evaluate: error: ") and error.count("\n") == 1
+    assert "no-run" in error

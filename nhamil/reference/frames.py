@@ -10,6 +10,7 @@ from ase.io.formats import UnknownFileTypeError
 
 from ..errors import DataFileError, InputError
 
+
 def read_frames(path: str | Path, index: str | int | slice = ":") -> list[ase.Atoms]:
     """Molecules of a structure file (any format ASE reads), positions in Å.
 
