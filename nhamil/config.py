@@ -10,13 +10,13 @@ from __future__ import annotations
 import collections.abc
 import typing
 from dataclasses import MISSING as MISSING_FIELD
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .data import register_resolver
 from .errors import InputError
@@ -66,7 +66,8 @@ class ReferenceConfig:
 
 @dataclass
 class SplitConfig:
-    """Frame index ranges [start, stop) of the training and test sets."""
+    """Frame index ranges [start, stop) of the training and test sets: two absolute indices
+    (0 <= start < stop <= number of frames) each, checked by ``nhamil.train``."""
 
     train: list[int] = field(default_factory=lambda: [0, 40])
     test: list[int] = field(default_factory=lambda: [40, 50])
@@ -164,6 +165,23 @@ class TrainConfig:
     seed: int = 0
     task: str = "hamiltonian"
     properties: Any = None
+
+
+def check_known_keys(cfg: DictConfig, where: str = "") -> None:
+    """Raise :class:`InputError` naming a setting that the config's schema does not have. Hydra
+    lets ``+key=value`` add keys to any node, typed ones included, so ``+head.alpah=1`` or
+    ``+split.valid=[0,5]`` would otherwise be ignored or fail only after the reference
+    calculations; nodes without a dataclass schema (``properties: Any``) are not checked."""
+    schema = OmegaConf.get_type(cfg)
+    known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    for key in cfg:
+        name = f"{where}{key}"
+        if known is not None and key not in known:
+            raise InputError(f"unknown setting {name!r}: {schema.__name__} has {', '.join(sorted(known))}; "
+                             "check its spelling (a '+' override adds any key)")
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
+            check_known_keys(node, f"{name}.")
 
 
 def register_configs() -> None:

@@ -32,7 +32,7 @@ from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_he
                     settings_from_dict, settings_to_dict)
 from .orbitals import AtomicBasis, Shell
 from .reference.baseline import ao_baselines, check_baseline, orthogonal_baselines
-from .structures import Structures
+from .structures import Structures, check_geometries
 from .targets import Target
 
 #: 2: the target is a :class:`nhamil.targets.Target` (kind, level of theory, projection), not a name.
@@ -78,6 +78,7 @@ class HamiltonianModel:
         for one group of kinds at a time (all on-site kinds, or the kinds of one element pair), a
         chunk of frames at a time (:meth:`NCenterFeaturizer.compute_in_chunks`), so the peak memory
         is about the features of the largest group, not of all groups or of every intermediate."""
+        check_geometries(frames)
         layout = self._layout(frames)
         matrices = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices]
         blocks = matrix_to_blocks(self._minus_baseline(frames, matrices, progress), layout)
@@ -110,6 +111,7 @@ class HamiltonianModel:
         not on ``device`` are copied there for every batch: call :meth:`to` first."""
         if not self.heads:
             raise RuntimeError("the model is not fitted")
+        check_geometries(frames)
         self.check_atom_pairs(frames)
         learned = [matrix for start in range(0, len(frames), batch_size)
                    for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]

@@ -28,9 +28,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path
+from .errors import InputError, reported_as_one_line
 from .evaluate.electronic import overlap_matrix
 from .model import HamiltonianModel
 from .reference import read_frames
+from .structures import check_geometries
 from .targets import Target, target_kind
 
 
@@ -44,6 +46,7 @@ def check_inputs(model: HamiltonianModel, frames: Sequence[ase.Atoms], scf_basis
     """Raise ``ValueError`` before any work if ``frames`` hold an element or a kind of atom pair
     the model was not trained on (naming it and the structure), or if ``scf_basis`` (the basis of
     the data the predictions are meant for) is not the model's basis (naming both)."""
+    check_geometries(frames)
     model.check_atom_pairs(frames)
     if scf_basis is not None and expected_model_basis(model.target, scf_basis) != model.basis.name:
         raise ValueError(f"the model was trained in basis {model.basis.name!r} but the data are in {scf_basis!r} "
@@ -91,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, default=Path("predictions.h5"), help="HDF5 output file")
     parser.add_argument("--index", default=":", help="frames to read, as ase.io.read's index (default all)")
     parser.add_argument("--basis", help="basis the predictions must be in (e.g. def2-svp); checked against the model")
-    parser.add_argument("--batch-size", type=int,
+    parser.add_argument("--batch-size", type=_positive_int,
                         help="structures per feature batch; default 8 on a CPU (bigger batches of big feature "
                              "blocks are memory-bound there), 256 on a GPU (which needs hundreds to be busy)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -100,15 +103,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of a count: an integer >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def check_output(output: Path, inputs: dict[str, Path]) -> None:
+    """Raise :class:`InputError` if ``output`` is one of ``inputs`` (name -> path; the same file
+    by resolved path or, where both exist, by inode), which writing would overwrite."""
+    for name, path in inputs.items():
+        if output.resolve() == path.resolve() or (output.exists() and path.exists() and output.samefile(path)):
+            raise InputError(f"output file {output} is the {name} {path}: writing would overwrite it; "
+                             "choose another -o")
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
+    """The command: arguments, checks before any work, predictions, the HDF5 file; a user error
+    is one line on stderr and exit status 2 (see ``nhamil.errors``)."""
     args = _parser().parse_args(argv)
-    model = HamiltonianModel.load(args.checkpoint).to(args.device)
-    frames = read_frames(args.structures, args.index)
-    check_inputs(model, frames, args.basis)
-    batch_size = args.batch_size or (8 if torch.device(args.device).type == "cpu" else 256)
-    matrices = predict_matrices(model, frames, batch_size, device=args.device,
-                                dtype=torch.float32 if args.float32 else torch.float64)
-    path = write_predictions(args.output, model, frames, matrices)
+    with reported_as_one_line("nhamil.predict"):
+        check_output(args.output, {"checkpoint": args.checkpoint, "structure file": args.structures})
+        model = HamiltonianModel.load(args.checkpoint).to(args.device)
+        frames = read_frames(args.structures, args.index)
+        check_inputs(model, frames, args.basis)
+        batch_size = args.batch_size or (8 if torch.device(args.device).type == "cpu" else 256)
+        matrices = predict_matrices(model, frames, batch_size, device=args.device,
+                                    dtype=torch.float32 if args.float32 else torch.float64)
+        path = write_predictions(args.output, model, frames, matrices)
     print(f"{len(frames)} {model.target} predictions ({model.basis.name}, Hartree) in {path}")
     return path
 

@@ -10,6 +10,8 @@ import ase
 import numpy as np
 import torch
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class Structures:
@@ -47,3 +49,34 @@ class Structures:
         """Move to ``device``; ``dtype`` changes the positions' floating type only."""
         return Structures(self.positions.to(device=device, dtype=dtype), self.numbers.to(device),
                           self.system.to(device), self.ptr.to(device))
+
+
+#: Closest two atoms may be (Å) in :func:`check_geometries`: far below the shortest chemical
+#: bond (H2, 0.74 Å) and any strained or distorted geometry, so it refuses only coordinates
+#: that are wrong (an atom written twice, a unit mix-up), at which the features and the SCF
+#: overlap matrix are singular and the eigensolver fails or returns NaN.
+MIN_DISTANCE = 0.1
+
+
+def check_geometries(frames: Sequence[ase.Atoms], labels: Sequence[int] | None = None,
+                     min_distance: float = MIN_DISTANCE) -> None:
+    """Raise :class:`nhamil.errors.InputError` naming the first structure with a non-finite
+    coordinate or two atoms closer than ``min_distance`` (Å), and the atoms. ``labels`` are the
+    structures' indices in the user's data file (default: their positions in ``frames``)."""
+    for position, atoms in enumerate(frames):
+        label = labels[position] if labels is not None else position
+        where = f"structure {label} ({atoms.get_chemical_formula()})"
+        coordinates = np.asarray(atoms.positions, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(coordinates).all(axis=1))
+        if bad.size:
+            raise InputError(f"{where}: atom {bad[0]} ({atoms.get_chemical_symbols()[bad[0]]}) has a non-finite "
+                             f"coordinate {coordinates[bad[0]].tolist()} Å; fix the structure file")
+        distances = np.linalg.norm(coordinates[:, None] - coordinates[None], axis=-1)
+        first, second = np.triu_indices(len(atoms), k=1)
+        close = np.flatnonzero(distances[first, second] < min_distance)
+        if close.size:
+            i, j = first[close[0]], second[close[0]]
+            symbols = atoms.get_chemical_symbols()
+            raise InputError(f"{where}: atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are "
+                             f"{distances[i, j]:.3g} Å apart, closer than {min_distance} Å; an atom written twice? "
+                             f"fix the structure file")

@@ -7,34 +7,43 @@ Reference data -> targets -> fit -> predict the test frames -> ``metrics.json``,
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
+import ase
 import hydra
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .atomic import atomic_path
-from .config import CONFIG_DIR, register_configs
+from .config import CONFIG_DIR, check_known_keys, register_configs
+from .errors import InputError, reported_as_one_line
 from .evaluate import errors_by_size, orbital_energy_parity, prediction_errors
 from .heads import settings_from_dict
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
 from .properties import train_properties
 from .reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
+from .structures import check_geometries
 from .targets import Target, TargetSet
+
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Run one experiment described by ``cfg`` (see ``nhamil.config.TrainConfig``); write its
     outputs into ``run_dir`` and return the test metrics."""
     run_dir = Path(run_dir)
+    check_known_keys(cfg)
     torch.manual_seed(cfg.seed)
-    train_ids, test_ids = range(*cfg.split.train), range(*cfg.split.test)
     frames = read_frames(cfg.data.frames)
-    _check_split(train_ids, test_ids, len(frames))
+    train_ids, test_ids = _split_ranges(cfg.split, len(frames), cfg.data.frames)
     used = sorted(set(train_ids) | set(test_ids))
+    check_geometries([frames[i] for i in used], labels=used)
+    _warn_duplicates(frames, train_ids, test_ids)
     target = target_from_config(cfg)
     records = dict(zip(used, build_reference_set([frames[i] for i in used], target.scf, target.projection,
                                                  cfg.data.cache_dir, n_workers=cfg.data.n_workers)))
@@ -72,13 +81,39 @@ def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | N
                             baseline=cfg.baseline)
 
 
-def _check_split(train_ids: range, test_ids: range, n_frames: int) -> None:
-    if not len(train_ids) or not len(test_ids):
-        raise ValueError(f"empty split: train {train_ids}, test {test_ids}")
-    if max(train_ids[-1], test_ids[-1]) >= n_frames:
-        raise ValueError(f"split {train_ids}, {test_ids} reaches beyond the {n_frames} frames of the data file")
+def _split_ranges(split: DictConfig, n_frames: int, path: str) -> tuple[range, range]:
+    """The training and test frames of ``split`` (``[start, stop)`` each, absolute indices into
+    the ``n_frames`` frames of ``path``); ``InputError`` naming the setting if one is not two
+    integers 0 <= start < stop <= n_frames (a negative index would count from the end and a third
+    number would be a step), or if they overlap."""
+    ranges = []
+    for name in ("train", "test"):
+        bounds = list(split[name])
+        if len(bounds) != 2 or not all(isinstance(b, int) for b in bounds) \
+                or not 0 <= bounds[0] < bounds[1] <= n_frames:
+            raise InputError(f"split.{name}={bounds} must be [start, stop) with 0 <= start < stop <= {n_frames}, "
+                             f"the number of frames of {path} (absolute frame indices, no step)")
+        ranges.append(range(*bounds))
+    train_ids, test_ids = ranges
     if set(train_ids) & set(test_ids):
-        raise ValueError(f"training {train_ids} and test {test_ids} frames overlap")
+        raise InputError(f"training frames {list(split.train)} and test frames {list(split.test)} overlap; "
+                         "choose disjoint split.train and split.test")
+    return train_ids, test_ids
+
+
+def _warn_duplicates(frames: list[ase.Atoms], train_ids: range, test_ids: range) -> None:
+    """Log a warning naming each test frame whose geometry (elements and positions to 1e-6 Å)
+    is a training frame's: its errors are then not out-of-sample."""
+    def key(atoms: ase.Atoms) -> tuple[bytes, bytes]:
+        return atoms.numbers.tobytes(), np.round(atoms.positions, 6).tobytes()
+
+    trained = {}
+    for i in train_ids:
+        trained.setdefault(key(frames[i]), i)
+    pairs = [f"{trained[key(frames[i])]} = {i}" for i in test_ids if key(frames[i]) in trained]
+    if pairs:
+        log.warning(f"{len(pairs)} test frame(s) repeat a training geometry (training = test frame: "
+                    f"{', '.join(pairs)}); their errors are not out-of-sample")
 
 
 def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference: TargetSet,
@@ -86,13 +121,13 @@ def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predic
     """A table on screen, metrics.json (atomically), parity plot, then the checkpoint: a save
     that fails (a full disk) keeps the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    print(format_metrics(metrics))
+    log.info(format_metrics(metrics))
     with atomic_path(run_dir / "metrics.json") as temporary:
         temporary.write_text(json.dumps(metrics, indent=2))
     orbital_energy_parity(predicted, reference.matrices, run_dir / "orbital_energies.png", title=title,
                           overlaps=reference.overlaps)
     model.save(run_dir / "model.pt")
-    print(f"outputs in {run_dir}")
+    log.info(f"outputs in {run_dir}")
 
 
 def _write_size_table(run_dir: Path, by_size: dict[int, dict[str, float]]) -> None:
@@ -102,10 +137,9 @@ def _write_size_table(run_dir: Path, by_size: dict[int, dict[str, float]]) -> No
         return
     with atomic_path(run_dir / "errors_by_size.json") as temporary:
         temporary.write_text(json.dumps(by_size, indent=2))
-    print("atoms  molecules  H MAE (µHa)  occupied E MAE (meV)")
-    for size, errors in by_size.items():
-        print(f"{size:5d}  {errors['n_structures']:9d}  {errors['hamiltonian_mae_uha']:11.1f}  "
-              f"{errors['occupied_energy_mae_mev']:20.2f}")
+    rows = [f"{size:5d}  {errors['n_structures']:9d}  {errors['hamiltonian_mae_uha']:11.1f}  "
+            f"{errors['occupied_energy_mae_mev']:20.2f}" for size, errors in by_size.items()]
+    log.info("\n".join(["atoms  molecules  H MAE (µHa)  occupied E MAE (meV)", *rows]))
 
 
 def format_metrics(metrics: dict) -> str:
@@ -125,11 +159,13 @@ def main(cfg: DictConfig) -> float:
     the vector and tensor property comparison. Returns the number a sweeper minimizes: the
     occupied orbital-energy MAE (meV), or the equivariant model's dipole RMSE (Debye)."""
     run_dir = HydraConfig.get().runtime.output_dir
-    if cfg.task == "properties":
-        return train_properties(cfg.properties, run_dir, seed=cfg.seed)["dipole/equivariant/rmse"]
-    if cfg.task != "hamiltonian":
-        raise ValueError(f"unknown task {cfg.task!r}; choose 'hamiltonian' or 'properties'")
-    return train(cfg, run_dir)["occupied_energy_mae_mev"]
+    with reported_as_one_line("nhamil.train"):
+        check_known_keys(cfg)
+        if cfg.task == "properties":
+            return train_properties(cfg.properties, run_dir, seed=cfg.seed)["dipole/equivariant/rmse"]
+        if cfg.task != "hamiltonian":
+            raise InputError(f"unknown task {cfg.task!r}; choose 'hamiltonian' or 'properties'")
+        return train(cfg, run_dir)["occupied_energy_mae_mev"]
 
 
 if __name__ == "__main__":

@@ -99,16 +99,17 @@ def test_full_disk_names_the_checkpoint_and_leaves_no_file(run_dir, tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_full_disk_during_training_keeps_the_metrics(tmp_path, tmp_path_factory, monkeypatch, capsys):
+def test_full_disk_during_training_keeps_the_metrics(tmp_path, tmp_path_factory, monkeypatch, caplog):
     cfg = compose_config(["+experiment=water_fock", "split.train=[0,6]", "split.test=[10,12]", f"data.frames={WATER}",
                           f"data.cache_dir={reference_cache(tmp_path_factory)}", "data.n_workers=1",
                           "features.density.max_radial=2", "features.density.max_angular=2"])
     _full_disk_for_checkpoints(monkeypatch)
+    caplog.set_level("INFO", logger="nhamil.train")
     with pytest.raises(OSError, match="model.pt"):
         train(cfg, tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["n_train"] == 6 and metrics["hamiltonian_mae_uha"] > 0
-    assert "test-set errors" in capsys.readouterr().out
+    assert "test-set errors" in caplog.text
     assert not (tmp_path / "run" / "model.pt").exists()
 
 

@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import reported_as_one_line
 from ..predict import check_inputs, predict_matrices
 from ..reference import build_reference_set, read_frames
 from .run import evaluate_predictions, load_run, scf_settings, write_report
@@ -32,16 +33,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
-    model, cfg = load_run(args.run_dir)
-    settings = scf_settings(cfg)
-    index = args.index or f"{cfg.split.test[0]}:{cfg.split.test[1]}"
-    frames = read_frames(args.frames or cfg.data.frames, index)
-    check_inputs(model, frames, settings.basis)
-    records = build_reference_set(frames, settings, model.target.projection, args.cache_dir or cfg.data.cache_dir,
-                                  n_workers=args.n_workers)
-    predicted = predict_matrices(model, frames)
-    evaluations, metrics = evaluate_predictions(model, predicted, frames, records, settings, args.margin)
-    paths = write_report(args.output or args.run_dir / "evaluation", evaluations, metrics)
+    with reported_as_one_line("nhamil.evaluate"):
+        model, cfg = load_run(args.run_dir)
+        settings = scf_settings(cfg)
+        index = args.index or f"{cfg.split.test[0]}:{cfg.split.test[1]}"
+        frames = read_frames(args.frames or cfg.data.frames, index)
+        check_inputs(model, frames, settings.basis)
+        records = build_reference_set(frames, settings, model.target.projection,
+                                      args.cache_dir or cfg.data.cache_dir, n_workers=args.n_workers)
+        predicted = predict_matrices(model, frames)
+        evaluations, metrics = evaluate_predictions(model, predicted, frames, records, settings, args.margin)
+        paths = write_report(args.output or args.run_dir / "evaluation", evaluations, metrics)
     _print_summary(metrics, paths)
     return metrics
 
