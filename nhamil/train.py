@@ -37,7 +37,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     used = sorted(set(train_ids) | set(test_ids))
     scf = ScfSettings(**OmegaConf.to_container(cfg.reference))
     records = dict(zip(used, build_reference_set([frames[i] for i in used], scf, ProjectionSettings(),
-                                                 cfg.data.cache_dir, n_workers=cfg.data.n_workers)))
+                                                 cfg.data.cache_dir, n_workers=cfg.data.n_workers, labels=used,
+                                                 allow_unconverged=cfg.data.allow_unconverged,
+                                                 rebuild_damaged=cfg.data.rebuild_damaged)))
     basis = AtomicBasis.from_pyscf(scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
     targets = make_targets([records[i] for i in used], cfg.target, basis, ProjectionSettings())
     position = {frame: k for k, frame in enumerate(used)}
