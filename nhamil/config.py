@@ -46,11 +46,15 @@ CONFIG_DIR = config_dir()
 @dataclass
 class DataConfig:
     """frames: structure file ASE reads (extended xyz, ...); cache_dir: reference-data cache;
-    n_workers: PySCF worker processes."""
+    n_workers: PySCF worker processes; rebuild_damaged: recompute and replace damaged or
+    misplaced cache files (else they are an error naming them); allow_unconverged: use SCF
+    results that did not converge, flagged (else an error naming their frames)."""
 
     frames: str = MISSING
     cache_dir: str = ".nhamil-cache"
     n_workers: int = 2
+    rebuild_damaged: bool = False
+    allow_unconverged: bool = False
 
 
 @dataclass

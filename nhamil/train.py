@@ -46,7 +46,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     _warn_duplicates(frames, train_ids, test_ids)
     target = target_from_config(cfg)
     records = dict(zip(used, build_reference_set([frames[i] for i in used], target.scf, target.projection,
-                                                 cfg.data.cache_dir, n_workers=cfg.data.n_workers)))
+                                                 cfg.data.cache_dir, n_workers=cfg.data.n_workers, labels=used,
+                                                 allow_unconverged=cfg.data.allow_unconverged,
+                                                 rebuild_damaged=cfg.data.rebuild_damaged)))
     basis = AtomicBasis.from_pyscf(target.scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
     targets = target.make([records[i] for i in used], basis)
     position = {frame: k for k, frame in enumerate(used)}

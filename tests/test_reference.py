@@ -198,7 +198,7 @@ def test_corrupt_file_is_named(tmp_path, damage):
     victim = sorted(tmp_path.glob("*/*.h5"))[0]
     content = victim.read_bytes()
     victim.write_bytes(b"not hdf5" if damage == "garbage" else content[: len(content) // 2])
-    with pytest.raises(CorruptCacheError, match=f"{victim}.*delete it"):
+    with pytest.raises(CorruptCacheError, match=f"{victim}.*rebuild_damaged=true"):
         build_reference_set(frames, RHF, PROJECTION, tmp_path, n_workers=1, progress=False)
 
 

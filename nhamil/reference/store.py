@@ -7,10 +7,12 @@ and ``FORMAT_VERSION``, so a changed setting never reads old results (the PySCF 
 recorded, not hashed: after an upgrade that changes results, use a new ``cache_dir``).
 ``geometry_hash`` covers the atomic numbers (int64) and positions (float64, Å) byte for byte.
 Files are written to a temporary file in the same folder and then renamed, so a file present
-is complete: an interrupted build keeps every finished structure and a rerun computes only the
-missing ones.
+is complete: an interrupted build (or a full disk) keeps every finished structure and a rerun
+computes only the missing ones. Each file carries a checksum, and its atomic numbers and
+positions must equal those of the structure asked for: a damaged or misplaced file is a
+``DataFileError`` naming it, never a silent number (``rebuild_damaged=True`` recomputes it).
 
-HDF5 file (``FORMAT_VERSION`` 1), canonical AO order (``nhamil.orbitals``), float64:
+HDF5 file (``FORMAT_VERSION`` 2), canonical AO order (``nhamil.orbitals``), float64:
 
 =================  ==================  ===========================================
 dataset            shape               content
@@ -27,14 +29,19 @@ saph_energies      (n_min,)            eigenvalues of ``saph`` (kept orbitals), 
 =================  ==================  ===========================================
 
 Attributes: ``format_version`` (int), ``e_tot`` (Hartree), ``converged`` (bool), ``n_cycles``
-(SCF iterations), ``wall_time`` (s, SCF only), ``n_core`` (dropped core orbitals).
+(SCF iterations), ``wall_time`` (s, SCF only), ``n_core`` (dropped core orbitals), ``sha256``
+(hex digest of every dataset's name, dtype, shape and bytes and of the other attributes, see
+:func:`record_checksum`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
+import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -47,29 +54,48 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nhamil.atomic import atomic_path
+from nhamil.errors import DataFileError, InputError
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference.saph import n_core_orbitals, projected_valence_hamiltonian
 from nhamil.reference.scf import run_scf
 from nhamil.reference.settings import ProjectionSettings, ScfSettings
+from nhamil.reference.workers import die_with_parent
 
 #: Bumped whenever the meaning or layout of a cached file changes; part of the settings hash.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _ARRAYS = ("numbers", "positions", "fock", "overlap", "mo_energy", "mo_coeff", "mo_occ", "saph", "saph_energies")
 _SCALARS = {"e_tot": float, "converged": bool, "n_cycles": int, "wall_time": float, "n_core": int}
 
 
-class CorruptCacheError(RuntimeError):
-    """A cache file that cannot be read; its message names the file to delete."""
+#: Remedy for damaged or misplaced cache files, from the command line and from Python.
+REBUILD_ADVICE = "rebuild with data.rebuild_damaged=true (build_reference_set(..., rebuild_damaged=True))"
+
+#: How many frames or files a message names before it gives only a count of the rest.
+_NAMED = 10
 
 
-class UnconvergedSCFError(RuntimeError):
-    """Some structures did not converge; ``frames`` lists their indices."""
+class CorruptCacheError(DataFileError):
+    """A cache file that is damaged (unreadable, checksum mismatch) or misplaced (holds another
+    structure); the message names the file(s) and the remedy."""
+
+
+class UnconvergedSCFError(InputError):
+    """Some structures did not converge; ``frames`` lists their frame numbers (``labels``)."""
 
     def __init__(self, frames: list[int], folder: Path):
         self.frames = frames
-        super().__init__(f"SCF did not converge for frame(s) {frames} (stored, flagged, in {folder}); raise "
-                         "max_cycle, or pass allow_unconverged=True to use them flagged")
+        super().__init__(f"SCF did not converge for frame(s) {_listed(frames)} of the data file (stored, flagged, in "
+                         f"{folder}); raise reference.max_cycle, or set data.allow_unconverged=true "
+                         "(allow_unconverged=True) to use them flagged")
+
+
+def _listed(items: Sequence) -> str:
+    """``[a, b, c]``, or the first ``_NAMED`` and a count of the rest."""
+    items = list(items)
+    if len(items) <= _NAMED:
+        return str(items)
+    return f"{items[:_NAMED]} and {len(items) - _NAMED} more"
 
 
 @dataclass(frozen=True)
@@ -132,25 +158,75 @@ def geometry_hash(numbers, positions) -> str:
     return digest.hexdigest()[:32]
 
 
+def record_checksum(arrays: dict[str, np.ndarray], scalars: dict) -> str:
+    """sha256 hex digest of the datasets (name, dtype, shape, bytes, in ``_ARRAYS`` order) and
+    of the scalar attributes (with ``format_version``, as sorted JSON: floats exactly)."""
+    digest = hashlib.sha256()
+    for name in _ARRAYS:
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    scalars = {name: kind(scalars[name]) for name, kind in _SCALARS.items()}
+    digest.update(json.dumps({**scalars, "format_version": FORMAT_VERSION}, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 def write_record(record: ReferenceRecord, path: Path) -> None:
-    """Write ``record`` to ``path`` (HDF5, see the module docstring) atomically."""
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
-        for name in _ARRAYS:
-            file.create_dataset(name, data=getattr(record, name))
-        file.attrs.update({name: getattr(record, name) for name in _SCALARS}, format_version=FORMAT_VERSION)
+    """Write ``record`` to ``path`` (HDF5, see the module docstring) atomically, with its
+    checksum. A full disk raises ``OSError(ENOSPC)`` naming ``path`` (and leaves no file there)."""
+    arrays = {name: np.asarray(getattr(record, name)) for name in _ARRAYS}
+    scalars = {name: getattr(record, name) for name in _SCALARS}
+    try:
+        with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
+            for name, array in arrays.items():
+                file.create_dataset(name, data=array)
+            file.attrs.update(scalars, format_version=FORMAT_VERSION, sha256=record_checksum(arrays, scalars))
+    except OSError as err:
+        if _is_disk_full(err):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
 
 
-def read_record(path: Path) -> ReferenceRecord:
-    """Read one cached record; ``CorruptCacheError`` naming the file if it cannot be read."""
+def _is_disk_full(err: OSError) -> bool:
+    """True for a full disk, also when h5py reports it only in its message (``errno = 28``)."""
+    return err.errno == errno.ENOSPC or "errno = 28" in str(err) or os.strerror(errno.ENOSPC) in str(err)
+
+
+def read_record(path: Path, expected: ase.Atoms | None = None, label: int | None = None) -> ReferenceRecord:
+    """Read one cached record and verify its checksum and, given ``expected``, that it holds
+    exactly those atomic numbers and positions (Å, float64). ``CorruptCacheError`` naming the
+    file (and frame ``label`` of the user's data file) otherwise."""
+    problem = _record_problem(path, expected)
+    if isinstance(problem, ReferenceRecord):
+        return problem
+    frame = "" if label is None else f" (frame {label} of the data file)"
+    raise CorruptCacheError(f"reference cache file {path}{frame} is {problem}; {REBUILD_ADVICE}")
+
+
+def _record_problem(path: Path, expected: ase.Atoms | None) -> ReferenceRecord | str:
+    """The record at ``path``, or what is wrong with it (one phrase)."""
     try:
         with h5py.File(path, "r") as file:
             if file.attrs["format_version"] != FORMAT_VERSION:
-                raise ValueError(f"format_version {file.attrs['format_version']}, expected {FORMAT_VERSION}")
+                return f"damaged (format_version {file.attrs['format_version']}, expected {FORMAT_VERSION})"
             arrays = {name: file[name][()] for name in _ARRAYS}
             scalars = {name: kind(file.attrs[name]) for name, kind in _SCALARS.items()}
+            stored_checksum = str(file.attrs["sha256"])
     except (OSError, KeyError, ValueError, TypeError) as err:
-        raise CorruptCacheError(f"cannot read reference cache file {path} ({err}); delete it and run again") from err
+        return f"damaged (cannot be read: {' '.join(str(err).split())})"
+    if record_checksum(arrays, scalars) != stored_checksum:
+        return "damaged (checksum mismatch)"
+    if expected is not None and not _same_structure(arrays, expected):
+        return "misplaced (it holds another structure than the one asked for)"
     return ReferenceRecord(**arrays, **scalars)
+
+
+def _same_structure(arrays: dict[str, np.ndarray], atoms: ase.Atoms) -> bool:
+    """Stored numbers and positions equal those of ``atoms`` exactly (int64, float64 Å)."""
+    numbers = np.asarray(atoms.numbers, dtype=np.int64)
+    positions = np.asarray(atoms.positions, dtype=np.float64)
+    return (arrays["numbers"].shape == numbers.shape and arrays["positions"].shape == positions.shape
+            and np.array_equal(arrays["numbers"], numbers) and np.array_equal(arrays["positions"], positions))
 
 
 def cache_folder(cache_dir: str | Path, scf: ScfSettings, projection: ProjectionSettings) -> Path:
@@ -161,39 +237,86 @@ def cache_folder(cache_dir: str | Path, scf: ScfSettings, projection: Projection
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "settings.json").exists():
         text = json.dumps({**settings_record(scf, projection), "pyscf_version": pyscf.__version__}, indent=2)
-        with atomic_path(folder / "settings.json") as temporary:
-            Path(temporary).write_text(text + "\n")
+        try:
+            with atomic_path(folder / "settings.json") as temporary:
+                Path(temporary).write_text(text + "\n")
+        except OSError as err:
+            if _is_disk_full(err):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "settings.json")) from None
+            raise
     return folder
 
 
 def build_reference_set(frames: Sequence[ase.Atoms], scf: ScfSettings, projection: ProjectionSettings,
                         cache_dir: str | Path, n_workers: int = 2, progress: bool = True,
-                        allow_unconverged: bool = False) -> list[ReferenceRecord]:
+                        allow_unconverged: bool = False, labels: Sequence[int] | None = None,
+                        rebuild_damaged: bool = False) -> list[ReferenceRecord]:
     """One :class:`ReferenceRecord` per frame (positions in Å), computed once and cached.
 
     Frames missing from the cache are computed in ``n_workers`` single-threaded worker
-    processes (``n_workers=1``: in this process), with a progress bar; each is stored as soon as
-    it is done. Raises ``ValueError`` naming an element that the basis or the projection does
-    not cover, before computing anything; ``UnconvergedSCFError`` listing the frames whose SCF
-    did not converge, unless ``allow_unconverged`` (then a warning, and the records come back
-    with ``converged=False``).
+    processes (``n_workers=1``: in this process), with a progress bar (none when nothing is to
+    be computed) and a summary line on stderr (``progress=False``: neither); each is stored as
+    soon as it is done. ``labels`` are the frames' numbers in the user's data file (default
+    0, 1, ...), named in every message.
 
-    The workers are started with ``spawn``: a script that calls this with ``n_workers > 1``
-    needs the usual ``if __name__ == "__main__":`` guard.
+    Raises, before computing anything: ``ValueError`` naming an element that the basis or the
+    projection does not cover; ``CorruptCacheError`` (a ``DataFileError``) naming every cached
+    file that is damaged or misplaced, unless ``rebuild_damaged`` (then a warning naming them,
+    and they are recomputed and replaced). After computing: ``UnconvergedSCFError`` listing the
+    frames whose SCF did not converge, unless ``allow_unconverged`` (then a warning, and the
+    records come back with ``converged=False``). A full disk raises ``OSError(ENOSPC)`` naming
+    the file; every record written before stays valid and is reused by the next build.
+
+    The workers are started with ``spawn`` (a script that calls this with ``n_workers > 1``
+    needs the usual ``if __name__ == "__main__":`` guard) and end when this process ends.
     """
+    labels = list(range(len(frames))) if labels is None else list(labels)
+    if len(labels) != len(frames):
+        raise InputError(f"{len(labels)} labels for {len(frames)} frames; give one frame number per frame")
     folder = cache_folder(cache_dir, scf, projection)
     paths = [folder / f"{geometry_hash(a.numbers, a.positions)}.h5" for a in frames]
-    missing = {path: ase.Atoms(a.numbers, a.positions) for path, a in zip(paths, frames) if not path.exists()}
-    check_elements([a.numbers for a in missing.values()], scf, projection)
-    computed = dict(_compute(missing, scf, projection, n_workers, progress))
-    records = [computed[path] if path in computed else read_record(path) for path in paths]
-    unconverged = [i for i, record in enumerate(records) if not record.converged]
+    wanted = {path: (ase.Atoms(a.numbers, a.positions), label) for path, a, label in zip(paths, frames, labels)}
+    check_elements([a.numbers for a, _ in wanted.values()], scf, projection)
+    cached, damaged = _read_cache(wanted)
+    if damaged and not rebuild_damaged:
+        raise CorruptCacheError(_damaged_message(damaged))
+    if damaged:
+        warnings.warn(f"rebuilding {_damaged_message(damaged, advice=False)}", stacklevel=2)
+    jobs = {path: atoms for path, (atoms, _) in wanted.items() if path not in cached}
+    cached.update(_compute(jobs, scf, projection, n_workers, progress))
+    records = [cached[path] for path in paths]
+    unconverged = [label for label, record in zip(labels, records) if not record.converged]
+    if progress:
+        print(f"PySCF reference: {len(jobs)} computed, {len(wanted) - len(jobs)} reused from {folder}, "
+              f"{len(set(unconverged))} not converged", file=sys.stderr)
     if unconverged and not allow_unconverged:
         raise UnconvergedSCFError(unconverged, folder)
     if unconverged:
-        warnings.warn(f"using unconverged SCF results (flagged converged=False) for frame(s) {unconverged}",
+        warnings.warn(f"using unconverged SCF results (flagged converged=False) for frame(s) {_listed(unconverged)}",
                       stacklevel=2)
     return records
+
+
+def _read_cache(wanted: dict[Path, tuple[ase.Atoms, int]]
+                ) -> tuple[dict[Path, ReferenceRecord], list[tuple[Path, int, str]]]:
+    """The sound cached records, and (path, frame label, problem) of each damaged or misplaced one."""
+    cached, damaged = {}, []
+    for path, (atoms, label) in wanted.items():
+        if path.exists():
+            problem = _record_problem(path, atoms)
+            if isinstance(problem, ReferenceRecord):
+                cached[path] = problem
+            else:
+                damaged.append((path, label, problem))
+    return cached, damaged
+
+
+def _damaged_message(damaged: list[tuple[Path, int, str]], advice: bool = True) -> str:
+    """One line naming the first few damaged files (with frame and problem) and counting the rest."""
+    named = "; ".join(f"{path} (frame {label} of the data file) is {problem}" for path, label, problem in damaged[:3])
+    rest = f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+    head = f"{len(damaged)} reference cache file(s) damaged or misplaced: {named}{rest}"
+    return f"{head}; {REBUILD_ADVICE}" if advice else head
 
 
 def check_elements(numbers: Sequence, scf: ScfSettings, projection: ProjectionSettings) -> None:
@@ -208,6 +331,8 @@ def check_elements(numbers: Sequence, scf: ScfSettings, projection: ProjectionSe
 def _compute(jobs: dict[Path, ase.Atoms], scf: ScfSettings, projection: ProjectionSettings, n_workers: int,
              progress: bool) -> Iterator[tuple[Path, ReferenceRecord]]:
     """Compute and store every job, yielding (path, record) as each finishes."""
+    if not jobs:
+        return
     n_workers = min(n_workers, len(jobs))
     results = _in_pool(jobs, scf, projection, n_workers) if n_workers > 1 else _in_process(jobs, scf, projection)
     yield from tqdm(results, total=len(jobs), desc="PySCF reference", unit="frame", disable=not progress)
@@ -230,7 +355,8 @@ def _in_process(jobs, scf, projection) -> Iterator[tuple[Path, ReferenceRecord]]
 
 
 def _in_pool(jobs, scf, projection, n_workers: int) -> Iterator[tuple[Path, ReferenceRecord]]:
-    pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded)
+    pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_compute_and_store, atoms, scf, projection, path): path for path, atoms in jobs.items()}
         for future in as_completed(futures):
@@ -244,6 +370,12 @@ def _compute_and_store(atoms: ase.Atoms, scf: ScfSettings, projection: Projectio
     record = compute_reference(atoms, scf, projection)
     write_record(record, path)
     return record
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Worker initializer: end with the parent process ``parent_pid``; one thread."""
+    die_with_parent(parent_pid)
+    _single_threaded()
 
 
 def _single_threaded() -> None:
