@@ -24,6 +24,7 @@ from .atomic import atomic_path
 from .blocks import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair
 from .blocks import matrix_to_blocks
 from .blocks.assembly import assemble, element_transform, group_of, layout_groups
+from .domain import DomainReport, TrainingDomain, warn_out_of_domain
 from .features import (ChannelContraction, DensitySettings, EquivariantFeatures, both_directions,
                        density_correlations, density_expansion, fit_contractions, message_passing_features,
                        select_rows, symmetrize)
@@ -77,6 +78,8 @@ class HamiltonianModel:
     elements the model knows, as atomic numbers. ``baseline`` (one of
     :data:`nhamil.reference.baseline.BASELINES`, ``fock_orthogonal`` targets only): the heads
     learn the difference to this cheap PySCF Fock matrix, which ``predict`` adds back.
+    ``domain``: the interatomic distances of the training structures (set by ``fit``; None for
+    an unfitted model or an older checkpoint), against which ``predict`` warns of extrapolation.
     """
 
     def __init__(self, basis: AtomicBasis, species: Sequence[int], *, target: str,
@@ -91,6 +94,7 @@ class HamiltonianModel:
         self.head = head or RidgeSettings()
         self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], HeadFit]] = {}
         self._transforms: dict[PairKind, torch.Tensor] = {}
+        self.domain: TrainingDomain | None = None
         basis.check_elements(self.species)
         if baseline is not None:
             _check_baseline_target(baseline, target)
@@ -112,6 +116,7 @@ class HamiltonianModel:
         structures = Structures.from_atoms(frames, device=device)
         self.contractions = self._fit_contractions(structures)
         self.heads, self._transforms = {}, {}
+        self.domain = TrainingDomain.from_frames(frames, self.features.density.cutoff)
         pairs = layout.pairs()
         n_heads = sum(len(_keys_by_symmetry(blocks, kind)) for kind in pairs)
         with tqdm(total=n_heads, desc="regression heads", unit="head", disable=not progress) as bar:
@@ -151,20 +156,30 @@ class HamiltonianModel:
                         intercept=_has_intercept(kind, equivariant))
 
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float64, batch_size: int = 8) -> list[torch.Tensor]:
+                dtype: torch.dtype = torch.float64, batch_size: int = 8, check_domain: bool = True
+                ) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
         ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound on
         a CPU; a GPU wants hundreds); the baseline, for a model with one, is added. Weights
-        not on ``device`` are copied there for every batch: call :meth:`to` first."""
+        not on ``device`` are copied there for every batch: call :meth:`to` first. With
+        ``check_domain``, an :class:`~nhamil.domain.OutOfDomainWarning` names the frames outside
+        the training domain (:meth:`domain_reports`)."""
         if not self.heads:
             raise RuntimeError("the model is not fitted")
         self.check_atom_pairs(frames)
+        if check_domain:
+            warn_out_of_domain(self.domain_reports(frames), frames)
         learned = [matrix for start in range(0, len(frames), batch_size)
                    for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
         if self.baseline is None:
             return learned
         baselines = orthogonal_baselines(self.baseline, frames, self.basis)
         return [matrix + torch.as_tensor(base).to(matrix) for matrix, base in zip(learned, baselines)]
+
+    def domain_reports(self, frames: Sequence[ase.Atoms]) -> list[DomainReport] | None:
+        """Per frame: inside the training domain or not, and why (see :mod:`nhamil.domain`);
+        None for a model that records no domain (an older checkpoint)."""
+        return None if self.domain is None else self.domain.check(frames)
 
     def to(self, device: torch.device | str) -> HamiltonianModel:
         """Move the fitted heads, their maps to matrix elements and the channel contractions to
@@ -305,6 +320,7 @@ class HamiltonianModel:
             "head": settings_to_dict(self.head),
             "heads": [{"kind": asdict(kind), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
                        "fit": fit_state(fit)} for (kind, eq), (keys, fit) in self.heads.items()],
+            "domain": None if self.domain is None else self.domain.to_dict(),
         }
 
     @classmethod
@@ -320,6 +336,7 @@ class HamiltonianModel:
             kind = PairKind(**head["kind"])
             keys = [_key_from_list(kind, k) for k in head["keys"]]
             model.heads[(kind, tuple(head["equivariant"]))] = (keys, fit_from_state(head["fit"]))
+        model.domain = TrainingDomain.from_dict(state["domain"]) if state.get("domain") else None
         return model
 
     def save(self, path: str | Path) -> None:

@@ -53,7 +53,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                "target": cfg.target, "head": cfg.head.kind, "n_train": len(train_ids), "n_test": len(test_ids),
                "fit_seconds": fit_seconds,
                "predict_seconds_per_molecule": predict_seconds}
-    _write_outputs(run_dir, model, metrics, predicted, test_set.matrices, title=f"{cfg.target}, test frames")
+    _write_outputs(run_dir, model, metrics, predicted, test_set.matrices, test_set.n_occupied,
+                   title=f"{cfg.target}, test frames")
     _write_size_table(run_dir, errors_by_size(predicted, test_set.matrices, test_set.n_occupied,
                                               [len(frames[i]) for i in test_ids]))
     return metrics
@@ -74,13 +75,14 @@ def _check_split(train_ids: range, test_ids: range, n_frames: int) -> None:
         raise ValueError(f"training {train_ids} and test {test_ids} frames overlap")
 
 
-def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference, title: str) -> None:
-    """Checkpoint, metrics.json (atomically), parity plot, and a table on screen."""
+def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference, n_occupied,
+                   title: str) -> None:
+    """Checkpoint, metrics.json (atomically), orbital-energy error plot, and a table on screen."""
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "model.pt")
     with atomic_path(run_dir / "metrics.json") as temporary:
         temporary.write_text(json.dumps(metrics, indent=2))
-    orbital_energy_parity(predicted, reference, run_dir / "orbital_energies.png", title=title)
+    orbital_energy_parity(predicted, reference, n_occupied, run_dir / "orbital_energies.png", title=title)
     print(format_metrics(metrics))
     print(f"outputs in {run_dir}")
 
