@@ -110,6 +110,8 @@ class TrainingDomain:
         if not worst:
             return DomainReport(index, True)
         _, kind, distance, i, j = max(worst, key=lambda found: found[0])
+        if atoms.numbers[i] != _written_order(*kind)[0]:
+            i, j = j, i
         more = f" (and {n_outside - 1} more pair{'s' if n_outside > 2 else ''} outside)" if n_outside > 1 else ""
         return DomainReport(index, False, self._reason(kind, ranges.get(kind), distance, i, j) + more)
 
@@ -121,6 +123,7 @@ class TrainingDomain:
         return np.maximum(seen.low * (1 - self.tolerance) - distances, distances - seen.high * (1 + self.tolerance))
 
     def _reason(self, kind: tuple[int, int], seen: PairRange | None, distance: float, i: int, j: int) -> str:
+        """One line on atoms i and j (in the order their pair kind is written) of ``kind``."""
         if seen is None:
             name = _pair_name(*kind)
             return (f"{name} distance {distance:.2f} Å (atoms {i}-{j}): no {name} pair closer than the cutoff "
@@ -178,7 +181,11 @@ def _pairs_by_kind(atoms: ase.Atoms, cutoff: float, with_atoms: bool = False) ->
 
 
 def _pair_name(first: int, second: int) -> str:
-    """"O-H", "C-H", "C-O", "H-H": the lighter element first, hydrogen last."""
+    """"O-H", "C-H", "C-O", "H-H"."""
+    return "-".join(ase.data.chemical_symbols[z] for z in _written_order(first, second))
+
+
+def _written_order(first: int, second: int) -> tuple[int, int]:
+    """The two atomic numbers as chemists write the pair: the lighter element first, hydrogen last."""
     lighter, heavier = sorted((first, second))
-    order = (heavier, lighter) if lighter == 1 else (lighter, heavier)
-    return "-".join(ase.data.chemical_symbols[z] for z in order)
+    return (heavier, lighter) if lighter == 1 else (lighter, heavier)

@@ -44,7 +44,7 @@ def energy_error_figure(predicted: Sequence[np.ndarray], reference: Sequence[np.
                         n_occupied: Sequence[int], title: str = "") -> Figure:
     """Errors of orbital energies, predicted minus reference (meV), against the reference
     energy (eV), occupied and virtual states apart (the first ``n_occupied[k]`` states of
-    structure k are occupied), with their MAEs written in the figure; and a box plot of the
+    structure k are occupied), with their MAEs in the legend; and a box plot of the
     absolute error per state index, counted from the lowest state over the structures that have
     it. Energies: Hartree, one array per structure, ascending; sizes may differ between
     structures, not between a structure's prediction and reference."""
@@ -74,15 +74,13 @@ def _per_state(ax, by_state: list[np.ndarray], n_occupied: set[int]) -> None:
 
 def _error_scatter(ax, reference_ev: np.ndarray, errors_mev: np.ndarray, occupied: np.ndarray) -> None:
     """Errors (meV) against reference energies (eV), occupied and virtual in two styles, a zero
-    line, a legend, and the MAE of each set in a text box."""
-    lines = []
+    line, and a legend that states the MAE of each set."""
     for chosen, name, style in ((occupied, "occupied", dict(marker="o", color="tab:blue")),
                                 (~occupied, "virtual", dict(marker="^", color="tab:orange"))):
         if chosen.any():
             mae = float(np.abs(errors_mev[chosen]).mean())
-            ax.scatter(reference_ev[chosen], errors_mev[chosen], s=10, alpha=0.6, label=f"{name} ({chosen.sum()})",
-                       **style)
-            lines.append(f"MAE {name}: {mae:.1f} meV")
+            ax.scatter(reference_ev[chosen], errors_mev[chosen], s=10, alpha=0.6,
+                       label=f"{name}: MAE {mae:.1f} meV ({chosen.sum()} states)", **style)
     ax.axhline(0.0, color="gray", lw=0.8)
     if np.abs(reference_ev).max() > _LINEAR_WITHIN_EV:
         ax.set_xscale("symlog", linthresh=_LINEAR_WITHIN_EV, linscale=2.0)
@@ -90,9 +88,7 @@ def _error_scatter(ax, reference_ev: np.ndarray, errors_mev: np.ndarray, occupie
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.xaxis.set_minor_locator(NullLocator())
-    ax.text(0.02, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", ha="left",
-            bbox=dict(boxstyle="round", facecolor="white", alpha=0.8))
-    ax.legend(loc="upper right")
+    ax.legend(loc="best", framealpha=0.9)
     scale = f", logarithmic beyond ±{_LINEAR_WITHIN_EV:g}" if ax.get_xscale() == "symlog" else ""
     ax.set(xlabel=f"reference orbital energy (eV{scale})", ylabel="predicted - reference (meV)")
 
