@@ -166,3 +166,14 @@ def test_predict_command_writes_the_flag_the_reason_and_a_summary(run_dir, tmp_p
     assert flags == [False, True, True]
     assert reasons[0] == "" and reasons[1].startswith("O-H distance 1.69 Å (atoms 0-1)")
     assert reasons[2].startswith("O-H distance 1.69 Å (atoms 2-1)")  # atoms reversed by _moved
+
+
+def test_predict_command_with_an_older_checkpoint_writes_no_flags_and_says_so(run_dir, tmp_path, frames, capsys):
+    state = HamiltonianModel.load(run_dir / "model.pt").state_dict()
+    del state["domain"]
+    torch.save(state, tmp_path / "older.pt")
+    ase.io.write(tmp_path / "molecules.xyz", [_stretched(frames[10])], format="extxyz")
+    output = predict_main([str(tmp_path / "older.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "o.h5")])
+    assert "the model records no training domain" in capsys.readouterr().out
+    with h5py.File(output) as file:
+        assert not file.attrs["domain_checked"] and "out_of_domain" not in file["000000"]

@@ -50,7 +50,7 @@ def test_writes_png_files_from_energies_and_from_matrices(tmp_path):
     path = energy_parity(predicted, reference, [5, 6], tmp_path / "energies.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rng = np.random.default_rng(3)
-    matrices = [(lambda a: a + a.T)(rng.normal(size=(n, n))) for n in (8, 11)]
+    matrices = [a + a.T for a in (rng.normal(size=(n, n)) for n in (8, 11))]
     path = orbital_energy_parity([m + 1e-4 * np.eye(len(m)) for m in matrices], matrices, [3, 4],
                                  tmp_path / "orbital_energies.png")
     assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"

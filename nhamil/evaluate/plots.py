@@ -75,8 +75,8 @@ def _per_state(ax, by_state: list[np.ndarray], n_occupied: set[int]) -> None:
 def _error_scatter(ax, reference_ev: np.ndarray, errors_mev: np.ndarray, occupied: np.ndarray) -> None:
     """Errors (meV) against reference energies (eV), occupied and virtual in two styles, a zero
     line, and a legend that states the MAE of each set."""
-    for chosen, name, style in ((occupied, "occupied", dict(marker="o", color="tab:blue")),
-                                (~occupied, "virtual", dict(marker="^", color="tab:orange"))):
+    for chosen, name, style in ((occupied, "occupied", {"marker": "o", "color": "tab:blue"}),
+                                (~occupied, "virtual", {"marker": "^", "color": "tab:orange"})):
         if chosen.any():
             mae = float(np.abs(errors_mev[chosen]).mean())
             ax.scatter(reference_ev[chosen], errors_mev[chosen], s=10, alpha=0.6,
