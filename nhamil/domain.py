@@ -87,7 +87,7 @@ class TrainingDomain:
         low: dict[tuple[int, int], float] = {}
         high: dict[tuple[int, int], float] = {}
         for atoms in frames:
-            for kind, distances in _pairs_by_kind(atoms, cutoff):
+            for kind, distances, _ in _pairs_by_kind(atoms, cutoff):
                 low[kind] = min(low.get(kind, np.inf), float(distances.min()))
                 high[kind] = max(high.get(kind, -np.inf), float(distances.max()))
         pairs = tuple(PairRange(z1, z2, low[(z1, z2)], high[(z1, z2)]) for z1, z2 in sorted(low))
@@ -101,7 +101,7 @@ class TrainingDomain:
         ranges = {(p.first, p.second): p for p in self.pairs}
         worst: list[tuple[float, tuple[int, int], float, int, int]] = []
         n_outside = 0
-        for kind, distances, (i, j) in _pairs_by_kind(atoms, self.cutoff, with_atoms=True):
+        for kind, distances, (i, j) in _pairs_by_kind(atoms, self.cutoff):
             excess = self._excess(ranges.get(kind), distances)
             n_outside += int((excess > 0).sum())
             k = int(np.argmax(excess))
@@ -166,9 +166,10 @@ def summary(reports: Sequence[DomainReport]) -> str:
     return f"{sum(not r.in_domain for r in reports)} of {len(reports)} structures outside the training domain"
 
 
-def _pairs_by_kind(atoms: ase.Atoms, cutoff: float, with_atoms: bool = False) -> Iterator[tuple]:
-    """Per element pair (Z1 <= Z2) present closer than ``cutoff``: ((Z1, Z2), distances (n,) Å)
-    of its atom pairs i < j, and with ``with_atoms`` their atom indices ((n,), (n,))."""
+def _pairs_by_kind(atoms: ase.Atoms, cutoff: float
+                   ) -> Iterator[tuple[tuple[int, int], np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+    """Per element pair (Z1 <= Z2) present closer than ``cutoff``: (Z1, Z2), the distances (n,)
+    of its atom pairs i < j, Å, and their atom indices ((n,) i, (n,) j)."""
     numbers, positions = np.asarray(atoms.numbers), np.asarray(atoms.positions, dtype=np.float64)
     i, j = np.triu_indices(len(numbers), k=1)
     distances = np.linalg.norm(positions[i] - positions[j], axis=1)
@@ -177,7 +178,7 @@ def _pairs_by_kind(atoms: ase.Atoms, cutoff: float, with_atoms: bool = False) ->
     first, second = np.minimum(numbers[i], numbers[j]), np.maximum(numbers[i], numbers[j])
     for z1, z2 in sorted({(int(a), int(b)) for a, b in zip(first, second)}):
         rows = (first == z1) & (second == z2)
-        yield ((z1, z2), distances[rows], (i[rows], j[rows])) if with_atoms else ((z1, z2), distances[rows])
+        yield (z1, z2), distances[rows], (i[rows], j[rows])
 
 
 def _pair_name(first: int, second: int) -> str:
