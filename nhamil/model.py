@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .blocks import ON_SITE, Block, BlockKey, MatrixLayout, PairKind, ShellPair, matrix_to_blocks
 from .blocks.assembly import assemble, element_transform, group_of, layout_groups
+from .domain import DomainReport, TrainingDomain, warn_out_of_domain
 from .errors import DataFileError, InputError
 from .features import EquivariantFeatures, FeatureSettings, NCenterFeaturizer, head_inputs
 from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_head, fit_state, predict_head,
@@ -48,6 +49,8 @@ class HamiltonianModel:
     atomic numbers. ``baseline`` (one of :data:`nhamil.reference.baseline.BASELINES`, full Fock
     targets only): the heads learn the difference to this cheap PySCF Fock matrix (Löwdin-
     orthogonalized for an orthogonal target), which ``predict`` adds back.
+    ``domain``: the interatomic distances of the training structures (set by ``fit``; None for
+    an unfitted model), against which ``predict`` warns of extrapolation.
     """
 
     def __init__(self, basis: AtomicBasis, species: Sequence[int], *, target: Target | str,
@@ -62,6 +65,7 @@ class HamiltonianModel:
         self.head = head or RidgeSettings()
         self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], HeadFit]] = {}
         self._transforms: dict[PairKind, torch.Tensor] = {}
+        self.domain: TrainingDomain | None = None
         basis.check_elements(self.species)
         _check_target_basis(self.target, basis)
         if baseline is not None:
@@ -84,6 +88,7 @@ class HamiltonianModel:
         blocks = matrix_to_blocks(self._minus_baseline(frames, matrices, progress), layout)
         self.featurizer.fit(Structures.from_atoms(frames, device=device))
         self.heads, self._transforms = {}, {}
+        self.domain = TrainingDomain.from_frames(frames, self.features.density.cutoff)
         pairs = layout.pairs()
         n_heads = sum(len(_keys_by_symmetry(blocks, kind)) for kind in pairs)
         with tqdm(total=n_heads, desc="regression heads", unit="head", disable=not progress) as bar:
@@ -104,21 +109,31 @@ class HamiltonianModel:
                         intercept=_has_intercept(kind, equivariant), equivariance=equivariant)
 
     def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float64, batch_size: int = 8) -> list[torch.Tensor]:
+                dtype: torch.dtype = torch.float64, batch_size: int = 8, check_domain: bool = True
+                ) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
         ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound on
         a CPU; a GPU wants hundreds); the baseline, for a model with one, is added. Weights
-        not on ``device`` are copied there for every batch: call :meth:`to` first."""
+        not on ``device`` are copied there for every batch: call :meth:`to` first. With
+        ``check_domain``, an :class:`~nhamil.domain.OutOfDomainWarning` names the frames outside
+        the training domain (:meth:`domain_reports`)."""
         if not self.heads:
             raise RuntimeError("the model is not fitted")
         check_geometries(frames)
         self.check_atom_pairs(frames)
+        if check_domain:
+            warn_out_of_domain(self.domain_reports(frames), frames)
         learned = [matrix for start in range(0, len(frames), batch_size)
                    for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
         if self.baseline is None:
             return learned
         baselines = self._baselines(frames, progress=False)
         return [matrix + torch.as_tensor(base).to(matrix) for matrix, base in zip(learned, baselines)]
+
+    def domain_reports(self, frames: Sequence[ase.Atoms]) -> list[DomainReport] | None:
+        """Per frame: inside the training domain or not, and why (see :mod:`nhamil.domain`);
+        None for a model that records no domain (an older checkpoint)."""
+        return None if self.domain is None else self.domain.check(frames)
 
     def to(self, device: torch.device | str) -> HamiltonianModel:
         """Move the fitted heads, their maps to matrix elements and the channel contractions to
@@ -200,6 +215,7 @@ class HamiltonianModel:
             "head": settings_to_dict(self.head),
             "heads": [{"kind": kind.to_dict(), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
                        "fit": fit_state(fit)} for (kind, eq), (keys, fit) in self.heads.items()],
+            "domain": None if self.domain is None else self.domain.to_dict(),
         }
 
     @classmethod
@@ -216,6 +232,7 @@ class HamiltonianModel:
             kind = PairKind(**head["kind"])
             keys = [_key_from_list(kind, k) for k in head["keys"]]
             model.heads[(kind, tuple(head["equivariant"]))] = (keys, fit_from_state(head["fit"]))
+        model.domain = TrainingDomain.from_dict(state["domain"]) if state.get("domain") else None
         return model
 
     def save(self, path: str | Path) -> None:

@@ -9,8 +9,14 @@ progress bar, and writes one HDF5 file (atomically), one group per structure::
     /<index>/matrix     (n, n) predicted target matrix (attribute ``target``), Hartree, canonical AO order
     /<index>/orbital_energies  (n,) its eigenvalues, Hartree, ascending (for the non-orthogonal
                         ``fock`` target, generalized ones with PySCF's AO overlap at that geometry)
+    /<index>/out_of_domain  () bool: the structure lies outside the training domain (an interatomic
+                        distance outside the range seen per element pair, see ``nhamil.domain``),
+                        the prediction is an extrapolation; attribute ``reason``, one line naming the
+                        pair (empty when in domain). Absent for a model that records no domain.
 
-File attributes: ``target``, ``basis`` (the model's basis name), ``energy_unit`` ("hartree").
+File attributes: ``target``, ``basis`` (the model's basis name), ``energy_unit`` ("hartree"),
+``domain_checked`` (whether ``out_of_domain`` flags were written). A summary line (N of M
+structures outside the training domain) is printed, and a warning names the first few.
 Eigenvalues are invariant under rotations and atom permutations; matrices transform as
 ``P D F D^T P^T`` (see ``nhamil.model``).
 """
@@ -28,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path
+from .domain import DomainReport, summary, warn_out_of_domain
 from .errors import InputError, reported_as_one_line
 from .evaluate.electronic import overlap_matrix
 from .model import HamiltonianModel
@@ -61,22 +68,26 @@ def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch
     precision of the features and heads: float32 is about 1.5x faster on a CPU and changes an
     ethanol Fock matrix by about 2e-5 Ha, far below the models' errors."""
     check_inputs(model, frames)
+    warn_out_of_domain(model.domain_reports(frames), frames)
     matrices: list[np.ndarray] = []
     with tqdm(total=len(frames), desc="predict", unit="structure", disable=not progress) as bar:
         for start in range(0, len(frames), batch_size):
             batch = frames[start:start + batch_size]
-            predicted = model.predict(batch, device=device, dtype=dtype, batch_size=len(batch))
+            predicted = model.predict(batch, device=device, dtype=dtype, batch_size=len(batch), check_domain=False)
             matrices.extend(m.cpu().to(torch.float64).numpy() for m in predicted)
             bar.update(len(batch))
     return matrices
 
 
 def write_predictions(path: str | Path, model: HamiltonianModel, frames: Sequence[ase.Atoms],
-                      matrices: Sequence[np.ndarray]) -> Path:
-    """Write structures, matrices and their eigenvalues to HDF5 (layout in the module docstring)."""
+                      matrices: Sequence[np.ndarray], domain: Sequence[DomainReport] | None = None) -> Path:
+    """Write structures, matrices, their orbital energies and, given ``domain`` (the model's
+    :meth:`~nhamil.model.HamiltonianModel.domain_reports` of ``frames``), the out-of-domain
+    flags to HDF5 (layout in the module docstring)."""
     target = model.target
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
-        file.attrs.update(target=target.name, basis=model.basis.name, energy_unit="hartree")
+        file.attrs.update(target=target.name, basis=model.basis.name, energy_unit="hartree",
+                          domain_checked=domain is not None)
         for index, (atoms, matrix) in enumerate(zip(frames, matrices)):
             group = file.create_group(f"{index:06d}")
             group.create_dataset("numbers", data=np.asarray(atoms.numbers, dtype=np.int64))
@@ -84,6 +95,9 @@ def write_predictions(path: str | Path, model: HamiltonianModel, frames: Sequenc
             group.create_dataset("matrix", data=matrix)
             overlap = None if target.orthogonal else overlap_matrix(atoms, target.scf)
             group.create_dataset("orbital_energies", data=target.orbital_energies(matrix, overlap))
+            if domain is not None:
+                flag = group.create_dataset("out_of_domain", data=not domain[index].in_domain)
+                flag.attrs["reason"] = domain[index].reason
     return Path(path)
 
 
@@ -131,8 +145,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
         batch_size = args.batch_size or (8 if torch.device(args.device).type == "cpu" else 256)
         matrices = predict_matrices(model, frames, batch_size, device=args.device,
                                     dtype=torch.float32 if args.float32 else torch.float64)
-        path = write_predictions(args.output, model, frames, matrices)
+        domain = model.domain_reports(frames)
+        path = write_predictions(args.output, model, frames, matrices, domain)
     print(f"{len(frames)} {model.target} predictions ({model.basis.name}, Hartree) in {path}")
+    print(summary(domain) if domain is not None else "the model records no training domain: structures not checked")
     return path
 
 

@@ -120,14 +120,14 @@ def _warn_duplicates(frames: list[ase.Atoms], train_ids: range, test_ids: range)
 
 def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference: TargetSet,
                    title: str) -> None:
-    """A table on screen, metrics.json (atomically), parity plot, then the checkpoint: a save
-    that fails (a full disk) keeps the metrics."""
+    """A table on screen, metrics.json (atomically), orbital-energy error plot, then the
+    checkpoint: a save that fails (a full disk) keeps the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log.info(format_metrics(metrics))
     with atomic_path(run_dir / "metrics.json") as temporary:
         temporary.write_text(json.dumps(metrics, indent=2))
-    orbital_energy_parity(predicted, reference.matrices, run_dir / "orbital_energies.png", title=title,
-                          overlaps=reference.overlaps)
+    orbital_energy_parity(predicted, reference.matrices, reference.n_occupied, run_dir / "orbital_energies.png",
+                          title=title, overlaps=reference.overlaps)
     model.save(run_dir / "model.pt")
     log.info(f"outputs in {run_dir}")
 

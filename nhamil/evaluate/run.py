@@ -71,7 +71,8 @@ def write_report(folder: str | Path, evaluations: Sequence[StructureEvaluation],
         temporary.write_text(json.dumps(metrics, indent=2) + "\n")
     paths = [folder / "evaluation.json",
              energy_parity([e.predicted.energies for e in evaluations],
-                           [e.reference.energies for e in evaluations], folder / "orbital_energies.png",
+                           [e.reference.energies for e in evaluations], [e.reference.n_occupied for e in evaluations],
+                           folder / "orbital_energies.png",
                            title=f"{metrics['target']}, {metrics['n_structures']} structures"),
              frontier_parity(evaluations, folder / "frontier_levels.png")]
     if evaluations[0].dipole_predicted is not None:
