@@ -18,11 +18,10 @@ from nhamil.evaluate.__main__ import main as evaluate_main
 from nhamil.reference import read_frames
 from nhamil.structures import check_geometries
 from nhamil.train import _warn_duplicates, train
+from paper_data import WATER
 
 REPO = Path(__file__).resolve().parents[1]
-WATER = REPO.parent / "shared" / "data" / "ncenter-reps" / "water_coords_1000.xyz"
 
-pytestmark = pytest.mark.skipif(not WATER.exists(), reason=f"reference data {WATER} is absent")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from water_fock_run import DATA, WATER, water_fock_run
+from water_fock_run import WATER, water_fock_run
 
 from nhamil.domain import OutOfDomainWarning, TrainingDomain, warn_out_of_domain
 from nhamil.errors import DataFileError, InputError
@@ -19,7 +19,6 @@ from nhamil.orbitals import random_rotation
 from nhamil.predict import main as predict_main
 from nhamil.reference import read_frames
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent")
 
 CUTOFF = 4.0
 

@@ -31,7 +31,6 @@ from nhamil.reference import (
 from nhamil.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ncenter-reps"
 RHF = ScfSettings(basis="sto-3g")
 PROJECTION = ProjectionSettings()
 LABELS = [104, 105, 114, 503]
@@ -124,11 +123,10 @@ def test_unconverged_frames_are_named_by_their_frame_numbers(tmp_path):
     assert error.value.frames == LABELS[:3]
 
 
-@pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent")
 def test_train_names_data_file_frames_and_takes_the_cache_settings(tmp_path):
     def config(*overrides):
         return compose_config(["+experiment=water", "split.train=[100,103]", "split.test=[503,504]",
-                               f"data.cache_dir={tmp_path / 'cache'}", f"data.frames={DATA / 'water_coords_1000.xyz'}",
+                               f"data.cache_dir={tmp_path / 'cache'}",
                                "data.n_workers=1", "reference.max_cycle=1", *overrides])
 
     with pytest.raises(UnconvergedSCFError, match=r"\[100, 101, 102, 503\]"):
