@@ -28,8 +28,8 @@ The laws (y = f(x); what f(T x) must equal):
 
 Tolerance: an output leaf (a matrix, a block) passes when max |f(T x) - T y| <= atol + rtol *
 max |T y|; by default atol = 0 and rtol = 1e-10 for float64 outputs, 1e-4 for float32 (the dtype of
-the output of the transformed input); the comparison is made in float64. The law of an object is read from what it declares:
-an object with a ``basis`` (:class:`~nhamil.model.HamiltonianModel`) gets :class:`AOMatrices`,
+the output of the transformed input); the comparison is made in float64. The law of an object is
+read from what it declares: an object with a ``basis`` (:class:`~nhamil.model.HamiltonianModel`) gets :class:`AOMatrices`,
 a function returning :class:`~nhamil.features.EquivariantFeatures` gets :class:`Features`.
 """
 
@@ -84,7 +84,8 @@ class Transformation:
         return moved
 
     def structures(self, structures: Structures) -> Structures:
-        order = torch.cat([start + torch.as_tensor(perm) for start, perm in zip(structures.ptr[:-1], self.permutations)])
+        order = torch.cat([start + torch.as_tensor(perm)
+                           for start, perm in zip(structures.ptr[:-1], self.permutations)])
         positions = torch.cat([self.positions(structures.positions[start:stop], s)
                                for s, (start, stop) in enumerate(zip(structures.ptr[:-1], structures.ptr[1:]))])
         return Structures(positions, structures.numbers[order.to(structures.numbers.device)], structures.system,
@@ -158,7 +159,8 @@ class Features:
         if not isinstance(original, EquivariantFeatures) or not isinstance(moved, EquivariantFeatures):
             raise InputError(f"the Features law needs EquivariantFeatures outputs, got {type(original).__name__}")
         if set(moved.blocks) != set(original.blocks):
-            raise AssertionError(f"{t.kind}: block keys changed from {sorted(original.blocks)} to {sorted(moved.blocks)}")
+            raise AssertionError(f"{t.kind}: block keys changed from {sorted(original.blocks)} "
+                                 f"to {sorted(moved.blocks)}")
         rows, signs = _matching_rows(original.samples, moved.samples, t, self.swap_sign)
         for (lam, sigma), block in original.blocks.items():
             turned = torch.einsum("mn,pnf->pmf", t.irrep(lam, sigma * (-1) ** lam), _float64(block)[rows])
@@ -244,7 +246,8 @@ Law = AOMatrices | Features | Cartesian | Invariant
 
 def assert_equivariant(function, inputs, *, law: Law | tuple[Law, ...] | None = None, basis: AtomicBasis | None = None,
                        kinds: Sequence[str] | None = None, n_trials: int = 1, seed: int = 0,
-                       atol: float | None = None, rtol: float | None = None, allow_zero: bool = False) -> dict[str, float]:
+                       atol: float | None = None, rtol: float | None = None,
+                       allow_zero: bool = False) -> dict[str, float]:
     """Assert that ``function(T inputs)`` equals T applied to ``function(inputs)`` for random T.
 
     function: a callable, or an object with ``predict`` (and a ``basis``: a Hamiltonian model).
@@ -277,7 +280,8 @@ def equivariance_errors(function, inputs, *, law=None, basis=None, kinds=None, n
     sizes, numbers = _sizes_and_numbers(inputs)
     kinds = tuple(kinds or (KINDS if sizes is not None else ROTATION_KINDS))
     if sizes is None and set(kinds) - set(ROTATION_KINDS):
-        raise InputError(f"inputs of type {type(inputs).__name__} have no atoms: only kinds {list(ROTATION_KINDS)} apply")
+        raise InputError(f"inputs of type {type(inputs).__name__} have no atoms: "
+                         f"only kinds {list(ROTATION_KINDS)} apply")
     original = call(inputs)
     law = law if law is not None else _inferred(original)
     errors: dict[str, tuple[float, str]] = {}
@@ -286,7 +290,8 @@ def equivariance_errors(function, inputs, *, law=None, basis=None, kinds=None, n
         for label, actual, expected in _law_pairs(law, original, moved, t, numbers):
             deviation, line = _compare(label, actual, expected, atol, rtol, allow_zero)
             worst, worst_line = errors.get(t.kind, (0.0, ""))
-            errors[t.kind] = (max(worst, deviation), worst_line or (line and f"{t.kind} (trial {trial // len(kinds)}) {line}"))
+            line = line and f"{t.kind} (trial {trial // len(kinds)}) {line}"
+            errors[t.kind] = (max(worst, deviation), worst_line or line)
     return errors
 
 
