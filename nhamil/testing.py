@@ -29,8 +29,9 @@ The laws (y = f(x); what f(T x) must equal):
 Tolerance: an output leaf (a matrix, a block) passes when max |f(T x) - T y| <= atol + rtol *
 max |T y|; by default atol = 0 and rtol = 1e-10 for float64 outputs, 1e-4 for float32 (the dtype of
 the output of the transformed input); the comparison is made in float64. The law of an object is
-read from what it declares: an object with a ``basis`` (:class:`~nhamil.model.HamiltonianModel`) gets :class:`AOMatrices`,
-a function returning :class:`~nhamil.features.EquivariantFeatures` gets :class:`Features`.
+read from what it declares: an object with a ``basis`` (:class:`~nhamil.model.HamiltonianModel`)
+gets :class:`AOMatrices`, a function returning :class:`~nhamil.features.EquivariantFeatures` gets
+:class:`Features`.
 """
 
 from __future__ import annotations
