@@ -32,6 +32,14 @@ the output of the transformed input); the comparison is made in float64. The law
 read from what it declares: an object with a ``basis`` (:class:`~nhamil.model.HamiltonianModel`)
 gets :class:`AOMatrices`, a function returning :class:`~nhamil.features.EquivariantFeatures` gets
 :class:`Features`.
+
+Examples (each raises AssertionError naming the kind, trial, output and deviation on failure)::
+
+    assert_equivariant(model, frames)                   # HamiltonianModel: the AO law of model.basis
+    assert_equivariant(my_features, structures)         # Structures -> EquivariantFeatures
+    assert_equivariant(fock, frames, basis=basis, atol=1e-8)            # a reference, SCF-converged
+    assert_equivariant(head, EquivariantFeatures(samples, {(2, 1): x}))  # a head: rotated input blocks
+    assert_equivariant(fitted.predict, frames, law=Cartesian(1))        # dipoles
 """
 
 from __future__ import annotations
