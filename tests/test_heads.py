@@ -117,6 +117,7 @@ def test_minibatch_head_learns_a_well_conditioned_problem():
     assert (fit.predict(features) - targets).abs().max() < 1e-3 * targets.abs().max()
 
 
+@pytest.mark.slow
 def test_minibatch_head_reaches_ridge_on_correlated_features():
     """Strongly correlated features (a random mixing of channels spanning three decades of scale)
     leave plain gradient descent far from the optimum; the whitened fit gets where ridge does."""

@@ -25,6 +25,7 @@ def test_committed_notebook_is_what_the_script_writes():
     assert [c.source for c in committed.cells] == [c.source for c in generator.build_notebook().cells]
 
 
+@pytest.mark.slow
 def test_notebook_executes_on_a_trained_run(tmp_path_factory, monkeypatch):
     run = water_fock_run(tmp_path_factory)
     monkeypatch.setenv("NHAMIL_RUN_DIR", str(run))

@@ -185,6 +185,7 @@ def test_second_build_reads_the_cache(tmp_path, monkeypatch):
     assert json.loads((folder / "settings.json").read_text())["scf"]["basis"] == "def2-svp"
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_in_process_records(tmp_path):
     frames = _waters(4, seed=1)
     pooled = build_reference_set(frames, RHF, PROJECTION, tmp_path / "pool", n_workers=2, progress=False)

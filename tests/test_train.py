@@ -85,6 +85,7 @@ def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
     assert np.abs(predicted - reference).mean() * 1e6 == pytest.approx(metrics["hamiltonian_mae_uha"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_numbers(tmp_path):
     cfg = _small_water(tmp_path, "head=sparse_kernel", "head.n_active=8")
     first, second = train(cfg, tmp_path / "first"), train(cfg, tmp_path / "second")
