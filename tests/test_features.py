@@ -14,12 +14,14 @@ from nhamil.features import (DensitySettings, EquivariantFeatures, atom_centered
                              pair_features, radial_integral_reference, radial_integrals,
                              symmetrized_pair_features)
 from nhamil.features import density as density_module
+from nhamil.features.families import atom_samples
 from nhamil.features.harmonics import packed_real_harmonics
 from nhamil.features.neighbors import _ALL_PAIRS_UP_TO, neighbor_displacements
 from nhamil.features.products import couple_blocks
 from nhamil.features.radial import _quadrature, orthonormal_gto_basis
-from nhamil.orbitals import clebsch_gordan, irrep_wigner, random_rotation, real_spherical_harmonics_up_to
+from nhamil.orbitals import clebsch_gordan, real_spherical_harmonics_up_to
 from nhamil.structures import Structures
+from nhamil.testing import Features, assert_equivariant
 
 DEFAULTS = DensitySettings()
 #: Smaller than the defaults to keep the tests quick; no symmetry law depends on the settings.
@@ -216,16 +218,45 @@ def test_coupling_swap_symmetry():
     assert_close(couple_blocks(a, b, range(1, 6)), torch.cat(singles, dim=1), rtol=1e-14)
 
 
-@pytest.mark.parametrize("improper", [False, True])
-def test_every_family_is_equivariant(batch, improper):
-    rotation = random_rotation(torch.Generator().manual_seed(3 + improper), improper=improper)
-    before = all_families(batch)
-    after = all_families(moved(batch, batch.positions @ rotation.T))
-    for name, blocks in before.items():
-        for (lam, sigma), block in blocks.items():
-            wigner = irrep_wigner(lam, sigma * (-1) ** lam, rotation)
-            assert block.abs().max() > 0, (name, lam, sigma)
-            assert_close(after[name][lam, sigma], torch.einsum("mn,pnf->pmf", wigner, block))
+def _density(settings: DensitySettings):
+    return lambda s: EquivariantFeatures(atom_samples(s), blocks_of(density_expansion(s, SPECIES, settings)))
+
+
+def _pair_density(settings: DensitySettings):
+    return lambda s: EquivariantFeatures(all_pairs(s), blocks_of(pair_density(s, all_pairs(s), settings)))
+
+
+def _same_element_pairs(structures: Structures) -> torch.Tensor:
+    same = all_pairs(structures, keep=lambda zi, zj: zi == zj)
+    return same[same[:, 1] < same[:, 2]]
+
+
+#: Every family of all_families as a function of the structures alone (its samples follow the atoms),
+#: with the sign its blocks take when a pair's atoms swap (None: a swapped pair is another sample).
+FAMILIES = {
+    "rho": (_density(SETTINGS), None),
+    "g": (_pair_density(SETTINGS), None),
+    "rho_defaults": (_density(DEFAULTS), None),
+    "rho_unbounded": (_density(UNBOUNDED), None),
+    "g_defaults": (_pair_density(DEFAULTS), None),
+    "nu1": (lambda s: atom_centered_features(s, SPECIES, SETTINGS, max_lambda=MAX_LAMBDA, correlation_order=1), None),
+    "nu2": (lambda s: atom_centered_features(s, SPECIES, SETTINGS, max_lambda=MAX_LAMBDA, correlation_order=2), None),
+    "pair": (lambda s: pair_features(s, SPECIES, SETTINGS, all_pairs(s), max_lambda=MAX_LAMBDA), None),
+    "plus": (lambda s: symmetrized_pair_features(s, SPECIES, SETTINGS, _same_element_pairs(s),
+                                                 max_lambda=MAX_LAMBDA)[0], 1),
+    "minus": (lambda s: symmetrized_pair_features(s, SPECIES, SETTINGS, _same_element_pairs(s),
+                                                  max_lambda=MAX_LAMBDA)[1], -1),
+    "ordered": (lambda s: ordered_pair_features(s, SPECIES, SETTINGS, all_pairs(s, keep=lambda zi, zj: zi < zj),
+                                                max_lambda=MAX_LAMBDA), None),
+}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_family_is_equivariant(batch, name):
+    """Rotations, inversion, translations and permutations of the atoms, each block nonzero, to 1e-10
+    of its scale; samples follow the permuted atoms."""
+    family, swap_sign = FAMILIES[name]
+    assert_equivariant(family, batch, law=Features(swap_sign=swap_sign), seed=3)
 
 
 def test_both_sigmas_and_families_present(batch):
@@ -233,32 +264,6 @@ def test_both_sigmas_and_families_present(batch):
     assert set(families["rho"]) == {(l, 1) for l in range(SETTINGS.max_angular + 1)}
     for name in ("nu2", "pair", "plus", "minus", "ordered"):
         assert set(families[name]) == {(lam, s) for lam in range(MAX_LAMBDA + 1) for s in (1, -1)} - {(0, -1)}
-
-
-def test_translation_invariance(batch):
-    shifted = moved(batch, batch.positions + torch.tensor([3.1, -2.4, 0.7], dtype=torch.float64))
-    before, after = all_families(batch), all_families(shifted)
-    for name, blocks in before.items():
-        for key, block in blocks.items():
-            assert_close(after[name][key], block)
-
-
-def test_features_follow_permuted_atoms(batch):
-    """Permuting atoms inside each molecule permutes the samples the same way."""
-    order = torch.cat([start + torch.randperm(int(end - start), generator=torch.Generator().manual_seed(4))
-                       for start, end in zip(batch.ptr[:-1], batch.ptr[1:])])
-    permuted = Structures(batch.positions[order], batch.numbers[order], batch.system, batch.ptr)
-    local_old = order - batch.ptr[batch.system]  # permuted atom k was atom local_old[k]
-    pairs = all_pairs(permuted)
-    same_pairs = torch.stack([pairs[:, 0], *(local_old[batch.ptr[pairs[:, 0]] + pairs[:, c]] for c in (1, 2))], 1)
-    kwargs = dict(max_lambda=MAX_LAMBDA)
-    new = atom_centered_features(permuted, SPECIES, SETTINGS, correlation_order=2, **kwargs)
-    old = atom_centered_features(batch, SPECIES, SETTINGS, correlation_order=2, **kwargs)
-    new_pairs = pair_features(permuted, SPECIES, SETTINGS, pairs, **kwargs)
-    old_pairs = pair_features(batch, SPECIES, SETTINGS, same_pairs, **kwargs)
-    for key in old.blocks:
-        assert_close(new.blocks[key], old.blocks[key][order])
-        assert_close(new_pairs.blocks[key], old_pairs.blocks[key])
 
 
 def test_swapping_the_pair(batch):

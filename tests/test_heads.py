@@ -6,7 +6,8 @@ import torch
 from nhamil.heads import (KernelSettings, MinibatchSettings, RidgeSettings, farthest_point_sampling, fit_kernel_ridge,
                           fit_minibatch, fit_ridge, settings_from_dict, settings_to_dict)
 from nhamil.heads.ridge import _Gram
-from nhamil.orbitals import irrep_wigner, random_rotation
+from nhamil.features import EquivariantFeatures
+from nhamil.testing import assert_equivariant
 
 
 def _data(n, mu, q, t, seed=0, noise=0.0):
@@ -49,14 +50,16 @@ def test_each_target_gets_its_own_alpha():
     assert fit.alphas[0] < fit.alphas[1]
 
 
+def _samples(n: int) -> torch.Tensor:
+    """(n, 3) rows (k, 0, 0): one sample per system."""
+    return torch.stack([torch.arange(n), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)], dim=1)
+
+
 def test_prediction_is_equivariant_for_lambda_2():
-    rotation = random_rotation(torch.Generator().manual_seed(3), improper=True)
-    wigner = irrep_wigner(2, 1, rotation)
     features, _, targets = _data(40, 5, 12, 2, noise=0.1)
     fit = fit_ridge(features, targets, torch.arange(40) // 2, intercept=False, settings=RidgeSettings())
-    rotated = torch.einsum("mk,nkq->nmq", wigner, features)
-    torch.testing.assert_close(fit.predict(rotated), torch.einsum("mk,nkt->nmt", wigner, fit.predict(features)),
-                               atol=1e-12, rtol=0)
+    head = lambda x: EquivariantFeatures(x.samples, {(2, 1): fit.predict(x.blocks[2, 1])})
+    assert_equivariant(head, EquivariantFeatures(_samples(40), {(2, 1): features}), seed=3, atol=1e-12)
 
 
 def test_intercept_only_for_invariants():
@@ -87,10 +90,9 @@ def test_kernel_prediction_is_equivariant(n_active):
     fit = fit_kernel_ridge(features, invariants, targets, torch.arange(30), intercept=False,
                            settings=KernelSettings(n_active=n_active))
     assert fit.active.shape[0] == (n_active or 30)
-    wigner = irrep_wigner(2, -1, random_rotation(torch.Generator().manual_seed(4), improper=True))
-    rotated = torch.einsum("mk,nkq->nmq", wigner, features)
-    torch.testing.assert_close(fit.predict(rotated, invariants),
-                               torch.einsum("mk,nkt->nmt", wigner, fit.predict(features, invariants)), atol=1e-11, rtol=0)
+    head = lambda x: EquivariantFeatures(x.samples, {(2, -1): fit.predict(x.blocks[2, -1], x.blocks[0, 1])})
+    inputs = EquivariantFeatures(_samples(30), {(2, -1): features, (0, 1): invariants})
+    assert_equivariant(head, inputs, seed=4, atol=1e-11)
 
 
 def test_full_kernel_with_zeta_one_reproduces_linear_targets():
@@ -115,6 +117,7 @@ def test_minibatch_head_learns_a_well_conditioned_problem():
     assert (fit.predict(features) - targets).abs().max() < 1e-3 * targets.abs().max()
 
 
+@pytest.mark.slow
 def test_minibatch_head_reaches_ridge_on_correlated_features():
     """Strongly correlated features (a random mixing of channels spanning three decades of scale)
     leave plain gradient descent far from the optimum; the whitened fit gets where ridge does."""

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import nbformat
+import pytest
 from water_fock_run import reference_cache, water_fock_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +36,7 @@ def test_committed_notebook_is_what_the_script_writes():
     assert [c.source for c in committed.cells] == [c.source for c in generator.build_notebook().cells]
 
 
+@pytest.mark.slow
 def test_nbconvert_executes_it_from_the_repository_root(tmp_path_factory, tmp_path):
     run = water_fock_run(tmp_path_factory)
     executed = tmp_path / "executed.ipynb"

@@ -6,8 +6,9 @@ import pytest
 import torch
 from pyscf import gto, scf
 
-from nhamil.orbitals import (AtomicBasis, Shell, basis_wigner, irrep_wigner, pyscf_to_canonical, random_rotation,
+from nhamil.orbitals import (AtomicBasis, Shell, irrep_wigner, pyscf_to_canonical, random_rotation,
                              real_spherical_harmonics)
+from nhamil.testing import assert_equivariant
 
 
 def _pyscf_fock_overlap(numbers, positions, basis):
@@ -20,22 +21,23 @@ def _pyscf_fock_overlap(numbers, positions, basis):
 
 
 @pytest.mark.parametrize("name", ["H2O", "CH3CH2OH"])
-@pytest.mark.parametrize("improper", [False, True])
-def test_pyscf_matrices_rotate_with_basis_wigner(name, improper):
+def test_pyscf_matrices_rotate_with_basis_wigner(name):
+    """PySCF's Fock and overlap matrices, in canonical order, follow rotations, inversion, translations
+    and atom permutations (the Fock matrix, one SCF per transformation: all three at once): the AO
+    law of nhamil.testing is PySCF's."""
     atoms = ase.build.molecule(name)
     atoms.positions += np.random.default_rng(0).normal(scale=0.05, size=atoms.positions.shape)
     basis = AtomicBasis.from_pyscf("def2-svp", atoms.numbers)
-    perm = pyscf_to_canonical(basis, atoms.numbers)
-    rotation = random_rotation(torch.Generator().manual_seed(7), improper=improper)
-    fock, overlap = _pyscf_fock_overlap(atoms.numbers, atoms.positions, "def2-svp")
-    fock_rot, overlap_rot = _pyscf_fock_overlap(atoms.numbers, atoms.positions @ rotation.numpy().T, "def2-svp")
-    wigner = basis_wigner(basis, atoms.numbers, rotation).numpy()
 
-    def canonical(m):
-        return m[perm][:, perm]
+    def canonical(frames, matrix):
+        return [matrix(a)[np.ix_(*2 * [pyscf_to_canonical(basis, a.numbers)])] for a in frames]
 
-    np.testing.assert_allclose(canonical(fock_rot), wigner @ canonical(fock) @ wigner.T, atol=1e-8)
-    np.testing.assert_allclose(canonical(overlap_rot), wigner @ canonical(overlap) @ wigner.T, atol=1e-10)
+    fock = lambda a: _pyscf_fock_overlap(a.numbers, a.positions, "def2-svp")[0]
+    overlap = lambda a: gto.M(atom=[[int(z), tuple(p)] for z, p in zip(a.numbers, a.positions)], basis="def2-svp",
+                              unit="Angstrom", verbose=0).intor("int1e_ovlp")
+    assert_equivariant(lambda frames: canonical(frames, fock), [atoms], basis=basis, seed=7, atol=1e-8,
+                       kinds=("rotation", "improper rotation", "combined"))
+    assert_equivariant(lambda frames: canonical(frames, overlap), [atoms], basis=basis, seed=7, atol=1e-10)
 
 
 def test_p_shells_move_and_nothing_else():

@@ -14,12 +14,13 @@ from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.orbitals import irrep_wigner, random_rotation
 from nhamil.properties import EquivariantPropertyModel, RotatePredictRotate, principal_frame
 from nhamil.properties import data as dce
-from nhamil.properties.compare import equivariance_error, rotate_targets
+from nhamil.properties.compare import equivariance_error
 from nhamil.properties.frames import align_to_reference
 from nhamil.properties.equivariant import spherical_to_tensor, tensor_to_spherical
 from nhamil.properties.rpr import HeadRegressor
 from nhamil.reference.scf import build_molecule, make_solver
 from nhamil.reference.settings import ScfSettings
+from nhamil.testing import Cartesian, assert_equivariant
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,11 +83,9 @@ def test_rpr_predictions_rotate_with_the_molecule(shape, regressor, signs):
     kwargs = {"regressor": HeadRegressor()} if regressor == "head" else {}
     fitted = RotatePredictRotate(masses=MASSES, reference=dce.dichloroethane().positions, signs=signs,
                                  **kwargs).fit(train, targets)
-    base = fitted.predict(test)
-    assert np.abs(base).max() > 1e-3
-    for q in rotations(2):
-        expected = rotate_targets(base, np.broadcast_to(q, (5, 3, 3)))
-        assert np.allclose(fitted.predict(test @ q.T), expected, atol=1e-10)
+    assert np.abs(fitted.predict(test)).max() > 1e-3
+    assert_equivariant(fitted.predict, test, law=Cartesian(len(shape)), kinds=("rotation", "translation"), n_trials=2,
+                       seed=7)
 
 
 @pytest.mark.parametrize("shape, head", [((3,), RidgeSettings()), ((3,), KernelSettings()),
@@ -99,12 +98,8 @@ def test_equivariant_models_are_equivariant_for_proper_and_improper_rotations(sh
     model = EquivariantPropertyModel(species=(1, 6, 17), head=head,
                                      density=DensitySettings(cutoff=4.0, max_radial=2, max_angular=2))
     fitted = model.fit(frames[:6], targets[:6])
-    test = gauche_frames(8)[6:]
-    predict = lambda positions: fitted.predict([ase.Atoms(frames[0].numbers, p) for p in positions])
-    base = predict(test)
-    assert np.abs(base).max() > 1e-3
-    for q in rotations(1) + rotations(1, improper=True):
-        assert np.allclose(predict(test @ q.T), rotate_targets(base, np.broadcast_to(q, (2, 3, 3))), atol=1e-10)
+    assert np.abs(fitted.predict(frames[6:])).max() > 1e-3
+    assert_equivariant(fitted.predict, frames[6:], law=Cartesian(len(shape)), seed=7)
 
 
 def test_equivariance_error_separates_equivariant_from_lab_frame_models():
@@ -148,18 +143,20 @@ def test_trajectory_is_cached_resumed_and_reproducible(tmp_path, tiny_settings, 
 def test_pyscf_dipole_and_polarizability_rotate_with_the_molecule():
     settings = ScfSettings(basis="sto-3g", conv_tol=1e-11)
     atoms = ase.Atoms(dce.dichloroethane().numbers, gauche_frames(1)[0])
-    results = []
-    q = rotations(1)[0]
-    for positions in (atoms.positions, atoms.positions @ q.T):
-        solver = make_solver(build_molecule(ase.Atoms(atoms.numbers, positions), settings), settings)
-        solver.kernel()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            results.append(dce.dipole_and_polarizability(solver))
-    (dipole, alpha), (rotated_dipole, rotated_alpha) = results
-    assert np.abs(dipole).max() > 0.1
-    assert np.allclose(rotated_dipole, q @ dipole, atol=1e-6)
-    assert np.allclose(rotated_alpha, q @ alpha @ q.T, atol=1e-5)
+
+    def dipoles_and_polarizabilities(frames):
+        results = []
+        for a in frames:
+            solver = make_solver(build_molecule(a, settings), settings)
+            solver.kernel()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                results.append(dce.dipole_and_polarizability(solver))
+        return np.stack([r[0] for r in results]), np.stack([r[1] for r in results])
+
+    assert np.abs(dipoles_and_polarizabilities([atoms])[0]).max() > 0.1
+    assert_equivariant(dipoles_and_polarizabilities, [atoms], law=(Cartesian(1), Cartesian(2)),
+                       kinds=("rotation", "combined"), seed=7, atol=1e-6)
 
 
 def test_chlorine_dihedral_tells_anti_from_gauche():

@@ -101,6 +101,7 @@ def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
     assert np.abs(predicted - reference).mean() * 1e6 == pytest.approx(metrics["hamiltonian_mae_uha"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_numbers_with_rebuilt_references(tmp_path):
     """Each run computes its references into its own cache, in this process (n_workers=1):
     threaded PySCF made them, and the metrics, differ in the last digits."""
