@@ -7,10 +7,7 @@ the config is composed, before any work. Positions are in Å throughout.
 
 from __future__ import annotations
 
-import collections.abc
-import typing
-from dataclasses import MISSING as MISSING_FIELD
-from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,10 +17,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .data import register_resolver
 from .errors import InputError
-from .features.settings import DensitySettings
-from .heads import KernelSettings, MinibatchSettings, RidgeSettings
-from .model import FeatureSettings
+from .features.settings import FeatureSettings
+from .heads import HEADS
+from .properties.config import register_property_configs
 from .reference import ProjectionSettings
+from .schemas import DensityConfig, ReferenceConfig, mutable_schema
 
 
 def config_dir() -> Path:
@@ -58,17 +56,6 @@ class DataConfig:
 
 
 @dataclass
-class ReferenceConfig:
-    """The level of theory: method "rhf" or "rks" (with a PySCF xc name), basis, SCF thresholds."""
-
-    method: str = "rhf"
-    xc: Optional[str] = None
-    basis: str = "def2-svp"
-    conv_tol: float = 1e-10
-    max_cycle: int = 100
-
-
-@dataclass
 class SplitConfig:
     """Frame index ranges [start, stop) of the training and test sets: two absolute indices
     (0 <= start < stop <= number of frames) each, checked by ``nhamil.train``."""
@@ -77,61 +64,12 @@ class SplitConfig:
     test: list[int] = field(default_factory=lambda: [40, 50])
 
 
-def mutable_schema(settings_class: type, name: str, *, exclude: tuple[str, ...] = (),
-                   extra: tuple[tuple[str, type, Any], ...] = ()) -> type:
-    """A plain dataclass ``name`` with the fields, types and defaults of the frozen dataclass
-    ``settings_class``: OmegaConf makes frozen dataclasses read-only, so they cannot be schemas
-    that overrides merge into, and deriving the schema keeps it from drifting from the settings.
-    ``exclude`` drops fields (e.g. a nested settings object); ``extra`` appends
-    (name, type, dataclasses.field) entries (e.g. that object's own schema)."""
-    hints = typing.get_type_hints(settings_class)
-    own = [(f.name, *_mutable_field(hints[f.name], f.default if f.default_factory is MISSING_FIELD else
-                                    f.default_factory()))
-           for f in fields(settings_class) if f.name not in exclude]
-    schema = make_dataclass(name, own + list(extra))
-    schema.__module__, schema.__doc__ = __name__, f"Schema of ``{settings_class.__name__}``: {settings_class.__doc__}"
-    return schema
-
-
-def _mutable_field(hint: Any, default: Any) -> tuple[Any, Any]:
-    """(type, dataclasses.field) of a schema field: a tuple setting becomes a list and a mapping
-    a dict with string keys (OmegaConf has no tuples and no Mapping type, and Hydra's dotted
-    overrides such as ``projection.core_orbitals.8=1`` give keys as strings), with a default
-    factory (they are mutable defaults)."""
-    if typing.get_origin(hint) in (tuple, collections.abc.Mapping):
-        return _plain_type(hint), field(default_factory=lambda: _plain_value(default))
-    return hint, field(default=default)
-
-
-def _plain_type(hint: Any) -> Any:
-    """``tuple[X, ...]`` and ``tuple[X, X]`` -> ``list[X]``, ``Mapping[K, V]`` -> ``dict[str, V]``, nested."""
-    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple:
-        return list[_plain_type(arguments[0])]
-    if origin is collections.abc.Mapping:
-        return dict[str, _plain_type(arguments[1])]
-    return hint
-
-
-def _plain_value(value: Any) -> Any:
-    """Tuples as lists, mappings as dicts with string keys."""
-    if isinstance(value, dict):
-        return {str(key): _plain_value(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return [_plain_value(item) for item in value]
-    return value
-
-
-#: Atom-density expansion (``nhamil.features.DensitySettings``); lengths in Å.
-DensityConfig = mutable_schema(DensitySettings, "DensityConfig")
-
-
 #: How the SAPH is projected (``nhamil.reference.ProjectionSettings``). Its tables are keyed by Z as
 #: strings (quote them in YAML: ``core_orbitals: {"8": 1}``), as Hydra's dotted overrides give them.
 ProjectionConfig = mutable_schema(ProjectionSettings, "ProjectionConfig")
 
 
-#: Feature families (``nhamil.model.FeatureSettings``).
+#: Feature families (``nhamil.features.FeatureSettings``).
 FeaturesConfig = mutable_schema(FeatureSettings, "FeaturesConfig", exclude=("density",), extra=(
     ("density", DensityConfig, field(default_factory=DensityConfig)),))
 
@@ -141,11 +79,6 @@ def _head_schema(settings_class: type, kind: str) -> type:
     run's ``seed`` is used), plus its ``kind``."""
     return mutable_schema(settings_class, f"{settings_class.__name__.removesuffix('Settings')}HeadConfig",
                           exclude=("seed",), extra=(("kind", str, field(default=kind)),))
-
-
-RidgeHeadConfig = _head_schema(RidgeSettings, "ridge")
-KernelHeadConfig = _head_schema(KernelSettings, "kernel")
-MinibatchHeadConfig = _head_schema(MinibatchSettings, "minibatch")
 
 
 @dataclass
@@ -189,17 +122,15 @@ def check_known_keys(cfg: DictConfig, where: str = "") -> None:
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (idempotent). Each option of the ``head`` group
-    extends its own schema, so keys of one head kind cannot leak into another. The property
-    schemas build on these ones (they reuse DensityConfig), hence their import here. Also adds the
-    ``${nhamil.data:NAME}`` resolver of the packaged data files."""
-    from .properties.config import register_property_configs
-
+    """Put the schemas into Hydra's ConfigStore (idempotent): ``train_schema``, and one
+    ``head/<kind>_schema`` for every kind of :data:`nhamil.heads.HEADS` (each option of the ``head``
+    group extends its own, so keys of one head kind cannot leak into another), and the property
+    schemas. Also adds the ``${nhamil.data:NAME}`` resolver of the packaged data files."""
     register_resolver()
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    for name, node in [("ridge", RidgeHeadConfig), ("kernel", KernelHeadConfig), ("minibatch", MinibatchHeadConfig)]:
-        store.store(group="head", name=f"{name}_schema", node=node)
+    for kind in HEADS.values():
+        store.store(group="head", name=f"{kind.name}_schema", node=_head_schema(kind.settings, kind.name))
     register_property_configs()
 
 

@@ -152,6 +152,8 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(["test-set errors", "-" * (width + 14), *rows])
 
 
+#: At import, not in ``__main__``: Hydra's joblib and submitit launchers compose each job's config in
+#: worker processes that import this module to unpickle ``main``, and need the schemas there too.
 register_configs()
 
 
