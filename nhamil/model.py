@@ -157,6 +157,18 @@ class HamiltonianModel:
         make = orthogonal_baselines if self.target.orthogonal else ao_baselines
         return make(self.baseline, frames, self.basis, progress)
 
+    def check_inputs(self, frames: Sequence[ase.Atoms], scf_basis: str | None = None) -> None:
+        """Raise ``InputError`` before any work if ``frames`` hold an impossible geometry, an
+        element or a kind of atom pair the model was not trained on (naming it and the
+        structure), or if ``scf_basis`` (the basis of the data the predictions are meant for) is
+        not the basis the model's target has in it (naming both)."""
+        check_geometries(frames)
+        self.check_atom_pairs(frames)
+        expected = None if scf_basis is None else self.target.kind.model_basis_name(scf_basis)
+        if expected is not None and expected != self.basis.name:
+            raise InputError(f"the model was trained in basis {self.basis.name!r} but the data are in {scf_basis!r} "
+                             f"(a {self.target.name!r} model of it would be {expected!r})")
+
     def check_atom_pairs(self, frames: Sequence[ase.Atoms]) -> None:
         """Raise ``ValueError`` naming the first structure of ``frames`` with a kind of atom pair
         the model has no heads for (an O-O pair for a model trained on water), and those kinds;

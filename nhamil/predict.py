@@ -39,26 +39,6 @@ from .errors import InputError, reported_as_one_line
 from .evaluate.electronic import overlap_matrix
 from .model import HamiltonianModel
 from .reference import read_frames
-from .structures import check_geometries
-from .targets import Target, target_kind
-
-
-def expected_model_basis(target: Target | str, scf_basis: str) -> str:
-    """Name of the basis a ``target`` model has when trained on ``scf_basis`` references
-    (``"def2-svp"`` -> ``"def2-svp/minimal"`` for the SAPH)."""
-    return target_kind(str(target)).model_basis_name(scf_basis)
-
-
-def check_inputs(model: HamiltonianModel, frames: Sequence[ase.Atoms], scf_basis: str | None = None) -> None:
-    """Raise ``ValueError`` before any work if ``frames`` hold an element or a kind of atom pair
-    the model was not trained on (naming it and the structure), or if ``scf_basis`` (the basis of
-    the data the predictions are meant for) is not the model's basis (naming both)."""
-    check_geometries(frames)
-    model.check_atom_pairs(frames)
-    if scf_basis is not None and expected_model_basis(model.target, scf_basis) != model.basis.name:
-        raise ValueError(f"the model was trained in basis {model.basis.name!r} but the data are in {scf_basis!r} "
-                         f"(a {model.target.name!r} model of it would be "
-                         f"{expected_model_basis(model.target, scf_basis)!r})")
 
 
 def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch_size: int = 8,
@@ -67,7 +47,7 @@ def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch
     batches of ``batch_size`` frames with a progress bar over structures. ``dtype`` is the
     precision of the features and heads: float32 is about 1.5x faster on a CPU and changes an
     ethanol Fock matrix by about 2e-5 Ha, far below the models' errors."""
-    check_inputs(model, frames)
+    model.check_inputs(frames)
     warn_out_of_domain(model.domain_reports(frames), frames)
     matrices: list[np.ndarray] = []
     with tqdm(total=len(frames), desc="predict", unit="structure", disable=not progress) as bar:
@@ -141,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         check_output(args.output, {"checkpoint": args.checkpoint, "structure file": args.structures})
         model = HamiltonianModel.load(args.checkpoint).to(args.device)
         frames = read_frames(args.structures, args.index)
-        check_inputs(model, frames, args.basis)
+        model.check_inputs(frames, args.basis)
         batch_size = args.batch_size or (8 if torch.device(args.device).type == "cpu" else 256)
         matrices = predict_matrices(model, frames, batch_size, device=args.device,
                                     dtype=torch.float32 if args.float32 else torch.float64)

@@ -24,7 +24,6 @@ from .evaluate.electronic import density_matrix, orbitals_of, overlap_matrix, to
 from .errors import InputError
 from .model import HamiltonianModel
 from .orbitals import AtomicBasis
-from .predict import check_inputs
 from .reference import ScfSettings
 from .reference.scf import build_molecule, make_solver
 
@@ -55,7 +54,7 @@ def predicted_density(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSe
     ``atoms`` (Å); the overlap comes from PySCF's integrals (no SCF). Refuses a model that is not
     a full Fock model, or of another level of theory than ``settings``, naming both."""
     _check_model(model, settings)
-    check_inputs(model, [atoms], settings.basis)
+    model.check_inputs([atoms], settings.basis)
     n_occupied = (int(atoms.numbers.sum()) - settings.charge) // 2
     orbitals = orbitals_of(model.predict([atoms])[0].numpy(), overlap_matrix(atoms, settings), n_occupied,
                            model.target.orthogonal)
@@ -102,7 +101,7 @@ def compare_guesses(model: HamiltonianModel, frames: Sequence[ase.Atoms], settin
     (frame-major). Refuses unknown elements, a basis or level of theory other than the model's
     before any work."""
     _check_model(model, settings)
-    check_inputs(model, frames, settings.basis)
+    model.check_inputs(frames, settings.basis)
     runs = []
     for atoms in tqdm(frames, desc="SCF guesses", unit="structure", disable=not progress):
         runs.append(model_guess_run(model, atoms, settings))

@@ -16,7 +16,6 @@ from nhamil.evaluate import (ao_fock, block_type_errors, density_matrix, dipole_
 from nhamil.evaluate.__main__ import main as evaluate_main
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
-from nhamil.predict import check_inputs
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
 from nhamil.reference.scf import build_molecule, make_solver
 
@@ -149,9 +148,9 @@ def run_dir(tmp_path_factory):
 def test_basis_mismatch_and_unknown_element_are_named(run_dir):
     model = HamiltonianModel.load(run_dir / "model.pt")
     with pytest.raises(ValueError, match="'def2-svp'.*'cc-pvdz'"):
-        check_inputs(model, read_frames(WATER, ":1"), "cc-pvdz")
+        model.check_inputs(read_frames(WATER, ":1"), "cc-pvdz")
     with pytest.raises(ValueError, match=r"\['N'\]"):
-        check_inputs(model, [ase.Atoms("NH3", np.eye(4, 3))], "def2-svp")
+        model.check_inputs([ase.Atoms("NH3", np.eye(4, 3))], "def2-svp")
 
 
 def test_command_line_writes_metrics_and_plots(run_dir, tmp_path):

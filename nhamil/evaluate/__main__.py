@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import reported_as_one_line
-from ..predict import check_inputs, predict_matrices
+from ..predict import predict_matrices
 from ..reference import build_reference_set, read_frames
 from .run import evaluate_predictions, load_run, scf_settings, write_report
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         settings = scf_settings(cfg)
         index = args.index or f"{cfg.split.test[0]}:{cfg.split.test[1]}"
         frames = read_frames(args.frames or cfg.data.frames, index)
-        check_inputs(model, frames, settings.basis)
+        model.check_inputs(frames, settings.basis)
         records = build_reference_set(frames, settings, model.target.projection,
                                       args.cache_dir or cfg.data.cache_dir, n_workers=args.n_workers)
         predicted = predict_matrices(model, frames)
