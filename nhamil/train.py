@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .atomic import atomic_path
 from .config import register_configs
-from .evaluate import errors_by_size, orbital_energy_parity, prediction_errors
+from .evaluate import errors_by_size, orbital_energy_parity, target_errors
 from .heads import settings_from_dict
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
@@ -49,7 +49,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     start = time.perf_counter()
     predicted = [p.cpu().numpy() for p in model.predict([frames[i] for i in test_ids], device=cfg.device)]
     predict_seconds = (time.perf_counter() - start) / len(test_ids)
-    metrics = {**prediction_errors(predicted, test_set.matrices, test_set.n_occupied, test_set.overlaps),
+    metrics = {**target_errors(predicted, test_set, [frames[i].numbers for i in test_ids]),
                "target": cfg.target, "head": cfg.head.kind, "n_train": len(train_ids), "n_test": len(test_ids),
                "fit_seconds": fit_seconds,
                "predict_seconds_per_molecule": predict_seconds}
