@@ -1,8 +1,10 @@
 """Errors of predicted Hamiltonians: matrix elements and orbital energies.
 
 Matrix errors are reported in µHa, orbital energies and gaps in meV (the occupied ones also in
-µHa, the field's unit). Eigenvalues are invariant under rotations and permutations, so all of
-these are too. Matrices of a non-orthogonal target (the AO ``fock``) come with their (n, n) AO
+µHa, the field's unit). Symmetry: every error here is invariant under atom permutations; under
+rotations and inversion all are (eigenvalues, orbital similarities, RMSEs: Frobenius norms)
+except the MAEs of matrix elements (entrywise L1 norms), which change slightly with the
+orientation of the errors, as in every paper that reports them. Matrices of a non-orthogonal target (the AO ``fock``) come with their (n, n) AO
 overlaps, ``overlaps``, and their orbital energies are the generalized eigenvalues ``F C = S C E``.
 
 Full Fock targets also get the field's metrics (:func:`fock_errors`: the AO Fock MAE and the
@@ -106,7 +108,8 @@ def fock_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray]
     - ``occupied_subspace_similarity_pct``: mean over structures of ||C_ref^T S C_pred||_F^2 / n_occ,
       free of any rotation among occupied orbitals (degenerate levels, near-crossings).
 
-    All are invariant under rotations, inversion and atom permutations of the molecule.
+    All are invariant under atom permutations and, except the AO MAE (an entrywise L1 norm), under
+    rotations and inversion of the molecule.
     """
     difference = np.concatenate([(_ao_matrix(p, s, orthogonal) - _ao_matrix(r, s, orthogonal)).ravel()
                                  for p, r, s in zip(predicted, reference, overlaps)])
