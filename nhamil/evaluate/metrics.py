@@ -4,8 +4,9 @@ Matrix errors are reported in µHa, orbital energies and gaps in meV (the occupi
 µHa, the field's unit). Symmetry: every error here is invariant under atom permutations; under
 rotations and inversion all are (eigenvalues, orbital similarities, RMSEs: Frobenius norms)
 except the MAEs of matrix elements (entrywise L1 norms), which change slightly with the
-orientation of the errors, as in every paper that reports them. Matrices of a non-orthogonal target (the AO ``fock``) come with their (n, n) AO
-overlaps, ``overlaps``, and their orbital energies are the generalized eigenvalues ``F C = S C E``.
+orientation of the errors, as in every paper that reports them. Matrices of a non-orthogonal
+target (the AO ``fock``) come with their (n, n) AO overlaps, ``overlaps``, and their orbital
+energies are the generalized eigenvalues ``F C = S C E``.
 
 Full Fock targets also get the field's metrics (:func:`fock_errors`: the AO Fock MAE and the
 orbital similarity psi of SchNOrb, PhiSNet, QHNet), and every target the matrix MAE per block
