@@ -8,6 +8,7 @@ import pytest
 import torch
 from water_fock_run import DATA, WATER, reference_cache, water_fock_run
 
+from nhamil.config import compose_config
 from nhamil.evaluate import coefficient_cosines, fock_errors, orbitals_from_orthogonal, target_errors
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
@@ -213,3 +214,11 @@ def test_training_run_writes_the_fields_metrics(tmp_path_factory):
     assert 90 < metrics["orbital_similarity_pct"] <= 100
     assert metrics["occupied_energy_mae_uha"] == pytest.approx(
         metrics["occupied_energy_mae_mev"] / HARTREE_TO_MEV * HARTREE_TO_MICROHARTREE, rel=1e-10)
+
+
+@pytest.mark.parametrize("experiment, target, train", [("ethanol_md17", "fock", [0, 800]),
+                                                       ("water_fock_pbe", "fock_orthogonal", [0, 500])])
+def test_md17_level_experiments_compose_at_pbe(experiment, target, train):
+    cfg = compose_config([f"+experiment={experiment}"])
+    assert (cfg.reference.method, cfg.reference.xc, cfg.reference.basis) == ("rks", "pbe", "def2-svp")
+    assert cfg.target == target and list(cfg.split.train) == train and list(cfg.split.test) == [800, 1000]
