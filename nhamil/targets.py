@@ -94,7 +94,9 @@ class TargetSet:
     name: one of ``TARGETS``; basis: the basis the matrices are written in; matrices: one
     (n_ao, n_ao) float64 array per structure, Hartree; n_occupied: occupied states among each
     matrix's eigenvalues; overlaps: for a non-orthogonal target, each structure's (n_ao, n_ao)
-    AO overlap (the metric of its eigenvalue problem), else None.
+    AO overlap (the metric of its eigenvalue problem), else None; ao_overlaps: for every full
+    Fock target (``fock_orthogonal`` too), each structure's AO overlap, for the AO Fock matrix
+    and the orbitals (``nhamil.evaluate.fock_errors``), else None.
     """
 
     name: str
@@ -102,11 +104,13 @@ class TargetSet:
     matrices: list[np.ndarray]
     n_occupied: list[int]
     overlaps: list[np.ndarray] | None = None
+    ao_overlaps: list[np.ndarray] | None = None
 
     def subset(self, indices: Sequence[int]) -> TargetSet:
         overlaps = None if self.overlaps is None else [self.overlaps[i] for i in indices]
+        ao_overlaps = None if self.ao_overlaps is None else [self.ao_overlaps[i] for i in indices]
         return TargetSet(self.name, self.basis, [self.matrices[i] for i in indices],
-                         [self.n_occupied[i] for i in indices], overlaps)
+                         [self.n_occupied[i] for i in indices], overlaps, ao_overlaps)
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,9 @@ class Target:
             species = sorted({int(z) for record in records for z in record.numbers})
             basis = AtomicBasis.from_pyscf(self.scf.basis, species)
         overlaps = None if self.orthogonal else [record.overlap for record in records]
+        ao_overlaps = [record.overlap for record in records] if self.full_fock else None
         return TargetSet(self.name, self.model_basis(basis), [self.kind.matrix(r) for r in records],
-                         [self.kind.n_occupied(r) for r in records], overlaps)
+                         [self.kind.n_occupied(r) for r in records], overlaps, ao_overlaps)
 
     def orbital_energies(self, matrix: np.ndarray, overlap: np.ndarray | None = None) -> np.ndarray:
         """(n,) ascending eigenvalues (Hartree) of one (n, n) target matrix: plain for an

@@ -122,6 +122,20 @@ def occupied_similarity(predicted: Orbitals, reference: Orbitals, overlap: np.nd
     return float((projection ** 2).sum() / reference.n_occupied), np.abs(np.diag(projection))
 
 
+def coefficient_cosines(predicted: Orbitals, reference: Orbitals) -> np.ndarray:
+    """(n_occ,) |cos| of the angle between each predicted and reference occupied coefficient
+    vector, matched by index, in the plain Euclidean inner product of AO coefficients:
+    |c_pred . c_ref| / (|c_pred| |c_ref|). This is QHNet's orbital similarity psi
+    (divelab/AIRS, OpenDFT/QHNet/test_wH.py: ``torch.cosine_similarity(C_pred, C_ref, dim=1).abs()``
+    over the occupied columns); like theirs, no special treatment of degenerate levels. Invariant
+    under rotations and atom permutations (the AO Wigner matrices are orthogonal) and under each
+    orbital's sign."""
+    if predicted.n_occupied != reference.n_occupied:
+        raise ValueError(f"{predicted.n_occupied} predicted and {reference.n_occupied} reference occupied orbitals")
+    dots = np.abs(np.einsum("ai,ai->i", predicted.occupied, reference.occupied))
+    return dots / (np.linalg.norm(predicted.occupied, axis=0) * np.linalg.norm(reference.occupied, axis=0))
+
+
 def spurious_states(predicted: np.ndarray, reference: np.ndarray, margin: float = 1.0) -> np.ndarray:
     """Indices of predicted orbital energies (Hartree) more than ``margin`` Hartree outside the
     range [min, max] of the reference energies: "intruder" states with no counterpart."""

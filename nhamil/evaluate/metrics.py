@@ -1,9 +1,16 @@
 """Errors of predicted Hamiltonians: matrix elements and orbital energies.
 
-Matrix errors are reported in µHa, orbital energies and gaps in meV. Eigenvalues are
-invariant under rotations and permutations, so all of these are too. Matrices of a
-non-orthogonal target (the AO ``fock``) come with their (n, n) AO overlaps, ``overlaps``, and
-their orbital energies are the generalized eigenvalues ``F C = S C E``.
+Matrix errors are reported in µHa, orbital energies and gaps in meV (the occupied ones also in
+µHa, the field's unit). Symmetry: every error here is invariant under atom permutations; under
+rotations and inversion all are (eigenvalues, orbital similarities, RMSEs: Frobenius norms)
+except the MAEs of matrix elements (entrywise L1 norms), which change slightly with the
+orientation of the errors, as in every paper that reports them. Matrices of a non-orthogonal
+target (the AO ``fock``) come with their (n, n) AO overlaps, ``overlaps``, and their orbital
+energies are the generalized eigenvalues ``F C = S C E``.
+
+Full Fock targets also get the field's metrics (:func:`fock_errors`: the AO Fock MAE and the
+orbital similarity psi of SchNOrb, PhiSNet, QHNet), and every target the matrix MAE per block
+family (:func:`target_errors`, the content of a run's ``metrics.json``).
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..targets import orbital_energies_of
+from ..targets import TargetSet, orbital_energies_of, target_kind
 from ..units import HARTREE_TO_MEV, HARTREE_TO_MICROHARTREE
+from .electronic import ao_fock, coefficient_cosines, occupied_similarity, orbitals_of
+from .physics import block_type_errors
 
 
 def orbital_energies(matrices: Sequence[np.ndarray], overlaps: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
@@ -31,9 +40,9 @@ def hamiltonian_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.n
 
 def eigenvalue_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray],
                       n_occupied: Sequence[int], overlaps: Sequence[np.ndarray] | None = None) -> dict[str, float]:
-    """Orbital-energy MAE and RMSE (meV) over occupied and over all states, and HOMO-LUMO gap
-    MAE (meV). ``n_occupied`` (per structure) counts the occupied states of each matrix;
-    ``overlaps``: AO overlaps of a non-orthogonal target."""
+    """Orbital-energy MAE and RMSE (meV) over occupied and over all states, the occupied MAE also
+    in µHa (QHNet's "epsilon"), and HOMO-LUMO gap MAE (meV). ``n_occupied`` (per structure)
+    counts the occupied states of each matrix; ``overlaps``: AO overlaps of a non-orthogonal target."""
     eig_pred, eig_ref = orbital_energies(predicted, overlaps), orbital_energies(reference, overlaps)
     occupied = np.concatenate([p[:n] - r[:n] for p, r, n in zip(eig_pred, eig_ref, n_occupied)])
     every = np.concatenate([p - r for p, r in zip(eig_pred, eig_ref)])
@@ -41,6 +50,7 @@ def eigenvalue_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.nd
     return {
         "occupied_energy_mae_mev": float(np.abs(occupied).mean() * HARTREE_TO_MEV),
         "occupied_energy_rmse_mev": float(np.sqrt((occupied ** 2).mean()) * HARTREE_TO_MEV),
+        "occupied_energy_mae_uha": float(np.abs(occupied).mean() * HARTREE_TO_MICROHARTREE),
         "energy_mae_mev": float(np.abs(every).mean() * HARTREE_TO_MEV),
         "energy_rmse_mev": float(np.sqrt((every ** 2).mean()) * HARTREE_TO_MEV),
         "gap_mae_mev": float(np.abs(gaps).mean() * HARTREE_TO_MEV),
@@ -78,3 +88,62 @@ def errors_by_size(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarr
                                    None if overlaps is None else [overlaps[k] for k in chosen])
         by_size[size] = {"n_structures": len(chosen), **errors}
     return by_size
+
+
+def fock_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], n_occupied: Sequence[int],
+                overlaps: Sequence[np.ndarray], orthogonal: bool) -> dict[str, float]:
+    """The field's metrics of full Fock predictions (SchNOrb, PhiSNet, QHNet, QHFlow), so nhamil's
+    numbers sit beside theirs.
+
+    predicted, reference: (n, n) matrices in Hartree, Löwdin-orthogonal F_orth (``orthogonal``) or
+    AO Fock F; overlaps: each structure's (n, n) AO overlap S; n_occupied: occupied orbitals each.
+
+    - ``fock_ao_mae_uha`` / ``fock_ao_rmse_uha``: over all elements of the AO Fock matrix
+      F = S^1/2 F_orth S^1/2 (of the learned F itself for the ``fock`` target), µHa.
+    - ``orbital_similarity_pct``: QHNet's psi, in percent: the mean over all test structures and
+      their occupied orbitals (matched by index, S-orthonormal, c^T S c = 1) of the Euclidean
+      |cos| between predicted and reference AO coefficient vectors
+      (:func:`~nhamil.evaluate.electronic.coefficient_cosines`; QHNet's own code, not S-weighted).
+    - ``orbital_overlap_similarity_pct``: the same mean of |c_pred^T S c_ref|, the overlap of the
+      two orbitals as functions (1 for identical); matched by index as QHNet's.
+    - ``occupied_subspace_similarity_pct``: mean over structures of ||C_ref^T S C_pred||_F^2 / n_occ,
+      free of any rotation among occupied orbitals (degenerate levels, near-crossings).
+
+    All are invariant under atom permutations and, except the AO MAE (an entrywise L1 norm), under
+    rotations and inversion of the molecule.
+    """
+    difference = np.concatenate([(_ao_matrix(p, s, orthogonal) - _ao_matrix(r, s, orthogonal)).ravel()
+                                 for p, r, s in zip(predicted, reference, overlaps)])
+    cosines, overlaps_of_orbitals, subspaces = [], [], []
+    for p, r, s, n in zip(predicted, reference, overlaps, n_occupied):
+        guess, exact = orbitals_of(p, s, n, orthogonal), orbitals_of(r, s, n, orthogonal)
+        subspace, per_orbital = occupied_similarity(guess, exact, s)
+        cosines.append(coefficient_cosines(guess, exact))
+        overlaps_of_orbitals.append(per_orbital)
+        subspaces.append(subspace)
+    return {"fock_ao_mae_uha": float(np.abs(difference).mean() * HARTREE_TO_MICROHARTREE),
+            "fock_ao_rmse_uha": float(np.sqrt((difference ** 2).mean()) * HARTREE_TO_MICROHARTREE),
+            "orbital_similarity_pct": float(np.concatenate(cosines).mean() * 100.0),
+            "orbital_overlap_similarity_pct": float(np.concatenate(overlaps_of_orbitals).mean() * 100.0),
+            "occupied_subspace_similarity_pct": float(np.mean(subspaces) * 100.0)}
+
+
+def _ao_matrix(matrix: np.ndarray, overlap: np.ndarray, orthogonal: bool) -> np.ndarray:
+    return ao_fock(matrix, overlap) if orthogonal else np.asarray(matrix)
+
+
+def target_errors(predicted: Sequence[np.ndarray], targets: TargetSet,
+                  numbers: Sequence[np.ndarray]) -> dict[str, float]:
+    """A run's test metrics (``metrics.json``): :func:`prediction_errors`, the matrix MAE (µHa)
+    per block family (on-site, same-element +/-, different elements; of the learned matrix, in
+    its own basis), and for a full Fock target :func:`fock_errors`. ``numbers``: each
+    structure's atomic numbers, in the order of ``targets``' matrices."""
+    errors = {**prediction_errors(predicted, targets.matrices, targets.n_occupied, targets.overlaps),
+              **block_type_errors(predicted, targets.matrices, targets.basis, numbers)}
+    kind = target_kind(targets.name)
+    if kind.full_fock:
+        if targets.ao_overlaps is None:
+            raise ValueError(f"the {targets.name!r} targets came without their AO overlaps")
+        errors.update(fock_errors(predicted, targets.matrices, targets.n_occupied, targets.ao_overlaps,
+                                  kind.orthogonal))
+    return errors
