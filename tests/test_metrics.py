@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from water_fock_run import DATA, WATER, reference_cache, water_fock_run
+from water_fock_run import WATER, reference_cache, water_fock_run
 
 from nhamil.config import compose_config
 from nhamil.evaluate import coefficient_cosines, fock_errors, orbitals_from_orthogonal, target_errors
@@ -16,7 +16,6 @@ from nhamil.reference.saph import overlap_power
 from nhamil.targets import Target, TargetSet
 from nhamil.units import HARTREE_TO_MEV, HARTREE_TO_MICROHARTREE
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"reference data folder {DATA} is absent")
 BASIS = AtomicBasis.from_pyscf("def2-svp", [1, 8])
 FOCK_TARGETS = ("fock_orthogonal", "fock")
 

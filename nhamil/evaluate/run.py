@@ -21,8 +21,8 @@ from ..orbitals import AtomicBasis
 from ..reference import ReferenceRecord, ScfSettings
 from ..atomic import atomic_path
 from ..data import register_resolver
-from .metrics import hamiltonian_errors
-from .physics import StructureEvaluation, block_type_errors, evaluate_structure, summarize
+from .metrics import target_errors
+from .physics import StructureEvaluation, evaluate_structure, summarize
 from .plots import dipole_parity, energy_parity, frontier_parity
 
 
@@ -50,17 +50,16 @@ def scf_settings(cfg: DictConfig) -> ScfSettings:
 def evaluate_predictions(model: HamiltonianModel, predicted: Sequence[np.ndarray], frames: Sequence[ase.Atoms],
                          records: Sequence[ReferenceRecord], settings: ScfSettings, margin: float = 1.0,
                          progress: bool = True) -> tuple[list[StructureEvaluation], dict]:
-    """Per-structure evaluations and the flat metrics (matrix errors in µHa overall and per block
-    family, orbital energies in meV, dipoles in Debye) of ``predicted`` target matrices."""
+    """Per-structure evaluations and the flat metrics (:func:`~nhamil.evaluate.metrics.target_errors`:
+    matrix errors in µHa overall and per block family, the field's AO Fock metrics for Fock targets;
+    orbital energies in meV, dipoles in Debye) of ``predicted`` target matrices."""
     model.target.check_level_of_theory(settings, "the evaluation's settings")
     species = sorted({int(z) for atoms in frames for z in atoms.numbers})
     targets = model.target.make(records, AtomicBasis.from_pyscf(settings.basis, species))
     evaluations = [evaluate_structure(p, r, a, model.target, settings, margin) for p, r, a in
                    tqdm(list(zip(predicted, records, frames)), desc="evaluate", unit="structure", disable=not progress)]
     metrics = {"n_structures": len(frames), "target": model.target.name, "basis": model.basis.name,
-               **hamiltonian_errors(predicted, targets.matrices),
-               **block_type_errors(predicted, targets.matrices, model.basis, [a.numbers for a in frames]),
-               **summarize(evaluations)}
+               **target_errors(predicted, targets, [a.numbers for a in frames]), **summarize(evaluations)}
     return evaluations, metrics
 
 
