@@ -19,9 +19,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from .features.settings import DensitySettings
-from .heads import KernelSettings, MinibatchSettings, RidgeSettings
+from .heads import GatedSettings, KernelSettings, MinibatchSettings, RidgeSettings
 from .model import FeatureSettings
 from .reference import ProjectionSettings
+from .training import FinetuneSettings
 
 #: The repository's config folder (an editable install keeps it beside the package).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -125,6 +126,10 @@ def _head_schema(settings_class: type, kind: str) -> type:
 RidgeHeadConfig = _head_schema(RidgeSettings, "ridge")
 KernelHeadConfig = _head_schema(KernelSettings, "kernel")
 MinibatchHeadConfig = _head_schema(MinibatchSettings, "minibatch")
+GatedHeadConfig = _head_schema(GatedSettings, "gated")
+
+#: Whole-model training after the fit (``nhamil.training.FinetuneSettings``; epochs 0: none).
+FinetuneConfig = mutable_schema(FinetuneSettings, "FinetuneConfig", exclude=("seed",))
 
 
 @dataclass
@@ -132,7 +137,8 @@ class TrainConfig:
     """One training run: data, level of theory, target (one of ``nhamil.targets.TARGETS``:
     "saph", "fock_orthogonal", or "fock", the AO Fock matrix), the SAPH's ``projection``, the
     ``baseline`` a full Fock model learns the difference to (null or "sap"), split,
-    features, head (one of the head schemas); ``task`` "hamiltonian", or "properties" for the
+    features, head (one of the head schemas), ``finetune`` (training of all heads together
+    after the fit); ``task`` "hamiltonian", or "properties" for the
     vector and tensor property models configured in ``properties``; ``device`` "cpu" or
     "cuda"; ``seed`` fixes folds and anything random."""
 
@@ -144,6 +150,7 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     head: Any = MISSING
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     device: str = "cpu"
     seed: int = 0
     task: str = "hamiltonian"
@@ -158,7 +165,8 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    for name, node in [("ridge", RidgeHeadConfig), ("kernel", KernelHeadConfig), ("minibatch", MinibatchHeadConfig)]:
+    for name, node in [("ridge", RidgeHeadConfig), ("kernel", KernelHeadConfig), ("minibatch", MinibatchHeadConfig),
+                       ("gated", GatedHeadConfig)]:
         store.store(group="head", name=f"{name}_schema", node=node)
     register_property_configs()
 
