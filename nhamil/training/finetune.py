@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -252,7 +253,7 @@ def _epoch(batches: _Batches, train: np.ndarray, optimizer: torch.optim.Optimize
         loss.backward()
         optimizer.step()
         sums += len(chunk) * np.array([float(loss.detach()), matrix, energy])
-    return tuple(sums / len(train))
+    return tuple(float(value) for value in sums / len(train))
 
 
 def _evaluate(batches: _Batches, molecules: np.ndarray, settings: FinetuneSettings) -> tuple[float, float, float]:
@@ -262,7 +263,7 @@ def _evaluate(batches: _Batches, molecules: np.ndarray, settings: FinetuneSettin
         for chunk in np.array_split(molecules, math.ceil(len(molecules) / settings.batch_size)):
             loss, matrix, energy = batches.loss(chunk)
             sums += len(chunk) * np.array([float(loss.detach()), matrix, energy])
-    return tuple(sums / len(molecules))
+    return tuple(float(value) for value in sums / len(molecules))
 
 
 def _record(state: dict, heads: dict, train: tuple, valid: tuple, seconds: float, settings: FinetuneSettings) -> None:
@@ -300,7 +301,7 @@ def _resume(path: Path, heads: dict, optimizer: torch.optim.Optimizer, generator
             head.load_state_dict(tensors)
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"])
-    except (RuntimeError, KeyError, ValueError, OSError, EOFError) as err:
+    except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise DataFileError(f"fine-tuning checkpoint {path} does not match this model ({err}); delete it to "
                             "start again, or set finetune.resume=false") from err
     if saved["settings"]["optimizer"] != settings.optimizer:
