@@ -2,6 +2,7 @@
 falls, checkpoints resume, the log is written."""
 
 import csv
+from pathlib import Path
 
 import ase
 import numpy as np
@@ -15,10 +16,12 @@ from nhamil.features import DensitySettings
 from nhamil.heads import GatedHead, KernelSettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import basis_wigner, random_rotation
+from nhamil.train import train
 from nhamil.training import FinetuneSettings, TrainingData, finetune
 from nhamil.training.finetune import CHECKPOINT, LOG, LOG_COLUMNS, _inverse_cholesky
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
 SMALL = FeatureSettings(density=DensitySettings(max_radial=4, max_angular=3))
 TUNE = FinetuneSettings(epochs=4, batch_size=3, learning_rate=1e-6, energy_weight=1.0, patience=10, hidden=4)
 
@@ -118,3 +121,18 @@ def test_config_has_finetune_and_gated_head():
     assert (cfg.head.kind, cfg.finetune.epochs, cfg.finetune.energy_weight) == ("gated", 3, 2.0)
     with pytest.raises(Exception, match="epochz"):
         compose_config(["+experiment=water_fock", "finetune.epochz=3"])
+
+
+def test_train_entry_point_fine_tunes_and_logs(tmp_path):
+    """``head=gated +finetune=energy finetune.epochs=2``: a gated fit, two epochs of fine-tuning,
+    their log and checkpoint in the run folder, and a model that loads with gated heads."""
+    cfg = compose_config(["+experiment=water", "split.train=[0,10]", "split.test=[10,12]", "head=gated",
+                          "head.epochs=2", "+finetune=energy", "finetune.epochs=2", "finetune.hidden=4",
+                          f"data.cache_dir={tmp_path / 'cache'}", f"data.frames={DATA / 'water_coords_1000.xyz'}",
+                          "data.n_workers=1", "features.density.max_radial=4", "features.density.max_angular=3"])
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["head"] == "gated"
+    with open(tmp_path / "run" / LOG) as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]
+    model = HamiltonianModel.load(tmp_path / "run" / "model.pt")
+    assert all(isinstance(fit, GatedHead) for _, fit in model.heads.values())
