@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from nhamil.atomic import atomic_path
 from nhamil.config import compose_config
@@ -29,7 +30,6 @@ from nhamil.orbitals import AtomicBasis
 from nhamil.reference import build_reference_set, read_frames
 from nhamil.train import _make_model, target_from_config
 from nhamil.training import FinetuneSettings, TrainingData, finetune
-from omegaconf import OmegaConf
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -5,7 +5,14 @@ import torch
 
 from nhamil.errors import InputError
 from nhamil.features import DensitySettings
-from nhamil.heads import GatedHead, GatedSettings, fit_gated, fit_ridge, RidgeSettings, settings_from_dict
+from nhamil.heads import (
+    GatedHead,
+    GatedSettings,
+    RidgeSettings,
+    fit_gated,
+    fit_ridge,
+    settings_from_dict,
+)
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import irrep_wigner, random_rotation
 

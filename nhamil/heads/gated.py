@@ -26,6 +26,7 @@ Whole-model training against assembled matrices and orbital energies is
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -100,7 +101,7 @@ class GatedHead(nn.Module):
             self.register_buffer("intercept", torch.zeros(n_targets, **options))
         widths = [n_invariants] + [hidden] * layers
         stack: list[nn.Module] = []
-        for first, second in zip(widths, widths[1:]):
+        for first, second in itertools.pairwise(widths):
             stack += [nn.Linear(first, second, **options), nn.SiLU()]
         last = nn.Linear(widths[-1], n_features * (n_targets if gate == "weights" else 1), **options)
         nn.init.zeros_(last.weight)

@@ -29,7 +29,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import ase
 import numpy as np
@@ -103,7 +102,7 @@ class TrainingData:
     frames: Sequence[ase.Atoms]
     matrices: Sequence[torch.Tensor]
     n_occupied: Sequence[int]
-    overlaps: Optional[Sequence[np.ndarray]] = None
+    overlaps: Sequence[np.ndarray] | None = None
 
 
 class _Batches:
