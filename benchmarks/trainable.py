@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the variants' names in the results and states")
     parser.add_argument("--name", default="water_fock", help="results file: results/trainable_NAME.json")
     parser.add_argument("--state-dir", default=None, help="keep fitted models here and reuse them")
+    parser.add_argument("--checkpoints", default=None, help="fine-tuning checkpoints and logs here, per variant "
+                        "(a run stopped and started again resumes; fewer --epochs ends it at its best epoch)")
     args, overrides = parser.parse_known_args()
     cfg = compose_config([o for o in overrides if o != "--"])
     data = _data(cfg)
@@ -62,7 +64,8 @@ def main() -> None:
                                     matrix_weight=1.0, seed=cfg.seed)
         start = time.perf_counter()
         history = finetune(model, TrainingData(data["train_frames"], data["train"].matrices_t,
-                                               data["train"].n_occupied, data["train"].overlaps), settings)
+                                               data["train"].n_occupied, data["train"].overlaps), settings,
+                           directory=None if args.checkpoints is None else Path(args.checkpoints) / (variant + args.tag))
         results[variant] = _report(model.state_dict(), data, fits[start_name][1],
                                    finetune_seconds=time.perf_counter() - start, history=history)
         print(variant, json.dumps(results[variant]["test"]), flush=True)
