@@ -24,12 +24,13 @@ from omegaconf import OmegaConf
 from nhamil.atomic import atomic_path
 from nhamil.config import compose_config
 from nhamil.evaluate import prediction_errors
-from nhamil.heads import GatedSettings, settings_from_dict
-from nhamil.model import HamiltonianModel
+from nhamil.heads import GatedHead, GatedSettings, settings_from_dict
+from nhamil.model import HamiltonianModel, _has_intercept
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import build_reference_set, read_frames
 from nhamil.train import _make_model, target_from_config
 from nhamil.training import FinetuneSettings, TrainingData, finetune
+from nhamil.training.finetune import CHECKPOINT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -45,6 +46,8 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the variants' names in the results and states")
     parser.add_argument("--name", default="water_fock", help="results file: results/trainable_NAME.json")
     parser.add_argument("--state-dir", default=None, help="keep fitted models here and reuse them")
+    parser.add_argument("--report-only", action="store_true", help="report the best heads of each variant's "
+                        "fine-tuning checkpoint (a run that was stopped) without training")
     parser.add_argument("--checkpoints", default=None, help="fine-tuning checkpoints and logs here, per variant "
                         "(a run stopped and started again resumes; fewer --epochs ends it at its best epoch)")
     args, overrides = parser.parse_known_args()
@@ -59,6 +62,12 @@ def main() -> None:
                 results[variant] = _report(fits[start_name][0], data, fits[start_name][1])
                 continue
         model = HamiltonianModel.from_state_dict(fits[start_name][0])
+        if args.report_only:
+            saved = torch.load(Path(args.checkpoints) / (variant + args.tag) / CHECKPOINT, weights_only=True)
+            _load_best(model, saved["best_heads"])
+            results[variant] = _report(model.state_dict(), data, fits[start_name][1], finetune_seconds=float("nan"),
+                                       history=saved["history"])
+            continue
         settings = FinetuneSettings(epochs=args.epochs, learning_rate=args.learning_rate, gate=args.gate,
                                     energy_weight=args.energy_weight if tune == "energy" else 0.0,
                                     matrix_weight=1.0, seed=cfg.seed)
@@ -74,6 +83,19 @@ def main() -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps({**previous, **{variant + args.tag: result for variant, result
                                                         in results.items()}}, indent=2))
+
+
+def _load_best(model: HamiltonianModel, best: list[dict]) -> None:
+    """Ridge heads -> gated heads holding the checkpoint's best tensors (same order as the model's heads)."""
+    for (key, (keys, fit)), tensors in zip(model.heads.items(), best, strict=True):
+        invariants = torch.zeros(2, 1, len(tensors["invariant_mean"]), dtype=torch.float64)
+        hidden = tensors["gate_net.0.weight"].shape[0]
+        layers = sum(1 for name in tensors if name.endswith(".weight")) - 1
+        gate = "channel" if tensors[f"gate_net.{2 * layers}.bias"].numel() == fit.weights.shape[0] else "weights"
+        head = GatedHead.from_linear(fit, invariants, hidden=hidden, layers=layers, gate=gate,
+                                     intercept=_has_intercept(*key))
+        head.load_state_dict(tensors)
+        model.heads[key] = (keys, head)
 
 
 def _data(cfg) -> dict:
