@@ -22,6 +22,7 @@ from .heads import HEADS
 from .properties.config import register_property_configs
 from .reference import ProjectionSettings
 from .schemas import DensityConfig, ReferenceConfig, mutable_schema
+from .training import FinetuneSettings
 
 
 def config_dir() -> Path:
@@ -81,12 +82,17 @@ def _head_schema(settings_class: type, kind: str) -> type:
                           exclude=("seed",), extra=(("kind", str, field(default=kind)),))
 
 
+#: Whole-model training after the fit (``nhamil.training.FinetuneSettings``; epochs 0: none).
+FinetuneConfig = mutable_schema(FinetuneSettings, "FinetuneConfig", exclude=("seed",))
+
+
 @dataclass
 class TrainConfig:
     """One training run: data, level of theory, target (one of ``nhamil.targets.TARGETS``:
     "saph", "fock_orthogonal", or "fock", the AO Fock matrix), the SAPH's ``projection``, the
     ``baseline`` a full Fock model learns the difference to (null or "sap"), split,
-    features, head (one of the head schemas); ``task`` "hamiltonian", or "properties" for the
+    features, head (one of the head schemas), ``finetune`` (training of all heads together
+    after the fit); ``task`` "hamiltonian", or "properties" for the
     vector and tensor property models configured in ``properties``; ``device`` "cpu" or
     "cuda"; ``seed`` fixes folds and anything random."""
 
@@ -98,6 +104,7 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     head: Any = MISSING
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     device: str = "cpu"
     seed: int = 0
     task: str = "hamiltonian"

@@ -29,6 +29,7 @@ from .properties import train_properties
 from .reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
 from .structures import check_geometries
 from .targets import Target, TargetSet
+from .training import FinetuneSettings, TrainingData, finetune
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     model = _make_model(cfg, targets.basis, basis.shells, target)
     start = time.perf_counter()
     model.fit([frames[i] for i in train_ids], [torch.as_tensor(m) for m in train_set.matrices], device=cfg.device)
+    _finetune(cfg, model, [frames[i] for i in train_ids], train_set, run_dir)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predicted = [p.cpu().numpy() for p in model.predict([frames[i] for i in test_ids], device=cfg.device)]
@@ -81,6 +83,15 @@ def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | N
     head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
     return HamiltonianModel(basis, species, target=target or target_from_config(cfg), features=features, head=head,
                             baseline=cfg.baseline)
+
+
+def _finetune(cfg: DictConfig, model: HamiltonianModel, frames, train_set: TargetSet, run_dir: Path) -> None:
+    """Train all heads together (``finetune.epochs`` > 0), checkpointed and logged in ``run_dir``."""
+    settings = FinetuneSettings(**OmegaConf.to_container(cfg.finetune), seed=cfg.seed)
+    if settings.epochs:
+        data = TrainingData(frames, [torch.as_tensor(m) for m in train_set.matrices], train_set.n_occupied,
+                            train_set.overlaps)
+        finetune(model, data, settings, directory=run_dir, device=cfg.device)
 
 
 def _split_ranges(split: DictConfig, n_frames: int, path: str) -> tuple[range, range]:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import InputError
+from .gated import GatedHead, GatedSettings, fit_gated
 from .kernel import KernelFit, KernelSettings, fit_kernel_ridge
 from .minibatch import MinibatchSettings, fit_minibatch
 from .ridge import LinearFit, RidgeFit, RidgeSettings, fit_ridge
@@ -71,6 +72,7 @@ HEADS: dict[str, HeadKind] = {kind.name: kind for kind in (
     HeadKind("ridge", RidgeSettings, _ridge, RidgeFit),
     HeadKind("kernel", KernelSettings, fit_kernel_ridge, KernelFit),
     HeadKind("minibatch", MinibatchSettings, _minibatch, LinearFit),
+    HeadKind("gated", GatedSettings, fit_gated, GatedHead),
 )}
 
 HeadSettings = Any
