@@ -2,7 +2,6 @@
 falls, checkpoints resume, the log is written."""
 
 import csv
-from pathlib import Path
 
 import ase
 import numpy as np
@@ -21,7 +20,6 @@ from nhamil.training import FinetuneSettings, TrainingData, finetune
 from nhamil.training.finetune import CHECKPOINT, LOG, LOG_COLUMNS, _inverse_cholesky
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncenter-reps"
 SMALL = FeatureSettings(density=DensitySettings(max_radial=4, max_angular=3))
 TUNE = FinetuneSettings(epochs=4, batch_size=3, learning_rate=1e-6, energy_weight=1.0, patience=10, hidden=4)
 
@@ -128,7 +126,7 @@ def test_train_entry_point_fine_tunes_and_logs(tmp_path):
     their log and checkpoint in the run folder, and a model that loads with gated heads."""
     cfg = compose_config(["+experiment=water", "split.train=[0,10]", "split.test=[10,12]", "head=gated",
                           "head.epochs=2", "+finetune=energy", "finetune.epochs=2", "finetune.hidden=4",
-                          f"data.cache_dir={tmp_path / 'cache'}", f"data.frames={DATA / 'water_coords_1000.xyz'}",
+                          f"data.cache_dir={tmp_path / 'cache'}",
                           "data.n_workers=1", "features.density.max_radial=4", "features.density.max_angular=3"])
     metrics = train(cfg, tmp_path / "run")
     assert metrics["head"] == "gated"
