@@ -16,13 +16,13 @@ import argparse
 
 import numpy as np
 import torch
+from kernel_ridge import gaussian, ridge_errors, ridge_solve
 
 from nhamil.data import data_file
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
 from nhamil.targets import make_targets
 from nhamil.units import HARTREE_TO_MEV
-from kernel_ridge import gaussian, ridge_errors, ridge_solve
 
 WIDTHS, ALPHAS, FOLDS = (2.0, 4.0, 8.0, 16.0), (1e-10, 1e-8, 1e-6, 1e-4), 4
 
@@ -41,8 +41,9 @@ def cross_validated(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     return width, ALPHAS[int(errors[width].argmin())]
 
 
-def predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, width: float,
-            alpha: float) -> torch.Tensor:
+def predict(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, width: float, alpha: float
+) -> torch.Tensor:
     """(n_test, t) kernel ridge predictions, centred targets."""
     mean = y_train.mean(dim=0)
     weights = ridge_solve(gaussian(x_train, x_train, width), y_train - mean, alpha)
@@ -61,14 +62,14 @@ def main() -> None:
     n_states = len(targets.matrices[0]) if args.target == "saph" else targets.n_occupied[0]
     energies = np.stack([np.linalg.eigvalsh(m)[:n_states] for m in targets.matrices]) * HARTREE_TO_MEV
     x = inverse_distances(frames)
-    x = torch.as_tensor((x - x[:args.n_train].mean(axis=0)) / x[:args.n_train].std(axis=0))
+    x = torch.as_tensor((x - x[: args.n_train].mean(axis=0)) / x[: args.n_train].std(axis=0))
     train, test = slice(0, args.n_train), slice(len(frames) - 200, len(frames))
     width, alpha = cross_validated(x[train], torch.as_tensor(energies[train]))
     predicted = predict(x[train], torch.as_tensor(energies[train]), x[test], width, alpha).numpy()
     error = np.abs(predicted - energies[test]).mean(axis=0)
     print(f"{args.target}, {args.n_train} training frames, width {width}, alpha {alpha:g}")
     print("state  MAE (meV)  spread over test frames, std (meV)")
-    for state, (mae, spread) in enumerate(zip(error, energies[test].std(axis=0))):
+    for state, (mae, spread) in enumerate(zip(error, energies[test].std(axis=0), strict=True)):
         print(f"{state:5d}  {mae:9.1f}  {spread:9.1f}")
     print(f"mean MAE over states: {error.mean():.1f} meV")
 

@@ -83,10 +83,15 @@ def water_cluster(n_molecules: int, *, seed: int) -> ase.Atoms:
 
 def featomic_hypers() -> dict:
     """featomic's spelling of the shared settings (its max_radial is the highest index n)."""
-    return {"cutoff": {"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": CUTOFF_WIDTH}},
-            "density": {"type": "Gaussian", "width": GAUSSIAN_WIDTH},
-            "basis": {"type": "TensorProduct", "max_angular": MAX_ANGULAR,
-                      "radial": {"type": "Gto", "max_radial": MAX_RADIAL - 1}}}
+    return {
+        "cutoff": {"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": CUTOFF_WIDTH}},
+        "density": {"type": "Gaussian", "width": GAUSSIAN_WIDTH},
+        "basis": {
+            "type": "TensorProduct",
+            "max_angular": MAX_ANGULAR,
+            "radial": {"type": "Gto", "max_radial": MAX_RADIAL - 1},
+        },
+    }
 
 
 def nhamil_settings(radial_domain: str = "unbounded"):
@@ -94,8 +99,14 @@ def nhamil_settings(radial_domain: str = "unbounded"):
     orthonormal on [0, inf), densities projected over all space), nhamil's default is "cutoff"."""
     from nhamil.features import DensitySettings
 
-    return DensitySettings(cutoff=CUTOFF, cutoff_width=CUTOFF_WIDTH, gaussian_width=GAUSSIAN_WIDTH,
-                           max_radial=MAX_RADIAL, max_angular=MAX_ANGULAR, radial_domain=radial_domain)
+    return DensitySettings(
+        cutoff=CUTOFF,
+        cutoff_width=CUTOFF_WIDTH,
+        gaussian_width=GAUSSIAN_WIDTH,
+        max_radial=MAX_RADIAL,
+        max_angular=MAX_ANGULAR,
+        radial_domain=radial_domain,
+    )
 
 
 def nhamil_calculation(frames: list[ase.Atoms], calculation: str):
@@ -147,8 +158,11 @@ def measure(data: str, calculation: str, implementation: str, repeats: int) -> d
         run()
         run()
     median = median_seconds(run, repeats)
-    return {"seconds_per_structure": median / len(frames), "peak_mib": memory.peak_mib,
-            "atoms_per_structure": sum(len(a) for a in frames) / len(frames)}
+    return {
+        "seconds_per_structure": median / len(frames),
+        "peak_mib": memory.peak_mib,
+        "atoms_per_structure": sum(len(a) for a in frames) / len(frames),
+    }
 
 
 class PeakMemory:
@@ -164,7 +178,7 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._running = False
         self._thread.join()
-        self.peak_mib = (max(self.peak, _resident_bytes()) - self.start) / 2 ** 20
+        self.peak_mib = (max(self.peak, _resident_bytes()) - self.start) / 2**20
 
     def _sample(self) -> None:
         while self._running:
@@ -186,8 +200,12 @@ def kernel_correlation(frames: list[ase.Atoms], radial_domain: str) -> dict:
     kernels = [k / k.max() for k in kernels]
     upper = np.triu_indices(len(frames))
     correlation = np.corrcoef(kernels[0][upper], kernels[1][upper])[0, 1]
-    return {"n_structures": len(frames), "radial_domain": radial_domain, "pearson": float(correlation),
-            "max_abs_difference": float(np.abs(kernels[0] - kernels[1]).max())}
+    return {
+        "n_structures": len(frames),
+        "radial_domain": radial_domain,
+        "pearson": float(correlation),
+        "max_abs_difference": float(np.abs(kernels[0] - kernels[1]).max()),
+    }
 
 
 def _nhamil_power_spectrum(frames: list[ase.Atoms], radial_domain: str) -> np.ndarray:
@@ -230,13 +248,27 @@ def _featomic_power_spectrum(frames: list[ase.Atoms]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch and featomic (rayon) threads; 1 by default: on the shared 2-core machine "
-                             "OpenMP threads waiting on each other made small tensor operations 40x slower")
-    parser.add_argument("--data", nargs="+", choices=BATCHES + CLUSTERS, default=BATCHES + CLUSTERS,
-                        help="data sets to time (all by default)")
-    parser.add_argument("--calculations", nargs="+", choices=CALCULATIONS, default=CALCULATIONS,
-                        help="calculations to time (all by default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and featomic (rayon) threads; 1 by default: on the shared 2-core machine "
+        "OpenMP threads waiting on each other made small tensor operations 40x slower",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        choices=BATCHES + CLUSTERS,
+        default=BATCHES + CLUSTERS,
+        help="data sets to time (all by default)",
+    )
+    parser.add_argument(
+        "--calculations",
+        nargs="+",
+        choices=CALCULATIONS,
+        default=CALCULATIONS,
+        help="calculations to time (all by default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", nargs=3, metavar=("DATA", "CALCULATION", "IMPLEMENTATION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -246,10 +278,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         print(json.dumps(measure(*args.child, repeats=args.repeats)))
         return
-    rows = [run_row(data, calculation, args) for data in BATCHES if data in args.data
-            for calculation in args.calculations]
-    rows += [run_row(data, calculation, args) for calculation in args.calculations
-             for data in CLUSTERS if data in args.data]
+    rows = [
+        run_row(data, calculation, args) for data in BATCHES if data in args.data for calculation in args.calculations
+    ]
+    rows += [
+        run_row(data, calculation, args) for calculation in args.calculations for data in CLUSTERS if data in args.data
+    ]
     kernels = [kernel_correlation(data_set("qm7"), domain) for domain in RADIAL_DOMAINS]
     print_tables(rows, kernels)
     if args.json:
@@ -261,8 +295,18 @@ def run_row(data: str, calculation: str, args: argparse.Namespace) -> dict:
     environment = {**os.environ, "RAYON_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads)}
     row = {"data": data, "calculation": calculation}
     for implementation in ("nhamil", "featomic"):
-        command = [sys.executable, __file__, "--repeats", str(args.repeats), "--threads", str(args.threads),
-                   "--child", data, calculation, implementation]
+        command = [
+            sys.executable,
+            __file__,
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(args.threads),
+            "--child",
+            data,
+            calculation,
+            implementation,
+        ]
         output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment).stdout
         row[implementation] = json.loads(output.strip().splitlines()[-1])
     row["ratio"] = row["nhamil"]["seconds_per_structure"] / row["featomic"]["seconds_per_structure"]
@@ -273,21 +317,27 @@ def run_row(data: str, calculation: str, args: argparse.Namespace) -> dict:
 def _format(row: dict) -> str:
     ours, theirs = row["nhamil"], row["featomic"]
     per_atom = 1e6 * ours["seconds_per_structure"] / ours["atoms_per_structure"]
-    return (f"| {row['data']} | {ours['atoms_per_structure']:.0f} | {row['calculation']} | "
-            f"{1e3 * ours['seconds_per_structure']:.2f} | {1e3 * theirs['seconds_per_structure']:.2f} | "
-            f"{row['ratio']:.2f} | {per_atom:.0f} | {ours['peak_mib']:.0f} | {theirs['peak_mib']:.0f} |")
+    return (
+        f"| {row['data']} | {ours['atoms_per_structure']:.0f} | {row['calculation']} | "
+        f"{1e3 * ours['seconds_per_structure']:.2f} | {1e3 * theirs['seconds_per_structure']:.2f} | "
+        f"{row['ratio']:.2f} | {per_atom:.0f} | {ours['peak_mib']:.0f} | {theirs['peak_mib']:.0f} |"
+    )
 
 
 def print_tables(rows: list[dict], kernels: list[dict]) -> None:
-    print("\n| data | atoms | calculation | nhamil ms/structure | featomic ms/structure | ratio | "
-          "nhamil µs/atom | nhamil peak MiB | featomic peak MiB |")
+    print(
+        "\n| data | atoms | calculation | nhamil ms/structure | featomic ms/structure | ratio | "
+        "nhamil µs/atom | nhamil peak MiB | featomic peak MiB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(_format(row))
     for kernel in kernels:
-        print(f"\nlam = 0 power-spectrum kernel over {kernel['n_structures']} QM7 molecules, nhamil radial_domain="
-              f"{kernel['radial_domain']}: Pearson 1 - r = {1 - kernel['pearson']:.1e}, "
-              f"max |K_nhamil - K_featomic| {kernel['max_abs_difference']:.2e} (K / max K)")
+        print(
+            f"\nlam = 0 power-spectrum kernel over {kernel['n_structures']} QM7 molecules, nhamil radial_domain="
+            f"{kernel['radial_domain']}: Pearson 1 - r = {1 - kernel['pearson']:.1e}, "
+            f"max |K_nhamil - K_featomic| {kernel['max_abs_difference']:.2e} (K / max K)"
+        )
 
 
 if __name__ == "__main__":

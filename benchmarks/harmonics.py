@@ -29,8 +29,8 @@ def main() -> None:
         unit = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
         unit = unit / unit.norm(dim=-1, keepdim=True)
         repeats = max(5, min(200, 200_000 // n))
-        table = median_seconds(lambda: table_harmonics(args.max_l, unit), repeats)
-        e3nn = median_seconds(lambda: e3nn_harmonics(args.max_l, unit), repeats)
+        table = median_seconds(lambda unit=unit: table_harmonics(args.max_l, unit), repeats)
+        e3nn = median_seconds(lambda unit=unit: e3nn_harmonics(args.max_l, unit), repeats)
         print(f"{n:8d}  {table * 1e6:11.0f}  {e3nn * 1e6:10.0f}  {table / e3nn:12.2f}")
 
 

@@ -16,8 +16,9 @@ def gaussian(first: torch.Tensor, second: torch.Tensor, width: float) -> torch.T
     return torch.exp(-torch.cdist(first, second).square() / (2 * width**2))
 
 
-def ridge_errors(kernel: torch.Tensor, targets: torch.Tensor, folds: Sequence[torch.Tensor],
-                 alphas: Sequence[float]) -> torch.Tensor:
+def ridge_errors(
+    kernel: torch.Tensor, targets: torch.Tensor, folds: Sequence[torch.Tensor], alphas: Sequence[float]
+) -> torch.Tensor:
     """(len(alphas),) absolute validation errors of kernel ridge with centred targets, summed over
     ``folds`` (the validation samples of each fold) and targets: ``targets`` (n,) or (n, t),
     ``kernel`` (n, n). One eigendecomposition per fold serves every alpha."""

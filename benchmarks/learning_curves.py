@@ -27,14 +27,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CURVES = (("hamiltonian_mae_uha", "matrix elements, MAE (µHa)"), ("occupied_energy_mae_mev", "occupied energies, MAE (meV)"))
+CURVES = (
+    ("hamiltonian_mae_uha", "matrix elements, MAE (µHa)"),
+    ("occupied_energy_mae_mev", "occupied energies, MAE (meV)"),
+)
 
 
 def sweep(experiment: str, sizes: list[int], heads: list[str], launcher: str, extra: list[str], folder: Path) -> None:
     """Run the multirun sweep; Hydra writes one sub-folder per job into ``folder``."""
-    command = [sys.executable, "-m", "nhamil.train", "-m", f"+experiment={experiment}",
-               "split.train=" + ",".join(f"[0,{n}]" for n in sizes), "head=" + ",".join(heads),
-               f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "nhamil.train",
+        "-m",
+        f"+experiment={experiment}",
+        "split.train=" + ",".join(f"[0,{n}]" for n in sizes),
+        "head=" + ",".join(heads),
+        f"hydra/launcher={launcher}",
+        f"hydra.sweep.dir={folder}",
+        *extra,
+    ]
     subprocess.run(command, cwd=REPO, check=True)
 
 
@@ -45,18 +57,23 @@ def collect(folder: Path) -> list[dict]:
 
 
 def table(runs: list[dict]) -> str:
-    lines = ["| head | train | test | H MAE (µHa) | occ. E MAE (meV) | E RMSE all (meV) | gap MAE (meV) | fit (s) |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {m['head']} | {m['n_train']} | {m['n_test']} | {m['hamiltonian_mae_uha']:.1f} | "
-              f"{m['occupied_energy_mae_mev']:.2f} | {m['energy_rmse_mev']:.2f} | {m['gap_mae_mev']:.2f} | "
-              f"{m['fit_seconds']:.1f} |" for m in runs]
+    lines = [
+        "| head | train | test | H MAE (µHa) | occ. E MAE (meV) | E RMSE all (meV) | gap MAE (meV) | fit (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {m['head']} | {m['n_train']} | {m['n_test']} | {m['hamiltonian_mae_uha']:.1f} | "
+        f"{m['occupied_energy_mae_mev']:.2f} | {m['energy_rmse_mev']:.2f} | {m['gap_mae_mev']:.2f} | "
+        f"{m['fit_seconds']:.1f} |"
+        for m in runs
+    ]
     return "\n".join(lines)
 
 
 def plot(runs: list[dict], title: str, path: Path) -> None:
     """Log-log error against training-set size, one line per head and error kind."""
     figure, axes = plt.subplots(1, len(CURVES), figsize=(10, 4))
-    for axis, (key, label) in zip(axes, CURVES):
+    for axis, (key, label) in zip(axes, CURVES, strict=True):
         for head in sorted({m["head"] for m in runs}):
             chosen = [m for m in runs if m["head"] == head]
             axis.loglog([m["n_train"] for m in chosen], [m[key] for m in chosen], "o-", label=head)

@@ -39,6 +39,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
+from kernel_ridge import gaussian, ridge_errors, ridge_solve
 from tqdm.auto import tqdm
 
 from nhamil.atomic import atomic_path
@@ -47,7 +48,6 @@ from nhamil.features.plus_minus import CentreInvariants, GeometryRanges, centre_
 from nhamil.reference import ScfSettings
 from nhamil.reference.scf import build_molecule, make_solver
 from nhamil.reference.store import geometry_hash
-from kernel_ridge import gaussian, ridge_errors, ridge_solve
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -56,7 +56,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SPECIES = (1, 6, 8)
 INNER_WIDTHS = (0.25, 0.5, 1.0)  # widths w of the row kernel, in units of the median row distance
 OUTER_WIDTHS = (0.5, 1.0, 2.0, 4.0)  # widths s of the structure kernel, units of the median embedding distance
-ALPHAS = tuple(10.0 ** k for k in range(-10, 1))  # regularization, relative to the kernel's mean diagonal
+ALPHAS = tuple(10.0**k for k in range(-10, 1))  # regularization, relative to the kernel's mean diagonal
 EIGENVALUE_FLOOR = 1e-10  # landmark kernel eigenvalues below this fraction of the largest are dropped
 #: Bond lengths vary by a few per cent only: most of the energy's spread then comes from the ring
 #: shape and the twist, which also set E+ - E-. With the generator's wide default ranges the
@@ -92,20 +92,21 @@ def pair_energies(n_pairs: int, seed: int, args) -> tuple[list, np.ndarray]:
     """Frames (plus, minus, plus, minus, ...) and (n_kept, 2) lowest RHF energies (Hartree) of
     the pairs whose two members have at least one converged SCF run."""
     frames = [atoms for geometry in random_geometries(n_pairs, seed, RANGES) for atoms in geometry.pair()]
-    energies = cached_energies(frames, ScfSettings(method="rhf", basis=args.basis),
-                               args.cache_dir / f"lowest_rhf_{args.basis}", args.n_workers).reshape(-1, 2)
+    energies = cached_energies(
+        frames, ScfSettings(method="rhf", basis=args.basis), args.cache_dir / f"lowest_rhf_{args.basis}", args.n_workers
+    ).reshape(-1, 2)
     converged = np.isfinite(energies).all(axis=1)
     kept = np.repeat(converged, 2)
-    return [atoms for atoms, keep in zip(frames, kept) if keep], energies[converged]
+    return [atoms for atoms, keep in zip(frames, kept, strict=True) if keep], energies[converged]
 
 
 def cached_energies(frames: list, scf: ScfSettings, folder: Path, n_workers: int) -> np.ndarray:
     """(n_frames,) :func:`lowest_energy` of every frame, Hartree, each stored in ``folder`` as
     soon as it is computed (a JSON file named by the geometry's hash) and read from there later."""
     paths = [folder / f"{geometry_hash(atoms.numbers, atoms.positions)}.json" for atoms in frames]
-    missing = [(atoms, path) for atoms, path in zip(frames, paths) if not path.exists()]
+    missing = [(atoms, path) for atoms, path in zip(frames, paths, strict=True) if not path.exists()]
     with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        jobs = pool.map(_store_lowest_energy, *zip(*missing), [scf] * len(missing)) if missing else []
+        jobs = pool.map(_store_lowest_energy, *zip(*missing, strict=True), [scf] * len(missing)) if missing else []
         for _ in tqdm(jobs, total=len(missing), desc="RHF energies", unit="frame"):
             pass
     return np.array([json.loads(path.read_text())["e_tot"] for path in paths])
@@ -134,12 +135,17 @@ def lowest_energy(atoms, scf: ScfSettings) -> float:
 
 def feature_rows(frames: list, settings: DensitySettings, chunk: int = 50) -> tuple[Rows, Rows]:
     """(nu = 3 rows, one per structure; pair-symmetrized triplet rows) of atom 0 of every frame."""
-    parts = [centre_invariants(frames[start:start + chunk], SPECIES, settings)
-             for start in tqdm(range(0, len(frames), chunk), desc="features", unit="chunk")]
+    parts = [
+        centre_invariants(frames[start : start + chunk], SPECIES, settings)
+        for start in tqdm(range(0, len(frames), chunk), desc="features", unit="chunk")
+    ]
     offsets = np.cumsum([0] + [len(part.nu3) for part in parts[:-1]])
-    invariants = CentreInvariants(torch.cat([p.nu3 for p in parts]), torch.cat([p.pairs for p in parts]),
-                                  torch.cat([p.pair_structure + int(o) for p, o in zip(parts, offsets)]),
-                                  torch.cat([p.pair_elements for p in parts]))
+    invariants = CentreInvariants(
+        torch.cat([p.nu3 for p in parts]),
+        torch.cat([p.pairs for p in parts]),
+        torch.cat([p.pair_structure + int(o) for p, o in zip(parts, offsets, strict=True)]),
+        torch.cat([p.pair_elements for p in parts]),
+    )
     n = len(frames)
     nu3 = Rows(invariants.nu3, torch.arange(n), torch.zeros(n, dtype=torch.long), n)
     labels = invariants.pair_elements[:, 0] * 1000 + invariants.pair_elements[:, 1]
@@ -186,7 +192,7 @@ def mean_embeddings(rows: Rows, landmarks: dict[int, torch.Tensor], width: float
         values, vectors = torch.linalg.eigh(gaussian(points, points, width))
         kept = values > values.max() * EIGENVALUE_FLOOR
         whitening.append(vectors[:, kept] / values[kept].sqrt())
-    return torch.cat([summed @ whiten for summed, whiten in zip(sums, whitening)], dim=1)
+    return torch.cat([summed @ whiten for summed, whiten in zip(sums, whitening, strict=True)], dim=1)
 
 
 def fit_predict(train: Rows, test: Rows, targets: torch.Tensor, folds: list[torch.Tensor], args) -> dict:
@@ -204,8 +210,9 @@ def fit_predict(train: Rows, test: Rows, targets: torch.Tensor, folds: list[torc
     return best | {"prediction": prediction + targets.mean()}
 
 
-def select_widths(train: Rows, landmarks: dict[int, torch.Tensor], unit: float, targets: torch.Tensor,
-                  folds: list[torch.Tensor]) -> dict:
+def select_widths(
+    train: Rows, landmarks: dict[int, torch.Tensor], unit: float, targets: torch.Tensor, folds: list[torch.Tensor]
+) -> dict:
     """The hyperparameters of ``INNER_WIDTHS`` x ``OUTER_WIDTHS`` x ``ALPHAS`` with the lowest
     summed absolute validation error: inner width w / ``unit`` ("width"), outer width s (as used,
     "outer", and relative to the median embedding distance, "outer_width"), "alpha", "error" (Ha)."""
@@ -217,8 +224,13 @@ def select_widths(train: Rows, landmarks: dict[int, torch.Tensor], unit: float, 
         for outer in OUTER_WIDTHS:
             errors = ridge_errors(torch.exp(-squared / (2 * (outer * outer_unit) ** 2)), targets, folds, ALPHAS)
             if float(errors.min()) < best["error"]:
-                best = {"error": float(errors.min()), "width": inner, "outer": outer * outer_unit,
-                        "outer_width": outer, "alpha": ALPHAS[int(errors.argmin())]}
+                best = {
+                    "error": float(errors.min()),
+                    "width": inner,
+                    "outer": outer * outer_unit,
+                    "outer_width": outer,
+                    "alpha": ALPHAS[int(errors.argmin())],
+                }
     return best
 
 
@@ -232,9 +244,11 @@ def pair_metrics(prediction: torch.Tensor, reference: torch.Tensor) -> dict:
     """mHa errors of (n_pairs * 2,) predictions, members of a pair adjacent."""
     predicted_difference = prediction[0::2] - prediction[1::2]
     difference = predicted_difference - (reference[0::2] - reference[1::2])
-    return {"energy_mae_mha": MILLI * float((prediction - reference).abs().mean()),
-            "difference_mae_mha": MILLI * float(difference.abs().mean()),
-            "largest_predicted_difference_mha": MILLI * float(predicted_difference.abs().max())}
+    return {
+        "energy_mae_mha": MILLI * float((prediction - reference).abs().mean()),
+        "difference_mae_mha": MILLI * float(difference.abs().mean()),
+        "largest_predicted_difference_mha": MILLI * float(predicted_difference.abs().max()),
+    }
 
 
 def plot(reference: np.ndarray, predictions: dict[str, np.ndarray], path: Path) -> None:
@@ -243,8 +257,9 @@ def plot(reference: np.ndarray, predictions: dict[str, np.ndarray], path: Path) 
     offset = reference.mean()
     for name, prediction in predictions.items():
         energies.scatter(MILLI * (reference - offset), MILLI * (prediction - offset), s=8, label=name)
-        differences.scatter(MILLI * (reference[0::2] - reference[1::2]), MILLI * (prediction[0::2] - prediction[1::2]),
-                            s=8, label=name)
+        differences.scatter(
+            MILLI * (reference[0::2] - reference[1::2]), MILLI * (prediction[0::2] - prediction[1::2]), s=8, label=name
+        )
     for axes, title in ((energies, "E - mean (mHa)"), (differences, "E+ - E- (mHa)")):
         low, high = axes.get_xlim()
         axes.plot([low, high], [low, high], color="grey", linewidth=0.8)
@@ -263,38 +278,53 @@ def run(args) -> dict:
     n_pairs = len(energies)
     order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(args.seed))
     n_train = int(round(args.train_fraction * n_pairs))
-    structures = {name: torch.stack([2 * p, 2 * p + 1], dim=1).flatten()
-                  for name, p in (("train", order[:n_train]), ("test", order[n_train:]))}
+    structures = {
+        name: torch.stack([2 * p, 2 * p + 1], dim=1).flatten()
+        for name, p in (("train", order[:n_train]), ("test", order[n_train:]))
+    }
     targets = torch.as_tensor(energies.reshape(-1))
     settings = DensitySettings(max_radial=args.max_radial, max_angular=args.max_angular)
     folds = pair_folds(n_train, 5, args.seed)
     reference = targets[structures["test"]]
-    record = {"n_pairs": n_pairs, "n_train_pairs": n_train, "n_test_pairs": n_pairs - n_train,
-              "mean_half_difference_mha": MILLI * float((reference[0::2] - reference[1::2]).abs().mean() / 2),
-              "all_pairs_mean_abs_difference_mha": MILLI * float(np.abs(energies[:, 0] - energies[:, 1]).mean()),
-              "settings": vars(args) | {"cache_dir": str(args.cache_dir)}}
+    record = {
+        "n_pairs": n_pairs,
+        "n_train_pairs": n_train,
+        "n_test_pairs": n_pairs - n_train,
+        "mean_half_difference_mha": MILLI * float((reference[0::2] - reference[1::2]).abs().mean() / 2),
+        "all_pairs_mean_abs_difference_mha": MILLI * float(np.abs(energies[:, 0] - energies[:, 1]).mean()),
+        "settings": vars(args) | {"cache_dir": str(args.cache_dir)},
+    }
     predictions = {}
-    for name, rows in zip(("nu=3", "triplets"), feature_rows(frames, settings)):
-        fit = fit_predict(rows.subset(structures["train"]), rows.subset(structures["test"]),
-                          targets[structures["train"]], folds, args)
+    for name, rows in zip(("nu=3", "triplets"), feature_rows(frames, settings), strict=True):
+        fit = fit_predict(
+            rows.subset(structures["train"]), rows.subset(structures["test"]), targets[structures["train"]], folds, args
+        )
         predictions[name] = fit["prediction"].numpy()
-        record[name] = pair_metrics(fit["prediction"], reference) | {key: fit[key] for key in ("width", "outer_width", "alpha")}
+        record[name] = pair_metrics(fit["prediction"], reference) | {
+            key: fit[key] for key in ("width", "outer_width", "alpha")
+        }
     plot(reference.numpy(), predictions, RESULTS / "plus_minus.png")
     return record
 
 
 def report(record: dict) -> None:
     """A Markdown table of the record."""
-    print(f"{record['n_pairs']} of {record['settings']['n_pairs']} pairs converged; "
-          f"{record['n_train_pairs']} train / {record['n_test_pairs']} test pairs; mean |E+ - E-| / 2 of the test "
-          f"pairs {record['mean_half_difference_mha']:.2f} mHa (all pairs: mean |dE| "
-          f"{record['all_pairs_mean_abs_difference_mha']:.2f} mHa)")
-    print("| features | energy MAE (mHa) | E+ - E- MAE (mHa) | largest predicted |E+ - E-| (mHa) | w | s | alpha |\n"
-          "|---|---|---|---|---|---|---|")
+    print(
+        f"{record['n_pairs']} of {record['settings']['n_pairs']} pairs converged; "
+        f"{record['n_train_pairs']} train / {record['n_test_pairs']} test pairs; mean |E+ - E-| / 2 of the test "
+        f"pairs {record['mean_half_difference_mha']:.2f} mHa (all pairs: mean |dE| "
+        f"{record['all_pairs_mean_abs_difference_mha']:.2f} mHa)"
+    )
+    print(
+        "| features | energy MAE (mHa) | E+ - E- MAE (mHa) | largest predicted |E+ - E-| (mHa) | w | s | alpha |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     for name in ("nu=3", "triplets"):
         r = record[name]
-        print(f"| {name} | {r['energy_mae_mha']:.2f} | {r['difference_mae_mha']:.2f} | "
-              f"{r['largest_predicted_difference_mha']:.1e} | {r['width']} | {r['outer_width']} | {r['alpha']:.0e} |")
+        print(
+            f"| {name} | {r['energy_mae_mha']:.2f} | {r['difference_mae_mha']:.2f} | "
+            f"{r['largest_predicted_difference_mha']:.1e} | {r['width']} | {r['outer_width']} | {r['alpha']:.0e} |"
+        )
 
 
 def main() -> None:

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import pyscf
 import torch
+from scf_guess import DATA, FILES, single_point_seconds
 from threadpoolctl import threadpool_limits
+from timing import median_seconds
 
 from nhamil.atomic import atomic_path
 from nhamil.evaluate.electronic import overlap_matrix
 from nhamil.model import HamiltonianModel
 from nhamil.reference import ScfSettings, read_frames
-from scf_guess import DATA, FILES, single_point_seconds
-from timing import median_seconds
 
 
 def orbital_energies(model: HamiltonianModel, frames, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -46,57 +46,88 @@ def orbital_energies(model: HamiltonianModel, frames, device: torch.device, dtyp
     return torch.linalg.eigvalsh(torch.stack(matrices).to("cpu", torch.float64))
 
 
-def seconds_per_molecule(model: HamiltonianModel, frames, batch_size: int, device: torch.device,
-                         dtype: torch.dtype, repeats: int) -> float:
+def seconds_per_molecule(
+    model: HamiltonianModel, frames, batch_size: int, device: torch.device, dtype: torch.dtype, repeats: int
+) -> float:
     """Median seconds per molecule of :func:`orbital_energies` over batches of ``batch_size``
     frames, each batch the next ``batch_size`` frames of ``frames`` (cycled)."""
     cycle = itertools.cycle(frames)
-    return median_seconds(lambda: orbital_energies(model, list(itertools.islice(cycle, batch_size)), device, dtype),
-                          repeats) / batch_size
+    return (
+        median_seconds(
+            lambda: orbital_energies(model, list(itertools.islice(cycle, batch_size)), device, dtype), repeats
+        )
+        / batch_size
+    )
 
 
-def prediction_rows(model: HamiltonianModel, frames, batch_sizes: list[int], device: torch.device,
-                    repeats: int) -> list[dict]:
+def prediction_rows(
+    model: HamiltonianModel, frames, batch_sizes: list[int], device: torch.device, repeats: int
+) -> list[dict]:
     """One row per batch size: seconds per molecule in float64 and float32."""
-    return [{"batch_size": size,
-             **{f"{name}_seconds": seconds_per_molecule(model, frames, size, device, dtype, repeats)
-                for name, dtype in (("float64", torch.float64), ("float32", torch.float32))}}
-            for size in batch_sizes]
+    return [
+        {
+            "batch_size": size,
+            **{
+                f"{name}_seconds": seconds_per_molecule(model, frames, size, device, dtype, repeats)
+                for name, dtype in (("float64", torch.float64), ("float32", torch.float32))
+            },
+        }
+        for size in batch_sizes
+    ]
 
 
 def scf_seconds(atoms, threads: int, repeats: int) -> dict:
     """Median seconds of PySCF's RHF and B3LYP single points of ``atoms`` from minao, and of one
     AO overlap (per molecule), on ``threads`` threads."""
     with threadpool_limits(threads):
-        return {"overlap_seconds": median_seconds(lambda: overlap_matrix(atoms, ScfSettings()), repeats * 5),
-                **single_point_seconds(atoms, repeats)}
+        return {
+            "overlap_seconds": median_seconds(lambda: overlap_matrix(atoms, ScfSettings()), repeats * 5),
+            **single_point_seconds(atoms, repeats),
+        }
 
 
 def with_ratios(rows: list[dict], scf: dict) -> list[dict]:
     """Rows with the RHF and B3LYP times divided by each prediction time."""
-    return [{**row, **{f"{method}_ratio_{precision}": scf[f"{method}_seconds"] / row[f"{precision}_seconds"]
-                       for method in ("rhf", "b3lyp") for precision in ("float64", "float32")}}
-            for row in rows]
+    return [
+        {
+            **row,
+            **{
+                f"{method}_ratio_{precision}": scf[f"{method}_seconds"] / row[f"{precision}_seconds"]
+                for method in ("rhf", "b3lyp")
+                for precision in ("float64", "float32")
+            },
+        }
+        for row in rows
+    ]
 
 
 def markdown(rows: list[dict], scf: dict) -> str:
     """A Markdown table: per batch size, ms per molecule and the ratios to RHF and B3LYP."""
-    lines = [f"PySCF on this machine: RHF {scf['rhf_seconds'] * 1e3:.0f} ms, B3LYP {scf['b3lyp_seconds'] * 1e3:.0f} ms, "
-             f"AO overlap {scf['overlap_seconds'] * 1e3:.2f} ms per molecule", "",
-             "| batch | ms/molecule float64 | RHF ratio | B3LYP ratio | ms/molecule float32 | RHF ratio | B3LYP ratio |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"PySCF on this machine: RHF {scf['rhf_seconds'] * 1e3:.0f} ms, B3LYP {scf['b3lyp_seconds'] * 1e3:.0f} ms, "
+        f"AO overlap {scf['overlap_seconds'] * 1e3:.2f} ms per molecule",
+        "",
+        "| batch | ms/molecule float64 | RHF ratio | B3LYP ratio | ms/molecule float32 | RHF ratio | B3LYP ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        cells = [f"{row[f'{p}_seconds'] * 1e3:.3f} | {row[f'rhf_ratio_{p}']:.0f}x | {row[f'b3lyp_ratio_{p}']:.0f}x"
-                 for p in ("float64", "float32")]
+        cells = [
+            f"{row[f'{p}_seconds'] * 1e3:.3f} | {row[f'rhf_ratio_{p}']:.0f}x | {row[f'b3lyp_ratio_{p}']:.0f}x"
+            for p in ("float64", "float32")
+        ]
         lines.append(f"| {row['batch_size']} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
 def machine(device: torch.device) -> dict:
     """What the numbers were measured on."""
-    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "pyscf": pyscf.__version__,
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "pyscf": pyscf.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,12 +149,18 @@ def main() -> None:
     torch.set_num_threads(args.torch_threads)
     device = torch.device(args.device)
     model = HamiltonianModel.load(args.model).to(device)
-    frames = read_frames(DATA / FILES[args.molecule])[-args.n_frames:]
+    frames = read_frames(DATA / FILES[args.molecule])[-args.n_frames :]
     rows = prediction_rows(model, frames, args.batch_sizes, device, args.repeats)
     scf = scf_seconds(frames[0], args.scf_threads, max(3, args.repeats // 3))
-    result = {"molecule": args.molecule, "model": str(args.model), "machine": machine(device),
-              "scf_threads": args.scf_threads, "scf": scf, "rows": with_ratios(rows, scf),
-              "date": time.strftime("%Y-%m-%d")}
+    result = {
+        "molecule": args.molecule,
+        "model": str(args.model),
+        "machine": machine(device),
+        "scf_threads": args.scf_threads,
+        "scf": scf,
+        "rows": with_ratios(rows, scf),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     args.output.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.output / f"prediction_speed_{args.molecule}_{device.type}.json") as path:
         path.write_text(json.dumps(result, indent=2))

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import pyscf
 import torch
+from timing import median_seconds
 
-from nhamil.evaluate.electronic import orbitals_from_orthogonal, overlap_matrix
 from nhamil.atomic import atomic_path
 from nhamil.data import data_file, data_folder
+from nhamil.evaluate.electronic import orbitals_from_orthogonal, overlap_matrix
 from nhamil.features import DensitySettings
 from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.model import FeatureSettings, HamiltonianModel
@@ -42,7 +43,6 @@ from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_se
 from nhamil.reference.baseline import BASELINES
 from nhamil.scf_guess import compare_guesses, run_from_guess, runs_as_rows, summarize_runs
 from nhamil.targets import Target
-from timing import median_seconds
 
 #: The structure files shipped with nhamil (or those in $NHAMIL_DATA_DIR): DATA / FILES[molecule].
 DATA = data_folder()
@@ -59,8 +59,7 @@ def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
     targets = target.make(records, basis)
     features = FeatureSettings(density=DensitySettings(max_radial=args.max_radial, max_angular=args.max_angular))
     head = KernelSettings(n_active=args.n_active) if args.head == "sparse_kernel" else RidgeSettings()
-    model = HamiltonianModel(basis, species, target=target, features=features, head=head,
-                             baseline=args.baseline)
+    model = HamiltonianModel(basis, species, target=target, features=features, head=head, baseline=args.baseline)
     return model.fit(frames, [torch.as_tensor(m) for m in targets.matrices])
 
 
@@ -76,11 +75,12 @@ def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
     def diagonalize():
         orbitals_from_orthogonal(fock, overlap_matrix(next(cycle), LEVELS["rhf"]), n_occupied)
 
-    result = {"matrix_seconds": median_seconds(lambda: model.predict([next(cycle)]), repeats),
-              "matrix_float32_seconds": median_seconds(lambda: model.predict([next(cycle)], dtype=torch.float32),
-                                                       repeats),
-              "orbitals_seconds": median_seconds(diagonalize, repeats),
-              **single_point_seconds(frames[0], repeats)}
+    result = {
+        "matrix_seconds": median_seconds(lambda: model.predict([next(cycle)]), repeats),
+        "matrix_float32_seconds": median_seconds(lambda: model.predict([next(cycle)], dtype=torch.float32), repeats),
+        "orbitals_seconds": median_seconds(diagonalize, repeats),
+        **single_point_seconds(frames[0], repeats),
+    }
     for precision in ("", "_float32"):
         total = result[f"matrix{precision}_seconds"] + result["orbitals_seconds"]
         result[f"predict{precision}_seconds"] = total
@@ -92,20 +92,28 @@ def speed(model: HamiltonianModel, frames, repeats: int) -> dict:
 def single_point_seconds(atoms, repeats: int) -> dict:
     """Median seconds of converging ``atoms`` with PySCF RHF (``repeats`` times) and B3LYP (a
     third as often; libxc B3LYP with VWN-RPA, PySCF >= 2.3 "b3lyp"), def2-SVP, from minao."""
-    return {"rhf_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rhf"), "minao"), repeats),
-            "b3lyp_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rks", xc="b3lyp"), "minao"),
-                                            max(1, repeats // 3))}
+    return {
+        "rhf_seconds": median_seconds(lambda: run_from_guess(atoms, ScfSettings(method="rhf"), "minao"), repeats),
+        "b3lyp_seconds": median_seconds(
+            lambda: run_from_guess(atoms, ScfSettings(method="rks", xc="b3lyp"), "minao"), max(1, repeats // 3)
+        ),
+    }
 
 
 def markdown(summary: dict) -> str:
     """A Markdown table of the per-guess summary."""
-    rows = ["| guess | converged | cycles mean | median | min-max | cycle histogram | SCF s | SCF + guess s "
-            "| median SCF + guess s |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| guess | converged | cycles mean | median | min-max | cycle histogram | SCF s | SCF + guess s "
+        "| median SCF + guess s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in summary.items():
         histogram = ", ".join(f"{k}:{v}" for k, v in s["cycles_histogram"].items())
-        rows.append(f"| {name} | {s['converged']}/{s['n']} | {s['cycles_mean']:.2f} | {s['cycles_median']:.0f} | "
-                    f"{s['cycles_min']}-{s['cycles_max']} | {histogram} | {s['scf_seconds_mean']:.3f} | "
-                    f"{s['total_seconds_mean']:.3f} | {s['total_seconds_median']:.3f} |")
+        rows.append(
+            f"| {name} | {s['converged']}/{s['n']} | {s['cycles_mean']:.2f} | {s['cycles_median']:.0f} | "
+            f"{s['cycles_min']}-{s['cycles_max']} | {histogram} | {s['scf_seconds_mean']:.3f} | "
+            f"{s['total_seconds_mean']:.3f} | {s['total_seconds_median']:.3f} |"
+        )
     return "\n".join(rows)
 
 
@@ -113,17 +121,28 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--molecule", choices=sorted(FILES), default="water")
     parser.add_argument("--method", choices=sorted(LEVELS), default="rhf")
-    parser.add_argument("--model-method", choices=sorted(LEVELS),
-                        help="level of theory the model learns (default: --method; rhf with --method pbe tests "
-                             "an RHF-trained guess for PBE)")
+    parser.add_argument(
+        "--model-method",
+        choices=sorted(LEVELS),
+        help="level of theory the model learns (default: --method; rhf with --method pbe tests "
+        "an RHF-trained guess for PBE)",
+    )
     parser.add_argument("--n-train", type=int, default=300)
     parser.add_argument("--n-test", type=int, default=50)
     parser.add_argument("--max-radial", type=int, default=6)
     parser.add_argument("--max-angular", type=int, default=6)
-    parser.add_argument("--model", type=Path, help="a trained fock_orthogonal checkpoint (model.pt of a run) to use "
-                        "instead of training one; its training frames must not overlap the test frames")
-    parser.add_argument("--baseline", choices=BASELINES, help="learn the difference to this cheap Fock matrix "
-                        "(nhamil.reference.baseline), which the prediction then includes")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a trained fock_orthogonal checkpoint (model.pt of a run) to use "
+        "instead of training one; its training frames must not overlap the test frames",
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        help="learn the difference to this cheap Fock matrix "
+        "(nhamil.reference.baseline), which the prediction then includes",
+    )
     parser.add_argument("--head", choices=["ridge", "sparse_kernel"], default="ridge")
     parser.add_argument("--n-active", type=int, default=500, help="active samples per block of the sparse kernel")
     parser.add_argument("--guesses", nargs="+", default=["minao", "atom", "huckel", "1e"], help="PySCF guesses")
@@ -140,21 +159,31 @@ def _parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = _parser().parse_args()
     frames = read_frames(DATA / FILES[args.molecule])
-    train, test = frames[:args.n_train], frames[-args.n_test:]
+    train, test = frames[: args.n_train], frames[-args.n_test :]
     start = time.perf_counter()
     model_method = args.model_method or args.method
     model = HamiltonianModel.load(args.model) if args.model else train_model(train, LEVELS[model_method], args)
     fit_seconds = time.perf_counter() - start
     settings = ScfSettings(**{**LEVELS[args.method].to_dict(), "conv_tol": args.conv_tol})
     runs = compare_guesses(model, test, settings, args.guesses)
-    result = {"molecule": args.molecule, "method": args.method, "model_method": model_method, "xc": settings.xc,
-              "basis": settings.basis, "conv_tol": args.conv_tol, "n_train": args.n_train,
-              "test_frames": [len(frames) - args.n_test, len(frames)],
-              "features": {"max_radial": args.max_radial, "max_angular": args.max_angular},
-              "baseline": model.baseline, "head": args.head if args.head == "ridge" else f"{args.head} ({args.n_active} active)",
-              "checkpoint": str(args.model) if args.model else None,
-              "train_and_fit_seconds": fit_seconds, "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores", "summary": summarize_runs(runs), "runs": runs_as_rows(runs)}
+    result = {
+        "molecule": args.molecule,
+        "method": args.method,
+        "model_method": model_method,
+        "xc": settings.xc,
+        "basis": settings.basis,
+        "conv_tol": args.conv_tol,
+        "n_train": args.n_train,
+        "test_frames": [len(frames) - args.n_test, len(frames)],
+        "features": {"max_radial": args.max_radial, "max_angular": args.max_angular},
+        "baseline": model.baseline,
+        "head": args.head if args.head == "ridge" else f"{args.head} ({args.n_active} active)",
+        "checkpoint": str(args.model) if args.model else None,
+        "train_and_fit_seconds": fit_seconds,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "summary": summarize_runs(runs),
+        "runs": runs_as_rows(runs),
+    }
     if args.speed:
         torch.set_num_threads(args.threads)
         pyscf.lib.num_threads(args.threads)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from scf_guess import DATA, FILES
 from tqdm import tqdm
 
 from nhamil.atomic import atomic_path
@@ -27,7 +28,6 @@ from nhamil.evaluate import density_matrix, orbitals_from_orthogonal, to_pyscf_o
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
 from nhamil.scf_guess import run_from_guess
-from scf_guess import DATA, FILES
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -36,8 +36,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SIGMAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 
 
-def noisy_density(fock: np.ndarray, overlap: np.ndarray, sigma: float, n_occupied: int, atoms, basis: AtomicBasis,
-                  rng: np.random.Generator) -> np.ndarray:
+def noisy_density(
+    fock: np.ndarray,
+    overlap: np.ndarray,
+    sigma: float,
+    n_occupied: int,
+    atoms,
+    basis: AtomicBasis,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """PySCF-order closed-shell density of ``fock`` (orthogonal, Hartree) plus symmetric noise whose
     elements have standard deviation ``sigma`` (Hartree)."""
     noise = rng.normal(scale=sigma, size=fock.shape)
@@ -50,7 +57,7 @@ def cycles_against_noise(frames, records, settings: ScfSettings, seed: int) -> d
     rng = np.random.default_rng(seed)
     basis = AtomicBasis.from_pyscf(settings.basis, sorted({int(z) for a in frames for z in a.numbers}))
     cycles: dict[str, list[int]] = {str(sigma): [] for sigma in SIGMAS} | {"minao": []}
-    for atoms, record in tqdm(list(zip(frames, records)), desc="SCF from noisy Fock", unit="structure"):
+    for atoms, record in tqdm(list(zip(frames, records, strict=True)), desc="SCF from noisy Fock", unit="structure"):
         fock, n_occupied = lowdin_orthogonalize(record.fock, record.overlap), record.n_occupied
         for sigma in SIGMAS:
             density = noisy_density(fock, record.overlap, sigma, n_occupied, atoms, basis, rng)
@@ -84,13 +91,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=".nhamil-cache")
     args = parser.parse_args()
-    frames = read_frames(DATA / FILES[args.molecule])[-args.n_test:]
+    frames = read_frames(DATA / FILES[args.molecule])[-args.n_test :]
     records = build_reference_set(frames, ScfSettings(), ProjectionSettings(), args.cache_dir, n_workers=1)
     cycles = cycles_against_noise(frames, records, ScfSettings(conv_tol=args.conv_tol), args.seed)
     RESULTS.mkdir(exist_ok=True)
     with atomic_path(RESULTS / f"scf_sensitivity_{args.molecule}.json") as temporary:
-        temporary.write_text(json.dumps({"molecule": args.molecule, "conv_tol": args.conv_tol, "cycles": cycles},
-                                        indent=2) + "\n")
+        temporary.write_text(
+            json.dumps({"molecule": args.molecule, "conv_tol": args.conv_tol, "cycles": cycles}, indent=2) + "\n"
+        )
     plot(cycles, f"{args.molecule}, RHF/def2-SVP", RESULTS / f"scf_sensitivity_{args.molecule}.png")
     print("| sigma (Ha) | cycles mean | saved vs minao |\n|---|---|---|")
     minao = np.mean(cycles["minao"])

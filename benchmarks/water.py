@@ -37,8 +37,11 @@ def build_reference(cache: Path) -> dict:
     frames = read_frames(compose_config(["+experiment=water"]).data.frames)
     start = time.perf_counter()
     records = build_reference_set(frames, ScfSettings(), ProjectionSettings(), cache, n_workers=2)
-    return {"reference_build_seconds": time.perf_counter() - start, "n_frames": len(frames),
-            "scf_seconds_median": statistics.median(r.wall_time for r in records)}
+    return {
+        "reference_build_seconds": time.perf_counter() - start,
+        "n_frames": len(frames),
+        "scf_seconds_median": statistics.median(r.wall_time for r in records),
+    }
 
 
 def run(name: str, overrides: list[str], cache: Path, runs: Path) -> dict:
@@ -68,8 +71,10 @@ def predict_time(checkpoint: Path, cfg, repeats: int = 50) -> float:
 def plot_learning_curve(curve: dict[int, dict], path: Path) -> None:
     sizes = sorted(curve)
     figure, axis = plt.subplots(figsize=(5, 4))
-    for key, label in [("energy_rmse_mev", "orbital energies, RMSE (meV)"),
-                       ("hamiltonian_mae_uha", "matrix elements, MAE (µHa)")]:
+    for key, label in [
+        ("energy_rmse_mev", "orbital energies, RMSE (meV)"),
+        ("hamiltonian_mae_uha", "matrix elements, MAE (µHa)"),
+    ]:
         axis.loglog(sizes, [curve[n][key] for n in sizes], "o-", label=label)
     axis.set_xticks(sizes, [str(n) for n in sizes])
     axis.minorticks_off()
@@ -88,7 +93,8 @@ def main() -> None:
         results["saph_published_split"] = run("saph", ["+experiment=water"], cache, runs)
         results["saph_learning_curve"] = {
             n: run(f"curve{n}", ["+experiment=water", f"split.train=[0,{n}]", "split.test=[800,1000]"], cache, runs)
-            for n in LEARNING_CURVE_SIZES}
+            for n in LEARNING_CURVE_SIZES
+        }
         results["fock_orthogonal"] = run("fock", ["+experiment=water_fock"], cache, runs)
     (RESULTS / "water.json").write_text(json.dumps(results, indent=2))
     plot_learning_curve(results["saph_learning_curve"], RESULTS / "water_learning_curve.png")
@@ -98,18 +104,26 @@ def main() -> None:
 def report(results: dict) -> str:
     """The numbers of benchmarks/RESULTS.md as a Markdown table."""
     ref, scf = results["reference"], results["reference"]["scf_seconds_median"]
-    lines = [f"reference set: {ref['n_frames']} frames in {ref['reference_build_seconds']:.1f} s "
-             f"(2 workers); median SCF {scf * 1000:.1f} ms", "",
-             "| run | train | test | H MAE (µHa) | E RMSE all (meV) | E MAE occ (meV) | gap MAE (meV) | fit (s) "
-             "| predict/mol (ms) | SCF/predict |", "|" + "---|" * 10]
-    named = [("SAPH, published split", results["saph_published_split"]),
-             *[("SAPH, curve", m) for m in results["saph_learning_curve"].values()],
-             ("full Fock (orthogonal)", results["fock_orthogonal"])]
+    lines = [
+        f"reference set: {ref['n_frames']} frames in {ref['reference_build_seconds']:.1f} s "
+        f"(2 workers); median SCF {scf * 1000:.1f} ms",
+        "",
+        "| run | train | test | H MAE (µHa) | E RMSE all (meV) | E MAE occ (meV) | gap MAE (meV) | fit (s) "
+        "| predict/mol (ms) | SCF/predict |",
+        "|" + "---|" * 10,
+    ]
+    named = [
+        ("SAPH, published split", results["saph_published_split"]),
+        *[("SAPH, curve", m) for m in results["saph_learning_curve"].values()],
+        ("full Fock (orthogonal)", results["fock_orthogonal"]),
+    ]
     for name, m in named:
-        lines.append(f"| {name} | {m['n_train']} | {m['n_test']} | {m['hamiltonian_mae_uha']:.1f} | "
-                     f"{m['energy_rmse_mev']:.2f} | {m['occupied_energy_mae_mev']:.2f} | {m['gap_mae_mev']:.2f} | "
-                     f"{m['fit_seconds']:.1f} | {m['predict_seconds_median'] * 1000:.1f} | "
-                     f"{scf / m['predict_seconds_median']:.2f} |")
+        lines.append(
+            f"| {name} | {m['n_train']} | {m['n_test']} | {m['hamiltonian_mae_uha']:.1f} | "
+            f"{m['energy_rmse_mev']:.2f} | {m['occupied_energy_mae_mev']:.2f} | {m['gap_mae_mev']:.2f} | "
+            f"{m['fit_seconds']:.1f} | {m['predict_seconds_median'] * 1000:.1f} | "
+            f"{scf / m['predict_seconds_median']:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -71,15 +71,23 @@ ProjectionConfig = mutable_schema(ProjectionSettings, "ProjectionConfig")
 
 
 #: Feature families (``nhamil.features.FeatureSettings``).
-FeaturesConfig = mutable_schema(FeatureSettings, "FeaturesConfig", exclude=("density",), extra=(
-    ("density", DensityConfig, field(default_factory=DensityConfig)),))
+FeaturesConfig = mutable_schema(
+    FeatureSettings,
+    "FeaturesConfig",
+    exclude=("density",),
+    extra=(("density", DensityConfig, field(default_factory=DensityConfig)),),
+)
 
 
 def _head_schema(settings_class: type, kind: str) -> type:
     """The schema of one option of the ``head`` group: the head's settings, less ``seed`` (the
     run's ``seed`` is used), plus its ``kind``."""
-    return mutable_schema(settings_class, f"{settings_class.__name__.removesuffix('Settings')}HeadConfig",
-                          exclude=("seed",), extra=(("kind", str, field(default=kind)),))
+    return mutable_schema(
+        settings_class,
+        f"{settings_class.__name__.removesuffix('Settings')}HeadConfig",
+        exclude=("seed",),
+        extra=(("kind", str, field(default=kind)),),
+    )
 
 
 #: Whole-model training after the fit (``nhamil.training.FinetuneSettings``; epochs 0: none).
@@ -121,8 +129,10 @@ def check_known_keys(cfg: DictConfig, where: str = "") -> None:
     for key in cfg:
         name = f"{where}{key}"
         if known is not None and key not in known:
-            raise InputError(f"unknown setting {name!r}: {schema.__name__} has {', '.join(sorted(known))}; "
-                             "check its spelling (a '+' override adds any key)")
+            raise InputError(
+                f"unknown setting {name!r}: {schema.__name__} has {', '.join(sorted(known))}; "
+                "check its spelling (a '+' override adds any key)"
+            )
         node = cfg._get_node(key)
         if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
             check_known_keys(node, f"{name}.")

@@ -47,7 +47,7 @@ class PairRange:
 
     @property
     def name(self) -> str:
-        """"O-H", "C-O": as chemists write it (see :func:`_pair_name`)."""
+        """ "O-H", "C-O": as chemists write it (see :func:`_pair_name`)."""
         return _pair_name(self.first, self.second)
 
 
@@ -75,12 +75,14 @@ class TrainingDomain:
         if not self.cutoff > 0:
             raise InputError(f"training domain: cutoff must be > 0 Å, got {self.cutoff}")
         if not 0 <= self.tolerance < 1:
-            raise InputError(f"training domain: tolerance is a fraction of the distances, 0 <= tolerance < 1, "
-                             f"got {self.tolerance}")
+            raise InputError(
+                f"training domain: tolerance is a fraction of the distances, 0 <= tolerance < 1, got {self.tolerance}"
+            )
 
     @classmethod
-    def from_frames(cls, frames: Sequence[ase.Atoms], cutoff: float,
-                    tolerance: float = DEFAULT_TOLERANCE) -> TrainingDomain:
+    def from_frames(
+        cls, frames: Sequence[ase.Atoms], cutoff: float, tolerance: float = DEFAULT_TOLERANCE
+    ) -> TrainingDomain:
         """The domain of the training structures ``frames`` (positions in Å)."""
         if not frames:
             raise InputError("training domain: no training structures given")
@@ -126,15 +128,22 @@ class TrainingDomain:
         """One line on atoms i and j (in the order their pair kind is written) of ``kind``."""
         if seen is None:
             name = _pair_name(*kind)
-            return (f"{name} distance {distance:.2f} Å (atoms {i}-{j}): no {name} pair closer than the cutoff "
-                    f"{self.cutoff:g} Å in the training structures")
-        return (f"{seen.name} distance {distance:.2f} Å (atoms {i}-{j}) outside the training range "
-                f"{seen.low:.2f}-{seen.high:.2f} Å")
+            return (
+                f"{name} distance {distance:.2f} Å (atoms {i}-{j}): no {name} pair closer than the cutoff "
+                f"{self.cutoff:g} Å in the training structures"
+            )
+        return (
+            f"{seen.name} distance {distance:.2f} Å (atoms {i}-{j}) outside the training range "
+            f"{seen.low:.2f}-{seen.high:.2f} Å"
+        )
 
     def to_dict(self) -> dict:
         """Plain data (floats, ints, lists) for a checkpoint."""
-        return {"cutoff": self.cutoff, "tolerance": self.tolerance,
-                "pairs": [[p.first, p.second, p.low, p.high] for p in self.pairs]}
+        return {
+            "cutoff": self.cutoff,
+            "tolerance": self.tolerance,
+            "pairs": [[p.first, p.second, p.low, p.high] for p in self.pairs],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainingDomain:
@@ -143,8 +152,10 @@ class TrainingDomain:
             pairs = tuple(PairRange(int(z1), int(z2), float(low), float(high)) for z1, z2, low, high in data["pairs"])
             return cls(cutoff=float(data["cutoff"]), pairs=pairs, tolerance=float(data["tolerance"]))
         except (KeyError, TypeError, ValueError) as err:
-            raise DataFileError(f"the checkpoint's training domain is damaged ({err!r}): retrain the model or "
-                                "remove its 'domain' entry to predict unchecked") from err
+            raise DataFileError(
+                f"the checkpoint's training domain is damaged ({err!r}): retrain the model or "
+                "remove its 'domain' entry to predict unchecked"
+            ) from err
 
 
 def warn_out_of_domain(reports: Sequence[DomainReport] | None, frames: Sequence[ase.Atoms]) -> None:
@@ -154,20 +165,24 @@ def warn_out_of_domain(reports: Sequence[DomainReport] | None, frames: Sequence[
     outside = [report for report in reports or () if not report.in_domain]
     if not outside:
         return
-    named = "; ".join(f"structure {r.index} ({frames[r.index].get_chemical_formula()}): {r.reason}"
-                      for r in outside[:_NAMED_IN_WARNING])
+    named = "; ".join(
+        f"structure {r.index} ({frames[r.index].get_chemical_formula()}): {r.reason}"
+        for r in outside[:_NAMED_IN_WARNING]
+    )
     rest = f"; and {len(outside) - _NAMED_IN_WARNING} more" if len(outside) > _NAMED_IN_WARNING else ""
-    warnings.warn(f"{summary(reports)}, predictions there are extrapolations: {named}{rest}",
-                  OutOfDomainWarning, stacklevel=3)
+    warnings.warn(
+        f"{summary(reports)}, predictions there are extrapolations: {named}{rest}", OutOfDomainWarning, stacklevel=3
+    )
 
 
 def summary(reports: Sequence[DomainReport]) -> str:
-    """"2 of 10 structures outside the training domain"."""
+    """ "2 of 10 structures outside the training domain"."""
     return f"{sum(not r.in_domain for r in reports)} of {len(reports)} structures outside the training domain"
 
 
-def _pairs_by_kind(atoms: ase.Atoms, cutoff: float
-                   ) -> Iterator[tuple[tuple[int, int], np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+def _pairs_by_kind(
+    atoms: ase.Atoms, cutoff: float
+) -> Iterator[tuple[tuple[int, int], np.ndarray, tuple[np.ndarray, np.ndarray]]]:
     """Per element pair (Z1 <= Z2) present closer than ``cutoff``: (Z1, Z2), the distances (n,)
     of its atom pairs i < j, Å, and their atom indices ((n,) i, (n,) j)."""
     numbers, positions = np.asarray(atoms.numbers), np.asarray(atoms.positions, dtype=np.float64)
@@ -176,13 +191,13 @@ def _pairs_by_kind(atoms: ase.Atoms, cutoff: float
     close = distances < cutoff
     i, j, distances = i[close], j[close], distances[close]
     first, second = np.minimum(numbers[i], numbers[j]), np.maximum(numbers[i], numbers[j])
-    for z1, z2 in sorted({(int(a), int(b)) for a, b in zip(first, second)}):
+    for z1, z2 in sorted({(int(a), int(b)) for a, b in zip(first, second, strict=True)}):
         rows = (first == z1) & (second == z2)
         yield (z1, z2), distances[rows], (i[rows], j[rows])
 
 
 def _pair_name(first: int, second: int) -> str:
-    """"O-H", "C-H", "C-O", "H-H"."""
+    """ "O-H", "C-H", "C-O", "H-H"."""
     return "-".join(ase.data.chemical_symbols[z] for z in _written_order(first, second))
 
 

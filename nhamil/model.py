@@ -29,8 +29,17 @@ from .blocks.assembly import assemble, element_transform, group_of, layout_group
 from .domain import DomainReport, TrainingDomain, warn_out_of_domain
 from .errors import DataFileError, InputError
 from .features import EquivariantFeatures, FeatureSettings, NCenterFeaturizer, head_inputs
-from .heads import (HeadFit, HeadSettings, RidgeSettings, fit_from_state, fit_head, fit_state, predict_head,
-                    settings_from_dict, settings_to_dict)
+from .heads import (
+    HeadFit,
+    HeadSettings,
+    RidgeSettings,
+    fit_from_state,
+    fit_head,
+    fit_state,
+    predict_head,
+    settings_from_dict,
+    settings_to_dict,
+)
 from .orbitals import AtomicBasis, Shell
 from .reference.baseline import ao_baselines, check_baseline, orthogonal_baselines
 from .structures import Structures, check_geometries
@@ -53,9 +62,16 @@ class HamiltonianModel:
     an unfitted model), against which ``predict`` warns of extrapolation.
     """
 
-    def __init__(self, basis: AtomicBasis, species: Sequence[int], *, target: Target | str,
-                 features: FeatureSettings | None = None, head: HeadSettings | None = None,
-                 baseline: str | None = None):
+    def __init__(
+        self,
+        basis: AtomicBasis,
+        species: Sequence[int],
+        *,
+        target: Target | str,
+        features: FeatureSettings | None = None,
+        head: HeadSettings | None = None,
+        baseline: str | None = None,
+    ):
         self.basis = basis
         self.species = tuple(sorted(int(z) for z in species))
         self.target = target if isinstance(target, Target) else Target.named(target, basis.name)
@@ -75,8 +91,13 @@ class HamiltonianModel:
     def max_lambda(self) -> int:
         return 2 * self.basis.max_l
 
-    def fit(self, frames: Sequence[ase.Atoms], matrices: Sequence[torch.Tensor],
-            device: torch.device | str = "cpu", progress: bool = True) -> HamiltonianModel:
+    def fit(
+        self,
+        frames: Sequence[ase.Atoms],
+        matrices: Sequence[torch.Tensor],
+        device: torch.device | str = "cpu",
+        progress: bool = True,
+    ) -> HamiltonianModel:
         """Fit one head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
         frame), in float64 on ``device``, with a progress bar over the heads. Features are built
         for one group of kinds at a time (all on-site kinds, or the kinds of one element pair), a
@@ -101,16 +122,33 @@ class HamiltonianModel:
                         bar.update()
         return self
 
-    def _fit_head(self, features: dict[PairKind, EquivariantFeatures], kind: PairKind, equivariant: tuple[int, int],
-                  targets: torch.Tensor) -> HeadFit:
+    def _fit_head(
+        self,
+        features: dict[PairKind, EquivariantFeatures],
+        kind: PairKind,
+        equivariant: tuple[int, int],
+        targets: torch.Tensor,
+    ) -> HeadFit:
         """One head: targets (n, 2 lambda + 1, t) of ``kind``'s blocks with that (lambda, sigma)."""
         block, invariants = head_inputs(features, kind, equivariant)
-        return fit_head(self.head, block, invariants, targets, features[kind].samples[:, 0],
-                        intercept=_has_intercept(kind, equivariant), equivariance=equivariant)
+        return fit_head(
+            self.head,
+            block,
+            invariants,
+            targets,
+            features[kind].samples[:, 0],
+            intercept=_has_intercept(kind, equivariant),
+            equivariance=equivariant,
+        )
 
-    def predict(self, frames: Sequence[ase.Atoms], device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float64, batch_size: int = 8, check_domain: bool = True
-                ) -> list[torch.Tensor]:
+    def predict(
+        self,
+        frames: Sequence[ase.Atoms],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+        batch_size: int = 8,
+        check_domain: bool = True,
+    ) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
         ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound on
         a CPU; a GPU wants hundreds); the baseline, for a model with one, is added. Weights
@@ -123,12 +161,15 @@ class HamiltonianModel:
         self.check_atom_pairs(frames)
         if check_domain:
             warn_out_of_domain(self.domain_reports(frames), frames)
-        learned = [matrix for start in range(0, len(frames), batch_size)
-                   for matrix in self._predict_batch(frames[start:start + batch_size], device, dtype)]
+        learned = [
+            matrix
+            for start in range(0, len(frames), batch_size)
+            for matrix in self._predict_batch(frames[start : start + batch_size], device, dtype)
+        ]
         if self.baseline is None:
             return learned
         baselines = self._baselines(frames, progress=False)
-        return [matrix + torch.as_tensor(base).to(matrix) for matrix, base in zip(learned, baselines)]
+        return [matrix + torch.as_tensor(base).to(matrix) for matrix, base in zip(learned, baselines, strict=True)]
 
     def domain_reports(self, frames: Sequence[ase.Atoms]) -> list[DomainReport] | None:
         """Per frame: inside the training domain or not, and why (see :mod:`nhamil.domain`);
@@ -144,13 +185,14 @@ class HamiltonianModel:
         self.featurizer.to(device)
         return self
 
-    def _minus_baseline(self, frames: Sequence[ase.Atoms], matrices: list[torch.Tensor],
-                        progress: bool) -> list[torch.Tensor]:
+    def _minus_baseline(
+        self, frames: Sequence[ase.Atoms], matrices: list[torch.Tensor], progress: bool
+    ) -> list[torch.Tensor]:
         """The part of ``matrices`` the heads learn: all of it, or what the baseline leaves."""
         if self.baseline is None:
             return matrices
         baselines = self._baselines(frames, progress)
-        return [matrix - torch.as_tensor(base).to(matrix) for matrix, base in zip(matrices, baselines)]
+        return [matrix - torch.as_tensor(base).to(matrix) for matrix, base in zip(matrices, baselines, strict=True)]
 
     def _baselines(self, frames: Sequence[ase.Atoms], progress: bool) -> list[np.ndarray]:
         """The baseline matrices of ``frames`` in the target's form (orthogonalized or AO)."""
@@ -166,35 +208,43 @@ class HamiltonianModel:
         self.check_atom_pairs(frames)
         expected = None if scf_basis is None else self.target.kind.model_basis_name(scf_basis)
         if expected is not None and expected != self.basis.name:
-            raise InputError(f"the model was trained in basis {self.basis.name!r} but the data are in {scf_basis!r} "
-                             f"(a {self.target.name!r} model of it would be {expected!r})")
+            raise InputError(
+                f"the model was trained in basis {self.basis.name!r} but the data are in {scf_basis!r} "
+                f"(a {self.target.name!r} model of it would be {expected!r})"
+            )
 
     def check_atom_pairs(self, frames: Sequence[ase.Atoms]) -> None:
         """Raise ``ValueError`` naming the first structure of ``frames`` with a kind of atom pair
         the model has no heads for (an O-O pair for a model trained on water), and those kinds;
         or, through the layout, an element the model does not know."""
         trained = {group_of(kind) for kind, _ in self.heads}
-        unseen = {group: samples for group, samples in layout_groups(self._layout(frames)).items()
-                  if group not in trained}
+        unseen = {
+            group: samples for group, samples in layout_groups(self._layout(frames)).items() if group not in trained
+        }
         if unseen:
             index = min(int(samples[0, 0]) for samples in unseen.values())  # samples come in structure order
             names = ", ".join(_pair_name(group) for group, samples in sorted(unseen.items()) if index in samples[:, 0])
-            raise ValueError(f"structure {index} ({frames[index].get_chemical_formula()}) has atom pairs the model "
-                             f"was not trained on: {names}")
+            raise ValueError(
+                f"structure {index} ({frames[index].get_chemical_formula()}) has atom pairs the model "
+                f"was not trained on: {names}"
+            )
 
-    def _predict_batch(self, frames: Sequence[ase.Atoms], device: torch.device | str,
-                       dtype: torch.dtype) -> list[torch.Tensor]:
+    def _predict_batch(
+        self, frames: Sequence[ase.Atoms], device: torch.device | str, dtype: torch.dtype
+    ) -> list[torch.Tensor]:
         layout = self._layout(frames)
         structures = Structures.from_atoms(frames, dtype=dtype, device=device)
         features = self.featurizer.compute(structures, layout.pairs())
-        return assemble({group: self._predict_group(group, features)
-                         for group in layout_groups(layout)}, layout)
+        return assemble({group: self._predict_group(group, features) for group in layout_groups(layout)}, layout)
 
     def _predict_group(self, group: PairKind, features: dict[PairKind, EquivariantFeatures]) -> torch.Tensor:
         """(n, E) matrix elements owned by the samples of one group of pair kinds (see
         :mod:`nhamil.blocks.assembly`): every head's outputs, mapped by the group's transform."""
-        outputs = [predict_head(fit, *head_inputs(features, kind, equivariant)).flatten(1)
-                   for (kind, equivariant), (_, fit) in self.heads.items() if group_of(kind) == group]
+        outputs = [
+            predict_head(fit, *head_inputs(features, kind, equivariant)).flatten(1)
+            for (kind, equivariant), (_, fit) in self.heads.items()
+            if group_of(kind) == group
+        ]
         return torch.cat(outputs, dim=1) @ self._transform(group).to(outputs[0])
 
     def _transform(self, group: PairKind) -> torch.Tensor:
@@ -211,8 +261,10 @@ class HamiltonianModel:
             unknown = sorted(set(atoms.numbers.tolist()) - set(self.species))
             if unknown:
                 symbols = [ase.data.chemical_symbols[z] for z in unknown]
-                raise ValueError(f"structure {index} ({atoms.get_chemical_formula()}) holds element(s) {symbols} "
-                                 f"(Z={unknown}) that the model was not trained on (Z={list(self.species)})")
+                raise ValueError(
+                    f"structure {index} ({atoms.get_chemical_formula()}) holds element(s) {symbols} "
+                    f"(Z={unknown}) that the model was not trained on (Z={list(self.species)})"
+                )
 
     def _layout(self, frames: Sequence[ase.Atoms]) -> MatrixLayout:
         self.check_elements(frames)
@@ -221,25 +273,45 @@ class HamiltonianModel:
     def state_dict(self) -> dict:
         """Plain data (ints, floats, strings, tensors) that :meth:`from_state_dict` restores."""
         return {
-            "format": CHECKPOINT_FORMAT, "basis": self.basis.to_dict(), "species": list(self.species),
-            "target": self.target.to_dict(), "baseline": self.baseline, "features": self.features.to_dict(),
+            "format": CHECKPOINT_FORMAT,
+            "basis": self.basis.to_dict(),
+            "species": list(self.species),
+            "target": self.target.to_dict(),
+            "baseline": self.baseline,
+            "features": self.features.to_dict(),
             "contractions": self.featurizer.state()["contractions"],
             "head": settings_to_dict(self.head),
-            "heads": [{"kind": kind.to_dict(), "equivariant": list(eq), "keys": [_key_to_list(k) for k in keys],
-                       "fit": fit_state(fit)} for (kind, eq), (keys, fit) in self.heads.items()],
+            "heads": [
+                {
+                    "kind": kind.to_dict(),
+                    "equivariant": list(eq),
+                    "keys": [_key_to_list(k) for k in keys],
+                    "fit": fit_state(fit),
+                }
+                for (kind, eq), (keys, fit) in self.heads.items()
+            ],
             "domain": None if self.domain is None else self.domain.to_dict(),
         }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> HamiltonianModel:
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT} (written by "
-                             "another nhamil version, without the target's level of theory): train the model again")
+            raise InputError(
+                f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT} (written by "
+                "another nhamil version, without the target's level of theory): train the model again"
+            )
         features = FeatureSettings.from_dict(state["features"])
-        model = cls(AtomicBasis.from_dict(state["basis"]), state["species"], target=Target.from_dict(state["target"]),
-                    features=features, head=settings_from_dict(state["head"]), baseline=state.get("baseline"))
-        model.featurizer = NCenterFeaturizer.from_state({**model.featurizer.state(),
-                                                         "contractions": state.get("contractions", {})})
+        model = cls(
+            AtomicBasis.from_dict(state["basis"]),
+            state["species"],
+            target=Target.from_dict(state["target"]),
+            features=features,
+            head=settings_from_dict(state["head"]),
+            baseline=state.get("baseline"),
+        )
+        model.featurizer = NCenterFeaturizer.from_state(
+            {**model.featurizer.state(), "contractions": state.get("contractions", {})}
+        )
         for head in state["heads"]:
             kind = PairKind(**head["kind"])
             keys = [_key_from_list(kind, k) for k in head["keys"]]
@@ -280,8 +352,10 @@ def _read_checkpoint(path: Path) -> dict:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as err:
-        raise DataFileError(f"{path} is not an nhamil checkpoint (not a complete torch archive: {err}); "
-                            "give the model.pt of a training run") from err
+        raise DataFileError(
+            f"{path} is not an nhamil checkpoint (not a complete torch archive: {err}); "
+            "give the model.pt of a training run"
+        ) from err
     try:
         member = archive.testzip()
         problem = None if member is None else f"member {member} fails its CRC check"
@@ -301,20 +375,24 @@ def _read_checkpoint(path: Path) -> dict:
 def _check_target_basis(target: Target, basis: AtomicBasis) -> None:
     """The model's basis must be the one its target's matrices are written in."""
     if target.model_basis_name != basis.name.lower():
-        raise InputError(f"a {target.name!r} model at basis {target.scf.basis!r} has matrices in basis "
-                         f"{target.model_basis_name!r}, not {basis.name!r}")
+        raise InputError(
+            f"a {target.name!r} model at basis {target.scf.basis!r} has matrices in basis "
+            f"{target.model_basis_name!r}, not {basis.name!r}"
+        )
 
 
 def _check_baseline_target(baseline: str, target: Target) -> None:
     """A baseline is a full AO Fock matrix: only full Fock targets can be learned relative to it."""
     check_baseline(baseline)
     if not target.supports_baseline:
-        raise InputError(f"baseline {baseline!r} is a full Fock matrix; it applies to targets 'fock_orthogonal' "
-                         f"and 'fock', not {target.name!r}")
+        raise InputError(
+            f"baseline {baseline!r} is a full Fock matrix; it applies to targets 'fock_orthogonal' "
+            f"and 'fock', not {target.name!r}"
+        )
 
 
 def _pair_name(group: PairKind) -> str:
-    """"O on-site", "H-H", "C-O"."""
+    """ "O on-site", "H-H", "C-O"."""
     first, second = (ase.data.chemical_symbols[z] for z in (group.first_atom_type, group.second_atom_type))
     return f"{first} on-site" if group.block_type == ON_SITE else f"{first}-{second}"
 

@@ -14,7 +14,7 @@ shell of angular momentum l transforms with ``shell_wigner(l, R)``, and any AO m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 import numpy as np
 import torch
@@ -58,7 +58,9 @@ class AtomicBasis:
 
         Raises ``ValueError`` naming the element if PySCF has no such basis for it.
         """
-        return cls(basis.lower(), {int(z): _pyscf_element_shells(basis, int(z)) for z in set(np.asarray(numbers).tolist())})
+        return cls(
+            basis.lower(), {int(z): _pyscf_element_shells(basis, int(z)) for z in set(np.asarray(numbers).tolist())}
+        )
 
     def subset(self, keep: dict[int, tuple[Shell, ...]], suffix: str) -> AtomicBasis:
         """A basis with only the shells in ``keep`` (per element), in this basis' order."""
@@ -74,7 +76,9 @@ class AtomicBasis:
         """Raise ``ValueError`` naming every element of ``numbers`` this basis does not cover."""
         unknown = sorted(set(np.asarray(numbers).tolist()) - set(self.shells))
         if unknown:
-            raise ValueError(f"basis {self.name!r} does not cover element(s) Z={unknown}; it covers Z={sorted(self.shells)}")
+            raise ValueError(
+                f"basis {self.name!r} does not cover element(s) Z={unknown}; it covers Z={sorted(self.shells)}"
+            )
 
     def atom_size(self, z: int) -> int:
         """Number of AOs on one atom of atomic number ``z``."""
@@ -89,7 +93,7 @@ class AtomicBasis:
         offsets = {}
         for z, shells in self.shells.items():
             sizes = [s.size for s in shells]
-            offsets[z] = dict(zip(shells, np.cumsum([0] + sizes[:-1]).tolist()))
+            offsets[z] = dict(zip(shells, np.cumsum([0] + sizes[:-1]).tolist(), strict=True))
         return offsets
 
     def atom_offsets(self, numbers) -> np.ndarray:
@@ -113,7 +117,7 @@ class AtomicBasis:
         return cls(data["name"], {int(z): tuple(Shell(n, l) for n, l in v) for z, v in data["shells"].items()})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pyscf_element_shells(basis: str, z: int) -> tuple[Shell, ...]:
     """Shells of element ``z`` in ``basis``, read from PySCF (``bas_angular``, ``bas_nctr``).
     Cached: building PySCF's one-atom molecule costs about 0.5 ms, and every overlap needs it."""
@@ -193,7 +197,7 @@ def real_spherical_harmonics(l: int, vectors: torch.Tensor) -> torch.Tensor:
     return o3.spherical_harmonics(l, vectors[..., [1, 2, 0]], normalize=True, normalization="integral")
 
 
-@lru_cache(maxsize=None)
+@cache
 def clebsch_gordan(l1: int, l2: int, lam: int) -> torch.Tensor:
     """(2l1+1, 2l2+1, 2lam+1) float64 real Clebsch-Gordan coefficients in canonical order,
     sqrt(2 lam + 1) * e3nn's 3j symbols, so the map (m1, m2) -> (lam, mu) over all lam is
@@ -208,13 +212,15 @@ def clebsch_gordan(l1: int, l2: int, lam: int) -> torch.Tensor:
 def real_spherical_harmonics_up_to(max_l: int, vectors: torch.Tensor) -> list[torch.Tensor]:
     """[Y_0, .., Y_max_l] of ``vectors`` (..., 3), each (..., 2l+1), as
     :func:`real_spherical_harmonics` but from one e3nn call (a call costs a module set-up)."""
-    harmonics = o3.spherical_harmonics(list(range(max_l + 1)), vectors[..., [1, 2, 0]], normalize=True,
-                                       normalization="integral")
+    harmonics = o3.spherical_harmonics(
+        list(range(max_l + 1)), vectors[..., [1, 2, 0]], normalize=True, normalization="integral"
+    )
     return list(torch.split(harmonics, [2 * l + 1 for l in range(max_l + 1)], dim=-1))
 
 
-def random_rotation(generator: torch.Generator | None = None, improper: bool = False,
-                    dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def random_rotation(
+    generator: torch.Generator | None = None, improper: bool = False, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """(3, 3) uniformly random rotation; with ``improper`` it is composed with inversion."""
     q = torch.randn(4, generator=generator, dtype=torch.float64)
     rotation = o3.quaternion_to_matrix(q / q.norm()).to(dtype)

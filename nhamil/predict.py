@@ -41,8 +41,14 @@ from .model import HamiltonianModel
 from .reference import read_frames
 
 
-def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch_size: int = 8,
-                     progress: bool = True, device: str = "cpu", dtype: torch.dtype = torch.float64) -> list[np.ndarray]:
+def predict_matrices(
+    model: HamiltonianModel,
+    frames: Sequence[ase.Atoms],
+    batch_size: int = 8,
+    progress: bool = True,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> list[np.ndarray]:
     """Predicted target matrices, one (n, n) float64 array (Hartree) per frame, computed in
     batches of ``batch_size`` frames with a progress bar over structures. ``dtype`` is the
     precision of the features and heads: float32 is about 1.5x faster on a CPU and changes an
@@ -52,23 +58,29 @@ def predict_matrices(model: HamiltonianModel, frames: Sequence[ase.Atoms], batch
     matrices: list[np.ndarray] = []
     with tqdm(total=len(frames), desc="predict", unit="structure", disable=not progress) as bar:
         for start in range(0, len(frames), batch_size):
-            batch = frames[start:start + batch_size]
+            batch = frames[start : start + batch_size]
             predicted = model.predict(batch, device=device, dtype=dtype, batch_size=len(batch), check_domain=False)
             matrices.extend(m.cpu().to(torch.float64).numpy() for m in predicted)
             bar.update(len(batch))
     return matrices
 
 
-def write_predictions(path: str | Path, model: HamiltonianModel, frames: Sequence[ase.Atoms],
-                      matrices: Sequence[np.ndarray], domain: Sequence[DomainReport] | None = None) -> Path:
+def write_predictions(
+    path: str | Path,
+    model: HamiltonianModel,
+    frames: Sequence[ase.Atoms],
+    matrices: Sequence[np.ndarray],
+    domain: Sequence[DomainReport] | None = None,
+) -> Path:
     """Write structures, matrices, their orbital energies and, given ``domain`` (the model's
     :meth:`~nhamil.model.HamiltonianModel.domain_reports` of ``frames``), the out-of-domain
     flags to HDF5 (layout in the module docstring)."""
     target = model.target
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
-        file.attrs.update(target=target.name, basis=model.basis.name, energy_unit="hartree",
-                          domain_checked=domain is not None)
-        for index, (atoms, matrix) in enumerate(zip(frames, matrices)):
+        file.attrs.update(
+            target=target.name, basis=model.basis.name, energy_unit="hartree", domain_checked=domain is not None
+        )
+        for index, (atoms, matrix) in enumerate(zip(frames, matrices, strict=True)):
             group = file.create_group(f"{index:06d}")
             group.create_dataset("numbers", data=np.asarray(atoms.numbers, dtype=np.int64))
             group.create_dataset("positions", data=np.asarray(atoms.positions, dtype=np.float64))
@@ -88,12 +100,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, default=Path("predictions.h5"), help="HDF5 output file")
     parser.add_argument("--index", default=":", help="frames to read, as ase.io.read's index (default all)")
     parser.add_argument("--basis", help="basis the predictions must be in (e.g. def2-svp); checked against the model")
-    parser.add_argument("--batch-size", type=_positive_int,
-                        help="structures per feature batch; default 8 on a CPU (bigger batches of big feature "
-                             "blocks are memory-bound there), 256 on a GPU (which needs hundreds to be busy)")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="structures per feature batch; default 8 on a CPU (bigger batches of big feature "
+        "blocks are memory-bound there), 256 on a GPU (which needs hundreds to be busy)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--float32", action="store_true",
-                        help="features and heads in float32 (faster; about 1e-5 Ha from float64; files stay float64)")
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="features and heads in float32 (faster; about 1e-5 Ha from float64; files stay float64)",
+    )
     return parser
 
 
@@ -109,8 +127,9 @@ def check_output(output: Path, inputs: dict[str, Path]) -> None:
     by resolved path or, where both exist, by inode), which writing would overwrite."""
     for name, path in inputs.items():
         if output.resolve() == path.resolve() or (output.exists() and path.exists() and output.samefile(path)):
-            raise InputError(f"output file {output} is the {name} {path}: writing would overwrite it; "
-                             "choose another -o")
+            raise InputError(
+                f"output file {output} is the {name} {path}: writing would overwrite it; choose another -o"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -123,8 +142,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
         frames = read_frames(args.structures, args.index)
         model.check_inputs(frames, args.basis)
         batch_size = args.batch_size or (8 if torch.device(args.device).type == "cpu" else 256)
-        matrices = predict_matrices(model, frames, batch_size, device=args.device,
-                                    dtype=torch.float32 if args.float32 else torch.float64)
+        matrices = predict_matrices(
+            model, frames, batch_size, device=args.device, dtype=torch.float32 if args.float32 else torch.float64
+        )
         domain = model.domain_reports(frames)
         path = write_predictions(args.output, model, frames, matrices, domain)
     print(f"{len(frames)} {model.target} predictions ({model.basis.name}, Hartree) in {path}")

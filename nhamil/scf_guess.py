@@ -20,8 +20,8 @@ import ase
 import numpy as np
 from tqdm.auto import tqdm
 
-from .evaluate.electronic import density_matrix, orbitals_of, overlap_matrix, to_pyscf_order
 from .errors import InputError
+from .evaluate.electronic import density_matrix, orbitals_of, overlap_matrix, to_pyscf_order
 from .model import HamiltonianModel
 from .orbitals import AtomicBasis
 from .reference import ScfSettings
@@ -56,8 +56,9 @@ def predicted_density(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSe
     _check_model(model, settings)
     model.check_inputs([atoms], settings.basis)
     n_occupied = (int(atoms.numbers.sum()) - settings.charge) // 2
-    orbitals = orbitals_of(model.predict([atoms])[0].numpy(), overlap_matrix(atoms, settings), n_occupied,
-                           model.target.orthogonal)
+    orbitals = orbitals_of(
+        model.predict([atoms])[0].numpy(), overlap_matrix(atoms, settings), n_occupied, model.target.orthogonal
+    )
     basis = AtomicBasis.from_pyscf(settings.basis, atoms.numbers)
     return to_pyscf_order(density_matrix(orbitals), basis, atoms.numbers)
 
@@ -65,13 +66,19 @@ def predicted_density(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSe
 def _check_model(model: HamiltonianModel, settings: ScfSettings) -> None:
     """A start guess needs a full Fock model of the SCF's own level of theory."""
     if not model.target.supports_start_guess:
-        raise InputError(f"a start guess needs a full Fock model ('fock_orthogonal' or 'fock'), "
-                         f"not {model.target.name!r}")
+        raise InputError(
+            f"a start guess needs a full Fock model ('fock_orthogonal' or 'fock'), not {model.target.name!r}"
+        )
     model.target.check_level_of_theory(settings, "the SCF")
 
 
-def run_from_guess(atoms: ase.Atoms, settings: ScfSettings, guess: str | np.ndarray, name: str | None = None,
-                   guess_seconds: float = 0.0) -> ScfRun:
+def run_from_guess(
+    atoms: ase.Atoms,
+    settings: ScfSettings,
+    guess: str | np.ndarray,
+    name: str | None = None,
+    guess_seconds: float = 0.0,
+) -> ScfRun:
     """Converge ``atoms`` (Å) at ``settings`` from a PySCF guess name or a density (PySCF AO
     order), counting cycles with a callback."""
     solver = make_solver(build_molecule(atoms, settings), settings)
@@ -83,8 +90,14 @@ def run_from_guess(atoms: ase.Atoms, settings: ScfSettings, guess: str | np.ndar
         e_tot = solver.kernel()
     else:
         e_tot = solver.kernel(dm0=guess)
-    return ScfRun(name or str(guess), len(cycles), time.perf_counter() - start, guess_seconds, float(e_tot),
-                  bool(solver.converged))
+    return ScfRun(
+        name or str(guess),
+        len(cycles),
+        time.perf_counter() - start,
+        guess_seconds,
+        float(e_tot),
+        bool(solver.converged),
+    )
 
 
 def model_guess_run(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSettings) -> ScfRun:
@@ -95,8 +108,13 @@ def model_guess_run(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSett
     return run_from_guess(atoms, settings, density, MODEL_GUESS, time.perf_counter() - start)
 
 
-def compare_guesses(model: HamiltonianModel, frames: Sequence[ase.Atoms], settings: ScfSettings,
-                    guesses: Sequence[str] = ("minao", "atom", "huckel", "1e"), progress: bool = True) -> list[ScfRun]:
+def compare_guesses(
+    model: HamiltonianModel,
+    frames: Sequence[ase.Atoms],
+    settings: ScfSettings,
+    guesses: Sequence[str] = ("minao", "atom", "huckel", "1e"),
+    progress: bool = True,
+) -> list[ScfRun]:
     """SCF runs of every frame from the model's guess and from each PySCF guess, in order
     (frame-major). Refuses unknown elements, a basis or level of theory other than the model's
     before any work."""
@@ -117,14 +135,19 @@ def summarize_runs(runs: Sequence[ScfRun]) -> dict[str, dict]:
     for name in dict.fromkeys(run.guess for run in runs):
         chosen = [run for run in runs if run.guess == name]
         cycles = np.array([run.n_cycles for run in chosen])
-        counts = dict(zip(*np.unique(cycles, return_counts=True)))
-        summary[name] = {"n": len(chosen), "converged": sum(run.converged for run in chosen),
-                         "cycles_mean": float(cycles.mean()), "cycles_median": float(np.median(cycles)),
-                         "cycles_min": int(cycles.min()), "cycles_max": int(cycles.max()),
-                         "cycles_histogram": {int(k): int(v) for k, v in counts.items()},
-                         "scf_seconds_mean": float(np.mean([run.scf_seconds for run in chosen])),
-                         "total_seconds_mean": float(np.mean([run.total_seconds for run in chosen])),
-                         "total_seconds_median": float(np.median([run.total_seconds for run in chosen]))}
+        counts = dict(zip(*np.unique(cycles, return_counts=True), strict=True))
+        summary[name] = {
+            "n": len(chosen),
+            "converged": sum(run.converged for run in chosen),
+            "cycles_mean": float(cycles.mean()),
+            "cycles_median": float(np.median(cycles)),
+            "cycles_min": int(cycles.min()),
+            "cycles_max": int(cycles.max()),
+            "cycles_histogram": {int(k): int(v) for k, v in counts.items()},
+            "scf_seconds_mean": float(np.mean([run.scf_seconds for run in chosen])),
+            "total_seconds_mean": float(np.mean([run.total_seconds for run in chosen])),
+            "total_seconds_median": float(np.median([run.total_seconds for run in chosen])),
+        }
     return summary
 
 

@@ -17,17 +17,23 @@ from .features.settings import DensitySettings
 from .reference.settings import ScfSettings
 
 
-def mutable_schema(settings_class: type, name: str, *, exclude: tuple[str, ...] = (),
-                   extra: tuple[tuple[str, type, Any], ...] = ()) -> type:
+def mutable_schema(
+    settings_class: type, name: str, *, exclude: tuple[str, ...] = (), extra: tuple[tuple[str, type, Any], ...] = ()
+) -> type:
     """A plain dataclass ``name`` with the fields, types and defaults of the frozen dataclass
     ``settings_class``: OmegaConf makes frozen dataclasses read-only, so they cannot be schemas
     that overrides merge into, and deriving the schema keeps it from drifting from the settings.
     ``exclude`` drops fields (e.g. a nested settings object); ``extra`` appends
     (name, type, dataclasses.field) entries (e.g. that object's own schema)."""
     hints = typing.get_type_hints(settings_class)
-    own = [(f.name, *_mutable_field(hints[f.name], f.default if f.default_factory is MISSING_FIELD else
-                                    f.default_factory()))
-           for f in fields(settings_class) if f.name not in exclude]
+    own = [
+        (
+            f.name,
+            *_mutable_field(hints[f.name], f.default if f.default_factory is MISSING_FIELD else f.default_factory()),
+        )
+        for f in fields(settings_class)
+        if f.name not in exclude
+    ]
     schema = make_dataclass(name, own + list(extra))
     schema.__module__, schema.__doc__ = __name__, f"Schema of ``{settings_class.__name__}``: {settings_class.__doc__}"
     return schema

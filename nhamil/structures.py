@@ -28,18 +28,25 @@ class Structures:
     ptr: torch.Tensor
 
     @classmethod
-    def from_atoms(cls, frames: Sequence[ase.Atoms], dtype: torch.dtype = torch.float64,
-                   device: torch.device | str = "cpu") -> Structures:
+    def from_atoms(
+        cls, frames: Sequence[ase.Atoms], dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+    ) -> Structures:
         """Batch a list of ``ase.Atoms`` (positions in Å; cell and pbc are ignored)."""
         if isinstance(frames, ase.Atoms):
             frames = [frames]
         sizes = [len(a) for a in frames]
         if not frames or min(sizes) == 0:
             raise ValueError("need at least one structure, and no empty structure")
-        fields = (np.concatenate([a.positions for a in frames]), np.concatenate([a.numbers for a in frames]),
-                  np.repeat(np.arange(len(sizes)), sizes), np.array([0, *itertools.accumulate(sizes)]))
+        fields = (
+            np.concatenate([a.positions for a in frames]),
+            np.concatenate([a.numbers for a in frames]),
+            np.repeat(np.arange(len(sizes)), sizes),
+            np.array([0, *itertools.accumulate(sizes)]),
+        )
         dtypes = (dtype, torch.long, torch.long, torch.long)
-        return cls(*(torch.from_numpy(field).to(device=device, dtype=kind) for field, kind in zip(fields, dtypes)))
+        return cls(
+            *(torch.from_numpy(field).to(device=device, dtype=kind) for field, kind in zip(fields, dtypes, strict=True))
+        )
 
     @property
     def n_systems(self) -> int:
@@ -47,8 +54,12 @@ class Structures:
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Structures:
         """Move to ``device``; ``dtype`` changes the positions' floating type only."""
-        return Structures(self.positions.to(device=device, dtype=dtype), self.numbers.to(device),
-                          self.system.to(device), self.ptr.to(device))
+        return Structures(
+            self.positions.to(device=device, dtype=dtype),
+            self.numbers.to(device),
+            self.system.to(device),
+            self.ptr.to(device),
+        )
 
 
 #: Closest two atoms may be (Å) in :func:`check_geometries`: far below the shortest chemical
@@ -58,8 +69,9 @@ class Structures:
 MIN_DISTANCE = 0.1
 
 
-def check_geometries(frames: Sequence[ase.Atoms], labels: Sequence[int] | None = None,
-                     min_distance: float = MIN_DISTANCE) -> None:
+def check_geometries(
+    frames: Sequence[ase.Atoms], labels: Sequence[int] | None = None, min_distance: float = MIN_DISTANCE
+) -> None:
     """Raise :class:`nhamil.errors.InputError` naming the first structure with a non-finite
     coordinate or two atoms closer than ``min_distance`` (Å), and the atoms. ``labels`` are the
     structures' indices in the user's data file (default: their positions in ``frames``)."""
@@ -69,14 +81,18 @@ def check_geometries(frames: Sequence[ase.Atoms], labels: Sequence[int] | None =
         coordinates = np.asarray(atoms.positions, dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(coordinates).all(axis=1))
         if bad.size:
-            raise InputError(f"{where}: atom {bad[0]} ({atoms.get_chemical_symbols()[bad[0]]}) has a non-finite "
-                             f"coordinate {coordinates[bad[0]].tolist()} Å; fix the structure file")
+            raise InputError(
+                f"{where}: atom {bad[0]} ({atoms.get_chemical_symbols()[bad[0]]}) has a non-finite "
+                f"coordinate {coordinates[bad[0]].tolist()} Å; fix the structure file"
+            )
         distances = np.linalg.norm(coordinates[:, None] - coordinates[None], axis=-1)
         first, second = np.triu_indices(len(atoms), k=1)
         close = np.flatnonzero(distances[first, second] < min_distance)
         if close.size:
             i, j = first[close[0]], second[close[0]]
             symbols = atoms.get_chemical_symbols()
-            raise InputError(f"{where}: atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are "
-                             f"{distances[i, j]:.3g} Å apart, closer than {min_distance} Å; an atom written twice? "
-                             f"fix the structure file")
+            raise InputError(
+                f"{where}: atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are "
+                f"{distances[i, j]:.3g} Å apart, closer than {min_distance} Å; an atom written twice? "
+                f"fix the structure file"
+            )

@@ -109,8 +109,14 @@ class TargetSet:
     def subset(self, indices: Sequence[int]) -> TargetSet:
         overlaps = None if self.overlaps is None else [self.overlaps[i] for i in indices]
         ao_overlaps = None if self.ao_overlaps is None else [self.ao_overlaps[i] for i in indices]
-        return TargetSet(self.name, self.basis, [self.matrices[i] for i in indices],
-                         [self.n_occupied[i] for i in indices], overlaps, ao_overlaps)
+        return TargetSet(
+            self.name,
+            self.basis,
+            [self.matrices[i] for i in indices],
+            [self.n_occupied[i] for i in indices],
+            overlaps,
+            ao_overlaps,
+        )
 
 
 @dataclass(frozen=True)
@@ -168,8 +174,14 @@ class Target:
             basis = AtomicBasis.from_pyscf(self.scf.basis, species)
         overlaps = None if self.orthogonal else [record.overlap for record in records]
         ao_overlaps = [record.overlap for record in records] if self.full_fock else None
-        return TargetSet(self.name, self.model_basis(basis), [self.kind.matrix(r) for r in records],
-                         [self.kind.n_occupied(r) for r in records], overlaps, ao_overlaps)
+        return TargetSet(
+            self.name,
+            self.model_basis(basis),
+            [self.kind.matrix(r) for r in records],
+            [self.kind.n_occupied(r) for r in records],
+            overlaps,
+            ao_overlaps,
+        )
 
     def orbital_energies(self, matrix: np.ndarray, overlap: np.ndarray | None = None) -> np.ndarray:
         """(n,) ascending eigenvalues (Hartree) of one (n, n) target matrix: plain for an
@@ -186,9 +198,11 @@ class Target:
         run's config) is not this target's: a model is only valid for data of its own level."""
         theirs = {name: scf.to_dict()[name] for name in LEVEL_OF_THEORY}
         if theirs != self.level_of_theory():
-            raise InputError(f"the model was trained on {describe_level(self.level_of_theory())} references but "
-                             f"{source} is {describe_level(theirs)}: use data of the model's level of theory, "
-                             "or a model trained at yours")
+            raise InputError(
+                f"the model was trained on {describe_level(self.level_of_theory())} references but "
+                f"{source} is {describe_level(theirs)}: use data of the model's level of theory, "
+                "or a model trained at yours"
+            )
 
     def to_dict(self) -> dict:
         """Plain data (strings, numbers, lists, dicts) that :meth:`from_dict` restores."""
@@ -215,7 +229,7 @@ def orbital_energies_of(matrix: np.ndarray, overlap: np.ndarray | None = None) -
 
 
 def describe_level(level: Mapping) -> str:
-    """"RHF/def2-svp" or "RKS pbe/def2-svp", with charge and spin when not 0."""
+    """ "RHF/def2-svp" or "RKS pbe/def2-svp", with charge and spin when not 0."""
     method = level["method"].upper() + (f" {level['xc']}" if level.get("xc") else "")
     extra = "".join(f", {name} {level[name]}" for name in ("charge", "spin") if level.get(name))
     return f"{method}/{level['basis']}{extra}"
@@ -227,7 +241,8 @@ def _required(overlap: np.ndarray | None, name: str) -> np.ndarray:
     return overlap
 
 
-def make_targets(records: Sequence[ReferenceRecord], name: str, basis: AtomicBasis,
-                 projection: ProjectionSettings) -> TargetSet:
+def make_targets(
+    records: Sequence[ReferenceRecord], name: str, basis: AtomicBasis, projection: ProjectionSettings
+) -> TargetSet:
     """Targets ``name`` of ``records`` computed in the full ``basis`` (the SCF basis)."""
     return Target(name, ScfSettings(basis=basis.name), projection).make(records, basis)

@@ -93,20 +93,27 @@ class Transformation:
         return moved
 
     def structures(self, structures: Structures) -> Structures:
-        order = torch.cat([start + torch.as_tensor(perm)
-                           for start, perm in zip(structures.ptr[:-1], self.permutations)])
-        positions = torch.cat([self.positions(structures.positions[start:stop], s)
-                               for s, (start, stop) in enumerate(zip(structures.ptr[:-1], structures.ptr[1:]))])
-        return Structures(positions, structures.numbers[order.to(structures.numbers.device)], structures.system,
-                          structures.ptr)
+        order = torch.cat(
+            [start + torch.as_tensor(perm) for start, perm in zip(structures.ptr[:-1], self.permutations, strict=True)]
+        )
+        positions = torch.cat(
+            [
+                self.positions(structures.positions[start:stop], s)
+                for s, (start, stop) in enumerate(zip(structures.ptr[:-1], structures.ptr[1:], strict=True))
+            ]
+        )
+        return Structures(
+            positions, structures.numbers[order.to(structures.numbers.device)], structures.system, structures.ptr
+        )
 
     def irrep(self, lam: int, parity: int) -> torch.Tensor:
         """(2 lam + 1, 2 lam + 1) float64 Wigner matrix of the O(3) irrep (lam, parity)."""
         return irrep_wigner(lam, parity, self.rotation)
 
 
-def random_transformations(sizes: Sequence[int], *, kinds: Sequence[str] = KINDS, n_trials: int = 1,
-                           seed: int = 0) -> list[Transformation]:
+def random_transformations(
+    sizes: Sequence[int], *, kinds: Sequence[str] = KINDS, n_trials: int = 1, seed: int = 0
+) -> list[Transformation]:
     """``n_trials`` transformations of each of ``kinds`` (see :data:`KINDS`) of structures of
     ``sizes`` atoms, float64, reproducible from ``seed``."""
     unknown = sorted(set(kinds) - set(KINDS))
@@ -118,10 +125,16 @@ def random_transformations(sizes: Sequence[int], *, kinds: Sequence[str] = KINDS
 
 def _draw(kind: str, sizes: Sequence[int], generator: torch.Generator) -> Transformation:
     rotated, permuted = kind != "permutation" and kind != "translation", kind in ("permutation", "combined")
-    rotation = (random_rotation(generator, improper=kind in ("improper rotation", "combined")) if rotated
-                else torch.eye(3, dtype=torch.float64))
-    translation = (TRANSLATION_SCALE * torch.randn(3, generator=generator, dtype=torch.float64)
-                   if kind in ("translation", "combined") else torch.zeros(3, dtype=torch.float64))
+    rotation = (
+        random_rotation(generator, improper=kind in ("improper rotation", "combined"))
+        if rotated
+        else torch.eye(3, dtype=torch.float64)
+    )
+    translation = (
+        TRANSLATION_SCALE * torch.randn(3, generator=generator, dtype=torch.float64)
+        if kind in ("translation", "combined")
+        else torch.zeros(3, dtype=torch.float64)
+    )
     permutations = tuple(_shuffle(n, generator) if permuted else np.arange(n) for n in sizes)
     return Transformation(kind, rotation, translation, permutations)
 
@@ -168,16 +181,18 @@ class Features:
         if not isinstance(original, EquivariantFeatures) or not isinstance(moved, EquivariantFeatures):
             raise InputError(f"the Features law needs EquivariantFeatures outputs, got {type(original).__name__}")
         if set(moved.blocks) != set(original.blocks):
-            raise AssertionError(f"{t.kind}: block keys changed from {sorted(original.blocks)} "
-                                 f"to {sorted(moved.blocks)}")
+            raise AssertionError(
+                f"{t.kind}: block keys changed from {sorted(original.blocks)} to {sorted(moved.blocks)}"
+            )
         rows, signs = _matching_rows(original.samples, moved.samples, t, self.swap_sign)
         for (lam, sigma), block in original.blocks.items():
             turned = torch.einsum("mn,pnf->pmf", t.irrep(lam, sigma * (-1) ** lam), _float64(block)[rows])
             yield f"block {(lam, sigma)}", moved.blocks[lam, sigma], signs[:, None, None] * turned
 
 
-def _matching_rows(original: torch.Tensor, moved: torch.Tensor, t: Transformation,
-                   swap_sign: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _matching_rows(
+    original: torch.Tensor, moved: torch.Tensor, t: Transformation, swap_sign: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, signs): moved sample r is original sample rows[r] (its pair swapped where signs[r] = swap_sign)."""
     original, moved = original.cpu(), moved.cpu()
     if len(moved) != len(original):
@@ -193,8 +208,9 @@ def _matching_rows(original: torch.Tensor, moved: torch.Tensor, t: Transformatio
         swapped = (row[0], row[2], row[1], *row[3:])
         if tuple(row) in index or swap_sign is None or swapped not in index:
             if tuple(row) not in index:
-                raise AssertionError(f"{t.kind}: sample {tuple(row)} (moved atoms mapped back) is not a sample of the "
-                                     "original input")
+                raise AssertionError(
+                    f"{t.kind}: sample {tuple(row)} (moved atoms mapped back) is not a sample of the original input"
+                )
             rows.append(index[tuple(row)]), signs.append(1.0)
         else:
             rows.append(index[swapped]), signs.append(float(swap_sign))
@@ -242,7 +258,7 @@ def _leaves(before, after, label: str) -> Iterator[tuple[str, torch.Tensor, torc
     if isinstance(before, (tuple, list)):
         if len(before) != len(after):
             raise AssertionError(f"{label}: {len(before)} outputs became {len(after)}")
-        for k, (b, a) in enumerate(zip(before, after)):
+        for k, (b, a) in enumerate(zip(before, after, strict=True)):
             yield from _leaves(b, a, f"{label}[{k}]")
     else:
         yield label, _float64(before), after
@@ -253,10 +269,19 @@ def _leaves(before, after, label: str) -> Iterator[tuple[str, torch.Tensor, torc
 Law = AOMatrices | Features | Cartesian | Invariant
 
 
-def assert_equivariant(function, inputs, *, law: Law | tuple[Law, ...] | None = None, basis: AtomicBasis | None = None,
-                       kinds: Sequence[str] | None = None, n_trials: int = 1, seed: int = 0,
-                       atol: float | None = None, rtol: float | None = None,
-                       allow_zero: bool = False) -> dict[str, float]:
+def assert_equivariant(
+    function,
+    inputs,
+    *,
+    law: Law | tuple[Law, ...] | None = None,
+    basis: AtomicBasis | None = None,
+    kinds: Sequence[str] | None = None,
+    n_trials: int = 1,
+    seed: int = 0,
+    atol: float | None = None,
+    rtol: float | None = None,
+    allow_zero: bool = False,
+) -> dict[str, float]:
     """Assert that ``function(T inputs)`` equals T applied to ``function(inputs)`` for random T.
 
     function: a callable, or an object with ``predict`` (and a ``basis``: a Hamiltonian model).
@@ -273,24 +298,45 @@ def assert_equivariant(function, inputs, *, law: Law | tuple[Law, ...] | None = 
     naming each failing kind and trial, the output leaf and its deviation.
     """
     __tracebackhide__ = True
-    errors = equivariance_errors(function, inputs, law=law, basis=basis, kinds=kinds, n_trials=n_trials, seed=seed,
-                                 atol=atol, rtol=rtol, allow_zero=allow_zero)
+    errors = equivariance_errors(
+        function,
+        inputs,
+        law=law,
+        basis=basis,
+        kinds=kinds,
+        n_trials=n_trials,
+        seed=seed,
+        atol=atol,
+        rtol=rtol,
+        allow_zero=allow_zero,
+    )
     failures = [line for _, line in errors.values() if line]
     if failures:
         raise AssertionError("not equivariant: " + "; ".join(failures))
     return {kind: deviation for kind, (deviation, _) in errors.items()}
 
 
-def equivariance_errors(function, inputs, *, law=None, basis=None, kinds=None, n_trials: int = 1, seed: int = 0,
-                        atol: float | None = None, rtol: float | None = None,
-                        allow_zero: bool = False) -> dict[str, tuple[float, str]]:
+def equivariance_errors(
+    function,
+    inputs,
+    *,
+    law=None,
+    basis=None,
+    kinds=None,
+    n_trials: int = 1,
+    seed: int = 0,
+    atol: float | None = None,
+    rtol: float | None = None,
+    allow_zero: bool = False,
+) -> dict[str, tuple[float, str]]:
     """kind -> (largest deviation, description of the worst failure or ""), as :func:`assert_equivariant`."""
     call, law = _resolve(function, law, basis)
     sizes, numbers = _sizes_and_numbers(inputs)
     kinds = tuple(kinds or (KINDS if sizes is not None else ROTATION_KINDS))
     if sizes is None and set(kinds) - set(ROTATION_KINDS):
-        raise InputError(f"inputs of type {type(inputs).__name__} have no atoms: "
-                         f"only kinds {list(ROTATION_KINDS)} apply")
+        raise InputError(
+            f"inputs of type {type(inputs).__name__} have no atoms: only kinds {list(ROTATION_KINDS)} apply"
+        )
     original = call(inputs)
     law = law if law is not None else _inferred(original)
     errors: dict[str, tuple[float, str]] = {}
@@ -317,8 +363,10 @@ def _resolve(function, law, basis) -> tuple[Callable, Law | tuple[Law, ...] | No
 def _inferred(output) -> Law:
     if isinstance(output, EquivariantFeatures):
         return Features()
-    raise InputError(f"cannot read the symmetry law of a {type(output).__name__} output: pass law=AOMatrices(basis), "
-                     "Features(), Cartesian(rank) or INVARIANT")
+    raise InputError(
+        f"cannot read the symmetry law of a {type(output).__name__} output: pass law=AOMatrices(basis), "
+        "Features(), Cartesian(rank) or INVARIANT"
+    )
 
 
 def _law_pairs(law, original, moved, t: Transformation, numbers) -> Pairs:
@@ -338,7 +386,9 @@ def _sizes_and_numbers(inputs) -> tuple[list[int] | None, list[np.ndarray] | Non
         return [len(inputs)], [inputs.numbers]
     if isinstance(inputs, Structures):
         ptr = inputs.ptr.tolist()
-        return np.diff(ptr).tolist(), [inputs.numbers[a:b].cpu().numpy() for a, b in zip(ptr[:-1], ptr[1:])]
+        return np.diff(ptr).tolist(), [
+            inputs.numbers[a:b].cpu().numpy() for a, b in zip(ptr[:-1], ptr[1:], strict=True)
+        ]
     if isinstance(inputs, EquivariantFeatures):
         return None, None
     if isinstance(inputs, (np.ndarray, torch.Tensor)):
@@ -347,8 +397,10 @@ def _sizes_and_numbers(inputs) -> tuple[list[int] | None, list[np.ndarray] | Non
         return [inputs.shape[1]] * inputs.shape[0], None
     if isinstance(inputs, Sequence) and inputs and all(isinstance(a, ase.Atoms) for a in inputs):
         return [len(a) for a in inputs], [a.numbers for a in inputs]
-    raise InputError(f"cannot transform inputs of type {type(inputs).__name__}: pass ase.Atoms (or a list), "
-                     "Structures, positions (m, n, 3) or EquivariantFeatures")
+    raise InputError(
+        f"cannot transform inputs of type {type(inputs).__name__}: pass ase.Atoms (or a list), "
+        "Structures, positions (m, n, 3) or EquivariantFeatures"
+    )
 
 
 def _transformed(inputs, t: Transformation):
@@ -357,9 +409,13 @@ def _transformed(inputs, t: Transformation):
     if isinstance(inputs, Structures):
         return t.structures(inputs)
     if isinstance(inputs, EquivariantFeatures):
-        return EquivariantFeatures(inputs.samples, {
-            (lam, sigma): torch.einsum("mn,pnf->pmf", t.irrep(lam, sigma * (-1) ** lam).to(block), block)
-            for (lam, sigma), block in inputs.blocks.items()})
+        return EquivariantFeatures(
+            inputs.samples,
+            {
+                (lam, sigma): torch.einsum("mn,pnf->pmf", t.irrep(lam, sigma * (-1) ** lam).to(block), block)
+                for (lam, sigma), block in inputs.blocks.items()
+            },
+        )
     if isinstance(inputs, np.ndarray):
         return np.stack([t.positions(torch.as_tensor(p), k).numpy() for k, p in enumerate(inputs)])
     if isinstance(inputs, torch.Tensor):
@@ -367,8 +423,9 @@ def _transformed(inputs, t: Transformation):
     return type(inputs)(t.atoms(a, k) for k, a in enumerate(inputs))
 
 
-def _compare(label: str, actual, expected: torch.Tensor, atol: float | None, rtol: float | None,
-             allow_zero: bool) -> tuple[float, str]:
+def _compare(
+    label: str, actual, expected: torch.Tensor, atol: float | None, rtol: float | None, allow_zero: bool
+) -> tuple[float, str]:
     """(max deviation, "" or a description of the failure) of one output leaf."""
     dtype = actual.dtype if isinstance(actual, torch.Tensor) else torch.as_tensor(np.asarray(actual)).dtype
     actual = _float64(actual)

@@ -46,10 +46,22 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     check_geometries([frames[i] for i in used], labels=used)
     _warn_duplicates(frames, train_ids, test_ids)
     target = target_from_config(cfg)
-    records = dict(zip(used, build_reference_set([frames[i] for i in used], target.scf, target.projection,
-                                                 cfg.data.cache_dir, n_workers=cfg.data.n_workers, labels=used,
-                                                 allow_unconverged=cfg.data.allow_unconverged,
-                                                 rebuild_damaged=cfg.data.rebuild_damaged)))
+    records = dict(
+        zip(
+            used,
+            build_reference_set(
+                [frames[i] for i in used],
+                target.scf,
+                target.projection,
+                cfg.data.cache_dir,
+                n_workers=cfg.data.n_workers,
+                labels=used,
+                allow_unconverged=cfg.data.allow_unconverged,
+                rebuild_damaged=cfg.data.rebuild_damaged,
+            ),
+            strict=True,
+        )
+    )
     basis = AtomicBasis.from_pyscf(target.scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
     targets = target.make([records[i] for i in used], basis)
     position = {frame: k for k, frame in enumerate(used)}
@@ -62,35 +74,49 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     start = time.perf_counter()
     predicted = [p.cpu().numpy() for p in model.predict([frames[i] for i in test_ids], device=cfg.device)]
     predict_seconds = (time.perf_counter() - start) / len(test_ids)
-    metrics = {**target_errors(predicted, test_set, [frames[i].numbers for i in test_ids]),
-               "target": cfg.target, "head": cfg.head.kind, "n_train": len(train_ids), "n_test": len(test_ids),
-               "fit_seconds": fit_seconds,
-               "predict_seconds_per_molecule": predict_seconds}
+    metrics = {
+        **target_errors(predicted, test_set, [frames[i].numbers for i in test_ids]),
+        "target": cfg.target,
+        "head": cfg.head.kind,
+        "n_train": len(train_ids),
+        "n_test": len(test_ids),
+        "fit_seconds": fit_seconds,
+        "predict_seconds_per_molecule": predict_seconds,
+    }
     _write_outputs(run_dir, model, metrics, predicted, test_set, title=f"{cfg.target}, test frames")
-    _write_size_table(run_dir, errors_by_size(predicted, test_set.matrices, test_set.n_occupied,
-                                              [len(frames[i]) for i in test_ids], test_set.overlaps))
+    _write_size_table(
+        run_dir,
+        errors_by_size(
+            predicted, test_set.matrices, test_set.n_occupied, [len(frames[i]) for i in test_ids], test_set.overlaps
+        ),
+    )
     return metrics
 
 
 def target_from_config(cfg: DictConfig) -> Target:
     """The run's :class:`Target`: ``target`` at the ``reference`` level of theory, with ``projection``."""
-    return Target(cfg.target, ScfSettings(**OmegaConf.to_container(cfg.reference)),
-                  ProjectionSettings(**OmegaConf.to_container(cfg.projection)))
+    return Target(
+        cfg.target,
+        ScfSettings(**OmegaConf.to_container(cfg.reference)),
+        ProjectionSettings(**OmegaConf.to_container(cfg.projection)),
+    )
 
 
 def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | None = None) -> HamiltonianModel:
     features = FeatureSettings.from_dict(OmegaConf.to_container(cfg.features))
     head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
-    return HamiltonianModel(basis, species, target=target or target_from_config(cfg), features=features, head=head,
-                            baseline=cfg.baseline)
+    return HamiltonianModel(
+        basis, species, target=target or target_from_config(cfg), features=features, head=head, baseline=cfg.baseline
+    )
 
 
 def _finetune(cfg: DictConfig, model: HamiltonianModel, frames, train_set: TargetSet, run_dir: Path) -> None:
     """Train all heads together (``finetune.epochs`` > 0), checkpointed and logged in ``run_dir``."""
     settings = FinetuneSettings(**OmegaConf.to_container(cfg.finetune), seed=cfg.seed)
     if settings.epochs:
-        data = TrainingData(frames, [torch.as_tensor(m) for m in train_set.matrices], train_set.n_occupied,
-                            train_set.overlaps)
+        data = TrainingData(
+            frames, [torch.as_tensor(m) for m in train_set.matrices], train_set.n_occupied, train_set.overlaps
+        )
         finetune(model, data, settings, directory=run_dir, device=cfg.device)
 
 
@@ -102,21 +128,29 @@ def _split_ranges(split: DictConfig, n_frames: int, path: str) -> tuple[range, r
     ranges = []
     for name in ("train", "test"):
         bounds = list(split[name])
-        if len(bounds) != 2 or not all(isinstance(b, int) for b in bounds) \
-                or not 0 <= bounds[0] < bounds[1] <= n_frames:
-            raise InputError(f"split.{name}={bounds} must be [start, stop) with 0 <= start < stop <= {n_frames}, "
-                             f"the number of frames of {path} (absolute frame indices, no step)")
+        if (
+            len(bounds) != 2
+            or not all(isinstance(b, int) for b in bounds)
+            or not 0 <= bounds[0] < bounds[1] <= n_frames
+        ):
+            raise InputError(
+                f"split.{name}={bounds} must be [start, stop) with 0 <= start < stop <= {n_frames}, "
+                f"the number of frames of {path} (absolute frame indices, no step)"
+            )
         ranges.append(range(*bounds))
     train_ids, test_ids = ranges
     if set(train_ids) & set(test_ids):
-        raise InputError(f"training frames {list(split.train)} and test frames {list(split.test)} overlap; "
-                         "choose disjoint split.train and split.test")
+        raise InputError(
+            f"training frames {list(split.train)} and test frames {list(split.test)} overlap; "
+            "choose disjoint split.train and split.test"
+        )
     return train_ids, test_ids
 
 
 def _warn_duplicates(frames: list[ase.Atoms], train_ids: range, test_ids: range) -> None:
     """Log a warning naming each test frame whose geometry (elements and positions to 1e-6 Å)
     is a training frame's: its errors are then not out-of-sample."""
+
     def key(atoms: ase.Atoms) -> tuple[bytes, bytes]:
         return atoms.numbers.tobytes(), np.round(atoms.positions, 6).tobytes()
 
@@ -125,20 +159,29 @@ def _warn_duplicates(frames: list[ase.Atoms], train_ids: range, test_ids: range)
         trained.setdefault(key(frames[i]), i)
     pairs = [f"{trained[key(frames[i])]} = {i}" for i in test_ids if key(frames[i]) in trained]
     if pairs:
-        log.warning(f"{len(pairs)} test frame(s) repeat a training geometry (training = test frame: "
-                    f"{', '.join(pairs)}); their errors are not out-of-sample")
+        log.warning(
+            f"{len(pairs)} test frame(s) repeat a training geometry (training = test frame: "
+            f"{', '.join(pairs)}); their errors are not out-of-sample"
+        )
 
 
-def _write_outputs(run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference: TargetSet,
-                   title: str) -> None:
+def _write_outputs(
+    run_dir: Path, model: HamiltonianModel, metrics: dict, predicted, reference: TargetSet, title: str
+) -> None:
     """A table on screen, metrics.json (atomically), orbital-energy error plot, then the
     checkpoint: a save that fails (a full disk) keeps the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log.info(format_metrics(metrics))
     with atomic_path(run_dir / "metrics.json") as temporary:
         temporary.write_text(json.dumps(metrics, indent=2))
-    orbital_energy_parity(predicted, reference.matrices, reference.n_occupied, run_dir / "orbital_energies.png",
-                          title=title, overlaps=reference.overlaps)
+    orbital_energy_parity(
+        predicted,
+        reference.matrices,
+        reference.n_occupied,
+        run_dir / "orbital_energies.png",
+        title=title,
+        overlaps=reference.overlaps,
+    )
     model.save(run_dir / "model.pt")
     log.info(f"outputs in {run_dir}")
 
@@ -150,8 +193,11 @@ def _write_size_table(run_dir: Path, by_size: dict[int, dict[str, float]]) -> No
         return
     with atomic_path(run_dir / "errors_by_size.json") as temporary:
         temporary.write_text(json.dumps(by_size, indent=2))
-    rows = [f"{size:5d}  {errors['n_structures']:9d}  {errors['hamiltonian_mae_uha']:11.1f}  "
-            f"{errors['occupied_energy_mae_mev']:20.2f}" for size, errors in by_size.items()]
+    rows = [
+        f"{size:5d}  {errors['n_structures']:9d}  {errors['hamiltonian_mae_uha']:11.1f}  "
+        f"{errors['occupied_energy_mae_mev']:20.2f}"
+        for size, errors in by_size.items()
+    ]
     log.info("\n".join(["atoms  molecules  H MAE (µHa)  occupied E MAE (meV)", *rows]))
 
 
@@ -159,8 +205,12 @@ def format_metrics(metrics: dict) -> str:
     """The metrics as an aligned two-column table (percentages with 7 decimals: orbital
     similarities sit within 1e-6 % of 100)."""
     width = max(len(name) for name in metrics)
-    rows = [f"{name:<{width}}  {value:12.{7 if name.endswith('_pct') else 4}f}" if isinstance(value, float)
-            else f"{name:<{width}}  {value:>12}" for name, value in metrics.items()]
+    rows = [
+        f"{name:<{width}}  {value:12.{7 if name.endswith('_pct') else 4}f}"
+        if isinstance(value, float)
+        else f"{name:<{width}}  {value:>12}"
+        for name, value in metrics.items()
+    ]
     return "\n".join(["test-set errors", "-" * (width + 14), *rows])
 
 

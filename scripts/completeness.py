@@ -31,15 +31,18 @@ def distance_table(data: Path | None, settings: DensitySettings) -> dict[str, di
         frames = ase.io.read(data_file(name, data), ":")
         species = sorted({int(z) for atoms in frames for z in atoms.numbers})
         invariants = [family_invariants(atoms, 0, species, settings) for atoms in frames]
-        table[name] = {family: [matched_distance(first, other[family]) for other in invariants[1:]]
-                       for family, first in invariants[0].items()}
+        table[name] = {
+            family: [matched_distance(first, other[family]) for other in invariants[1:]]
+            for family, first in invariants[0].items()
+        }
     return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, help="folder holding the files (default: those shipped with nhamil, "
-                        "or $NHAMIL_DATA_DIR)")
+    parser.add_argument(
+        "--data", type=Path, help="folder holding the files (default: those shipped with nhamil, or $NHAMIL_DATA_DIR)"
+    )
     parser.add_argument("--max-radial", type=int, default=4)
     parser.add_argument("--max-angular", type=int, default=4)
     parser.add_argument("--cutoff", type=float, default=4.0)

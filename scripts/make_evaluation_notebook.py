@@ -21,14 +21,19 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 NOTEBOOK = Path(__file__).resolve().parent / "evaluate_water.ipynb"
 
 CELLS = [
-    ("markdown", """# Evaluating a trained water model
+    (
+        "markdown",
+        """# Evaluating a trained water model
 
 What a predicted Hamiltonian gives a chemist: orbital energies, frontier levels, dipoles.
 Set `NHAMIL_RUN_DIR` to a run folder of `python -m nhamil.train +experiment=water_fock`
 (or `+experiment=water`). By default the notebook uses `outputs/evaluate-water` beside itself
 (its working folder), and trains a small water run there first if it holds no model (about
-half a minute: 10 training frames, full Fock matrix, RHF/def2-SVP)."""),
-    ("code", """import os
+half a minute: 10 training frames, full Fock matrix, RHF/def2-SVP).""",
+    ),
+    (
+        "code",
+        """import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,8 +45,11 @@ import torch
 from nhamil.evaluate import evaluate_predictions, load_run, per_state_mae, scf_settings
 from nhamil.orbitals import random_rotation
 from nhamil.reference import build_reference_set, read_frames
-from nhamil.units import HARTREE_TO_MEV"""),
-    ("code", """def train_small_water_run(run_dir):
+from nhamil.units import HARTREE_TO_MEV""",
+    ),
+    (
+        "code",
+        """def train_small_water_run(run_dir):
     \"\"\"Train frames 0-9 of the packaged water set, test on 10-11, into run_dir.\"\"\"
     command = [sys.executable, "-m", "nhamil.train", "+experiment=water_fock", "split.train=[0,10]",
                "split.test=[10,12]", "data.n_workers=1", "features.density.max_radial=3",
@@ -60,15 +68,21 @@ settings = scf_settings(cfg)
 frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")
 records = build_reference_set(frames, settings, model.target.projection, cfg.data.cache_dir, n_workers=1)
 predicted = [matrix.numpy() for matrix in model.predict(frames)]
-print(f"{run_dir}: {model.target} in {model.basis.name}, {len(frames)} test frames")"""),
+print(f"{run_dir}: {model.target} in {model.basis.name}, {len(frames)} test frames")""",
+    ),
     ("markdown", "## Errors of the test frames (meV for energies, Debye for dipoles)"),
-    ("code", """evaluations, metrics = evaluate_predictions(model, predicted, frames, records, settings, progress=False)
+    (
+        "code",
+        """evaluations, metrics = evaluate_predictions(model, predicted, frames, records, settings, progress=False)
 for name, value in metrics.items():
     if isinstance(value, float):
         print(f"{name:32s} {value:12.4f}")
-print("structures with spurious states:", metrics["spurious_structures"] or "none")"""),
+print("structures with spurious states:", metrics["spurious_structures"] or "none")""",
+    ),
     ("markdown", "## Predicted against reference orbital energies, and the error per orbital"),
-    ("code", """predicted_energies = np.stack([e.predicted.energies for e in evaluations]) * HARTREE_TO_MEV / 1000
+    (
+        "code",
+        """predicted_energies = np.stack([e.predicted.energies for e in evaluations]) * HARTREE_TO_MEV / 1000
 reference_energies = np.stack([e.reference.energies for e in evaluations]) * HARTREE_TO_MEV / 1000
 n_occupied = evaluations[0].reference.n_occupied
 figure, (parity, per_orbital) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -83,19 +97,26 @@ per_orbital.bar(np.arange(1, len(errors) + 1), errors,
                 color=["C0" if k < n_occupied else "C1" for k in range(len(errors))])
 per_orbital.set(xlabel="orbital index", ylabel="MAE (meV)", yscale="log", title="error per orbital")
 figure.tight_layout()
-plt.show()"""),
-    ("markdown", """## Symmetry: a rotated and reflected molecule has the same eigenvalues
+plt.show()""",
+    ),
+    (
+        "markdown",
+        """## Symmetry: a rotated and reflected molecule has the same eigenvalues
 
 The model is equivariant, so the predicted matrix of a moved molecule is `D F D^T` and its
-eigenvalues do not change (to float64 round-off)."""),
-    ("code", """atoms = frames[0]
+eigenvalues do not change (to float64 round-off).""",
+    ),
+    (
+        "code",
+        """atoms = frames[0]
 rotation = random_rotation(torch.Generator().manual_seed(0), improper=True).numpy()
 moved = atoms.copy()
 moved.positions = atoms.positions @ rotation.T + np.array([1.0, -2.0, 0.5])
 original, rotated = (np.linalg.eigvalsh(matrix.numpy()) for matrix in model.predict([atoms, moved]))
 largest_difference = np.abs(original - rotated).max()
 print(f"largest eigenvalue difference after rotation: {largest_difference:.2e} Ha")
-assert largest_difference < 1e-8"""),
+assert largest_difference < 1e-8""",
+    ),
 ]
 
 

@@ -10,10 +10,12 @@ import h5py
 from nhamil.reference import store
 
 #: What h5py raises when HDF5 cannot write: the errno only in the message.
-H5PY_FULL_DISK = ("Unable to synchronously create dataset (file write failed: time = Tue Dec  1 20:00:00 2026, "
-                  "filename = 'x.h5', file descriptor = 5, errno = 28, error message = 'No space left on device', "
-                  "buf = 0x1, total write size = 800, bytes this sub-write = 800, bytes actually written = "
-                  "18446744073709551615, offset = 0)")
+H5PY_FULL_DISK = (
+    "Unable to synchronously create dataset (file write failed: time = Tue Dec  1 20:00:00 2026, "
+    "filename = 'x.h5', file descriptor = 5, errno = 28, error message = 'No space left on device', "
+    "buf = 0x1, total write size = 800, bytes this sub-write = 800, bytes actually written = "
+    "18446744073709551615, offset = 0)"
+)
 
 
 def full_disk_for_victim(atoms, scf, projection, path):

@@ -52,8 +52,9 @@ class StrictSkips:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.refused:
             return
-        terminalreporter.section(f"{ENVIRONMENT}=1: skips other than a missing CUDA device or optional package",
-                                 red=True)
+        terminalreporter.section(
+            f"{ENVIRONMENT}=1: skips other than a missing CUDA device or optional package", red=True
+        )
         for nodeid, reason in self.refused:
             terminalreporter.line(f"{nodeid}: {reason}")
         terminalreporter.line(f"{len(self.refused)} test(s) skipped for a reason strict mode refuses: the run fails")

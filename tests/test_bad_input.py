@@ -11,6 +11,7 @@ import ase
 import ase.io
 import numpy as np
 import pytest
+from paper_data import WATER
 
 from nhamil.config import compose_config
 from nhamil.errors import DataFileError, InputError
@@ -18,10 +19,8 @@ from nhamil.evaluate.__main__ import main as evaluate_main
 from nhamil.reference import read_frames
 from nhamil.structures import check_geometries
 from nhamil.train import _warn_duplicates, train
-from paper_data import WATER
 
 REPO = Path(__file__).resolve().parents[1]
-
 
 
 @pytest.fixture
@@ -33,29 +32,44 @@ def five_frames(tmp_path) -> Path:
 
 
 def _config(tmp_path, frames, *overrides):
-    return compose_config(["+experiment=water", f"data.frames={frames}", f"data.cache_dir={tmp_path / 'cache'}",
-                           "data.n_workers=1", "split.train=[0,3]", "split.test=[3,5]", *overrides])
+    return compose_config(
+        [
+            "+experiment=water",
+            f"data.frames={frames}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.n_workers=1",
+            "split.train=[0,3]",
+            "split.test=[3,5]",
+            *overrides,
+        ]
+    )
 
 
-@pytest.mark.parametrize("override, message", [
-    ("split.test=[-2,0]", r"split.test=\[-2, 0\] must be \[start, stop\) with 0 <= start < stop <= 5"),
-    ("split.train=[0,4,2]", r"split.train=\[0, 4, 2\].*no step"),
-    ("split.test=[3,9]", r"split.test=\[3, 9\].*<= 5, the number of frames of .*five.xyz"),
-    ("split.test=[2,5]", r"training frames \[0, 3\] and test frames \[2, 5\] overlap"),
-    ("+split.valid=[3,4]", r"unknown setting 'split.valid': SplitConfig has test, train"),
-    ("+head.alpah=1", r"unknown setting 'head.alpah': RidgeHeadConfig has alphas, kind, n_folds"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("split.test=[-2,0]", r"split.test=\[-2, 0\] must be \[start, stop\) with 0 <= start < stop <= 5"),
+        ("split.train=[0,4,2]", r"split.train=\[0, 4, 2\].*no step"),
+        ("split.test=[3,9]", r"split.test=\[3, 9\].*<= 5, the number of frames of .*five.xyz"),
+        ("split.test=[2,5]", r"training frames \[0, 3\] and test frames \[2, 5\] overlap"),
+        ("+split.valid=[3,4]", r"unknown setting 'split.valid': SplitConfig has test, train"),
+        ("+head.alpah=1", r"unknown setting 'head.alpah': RidgeHeadConfig has alphas, kind, n_folds"),
+    ],
+)
 def test_bad_split_or_added_key_is_refused_before_the_references(tmp_path, five_frames, override, message):
     with pytest.raises(InputError, match=message):
         train(_config(tmp_path, five_frames, override), tmp_path / "run")
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("position, message", [
-    (np.nan, r"structure 4 \(H2O\): atom 1 \(H\) has a non-finite coordinate \[nan"),
-    (np.inf, r"structure 4 \(H2O\): atom 1 \(H\) has a non-finite coordinate \[inf"),
-    (0.0, r"structure 4 \(H2O\): atoms 0 \(O\) and 1 \(H\) are 0 Å apart, closer than 0.1 Å"),
-])
+@pytest.mark.parametrize(
+    "position, message",
+    [
+        (np.nan, r"structure 4 \(H2O\): atom 1 \(H\) has a non-finite coordinate \[nan"),
+        (np.inf, r"structure 4 \(H2O\): atom 1 \(H\) has a non-finite coordinate \[inf"),
+        (0.0, r"structure 4 \(H2O\): atoms 0 \(O\) and 1 \(H\) are 0 Å apart, closer than 0.1 Å"),
+    ],
+)
 def test_impossible_geometry_is_refused_before_the_references(tmp_path, position, message):
     frames = read_frames(WATER, ":5")
     frames[4].positions[1] = frames[4].positions[0] if position == 0.0 else position
@@ -72,9 +86,14 @@ def test_geometry_check_names_the_data_file_index():
     check_geometries([atoms], min_distance=0.01)
 
 
-@pytest.mark.parametrize("train_ids, test_ids, pairs", [(range(950), range(950, 1000), "926 = 963"),
-                                                     (range(400, 1000), range(400), "412 = 365"),
-                                                     (range(100), range(100, 200), None)])
+@pytest.mark.parametrize(
+    "train_ids, test_ids, pairs",
+    [
+        (range(950), range(950, 1000), "926 = 963"),
+        (range(400, 1000), range(400), "412 = 365"),
+        (range(100), range(100, 200), None),
+    ],
+)
 def test_duplicate_train_test_geometries_are_named(caplog, train_ids, test_ids, pairs):
     """The water file repeats frame 365 as 412 and 926 as 963."""
     with caplog.at_level(logging.WARNING, logger="nhamil.train"):
@@ -85,16 +104,19 @@ def test_duplicate_train_test_geometries_are_named(caplog, train_ids, test_ids, 
         assert f"1 test frame(s) repeat a training geometry (training = test frame: {pairs})" in caplog.text
 
 
-@pytest.mark.parametrize("content, index, error, message", [
-    (None, ":", DataFileError, r"structure file .*missing.xyz does not exist"),
-    ("", ":", DataFileError, r"structure file .*data.xyz: ASE cannot read it \(Empty file"),
-    ("hello\n", ":", DataFileError, r"structure file .*data.foo: ASE cannot read it"),
-    ("3\n\nO 0 0 0\nH 1 0 0\n", ":", DataFileError, r"structure file .*data.xyz cannot be read: XYZError"),
-    ("five", "101", InputError, r"structure file .*five.xyz has 5 frames; index '101' is beyond them"),
-    ("five", 7, InputError, r"structure file .*five.xyz has 5 frames; index 7 is beyond them"),
-    ("five", "10:", InputError, r"index '10:' selects none of the 5 frames of .*five.xyz"),
-    ("five", "one", InputError, r"frame index 'one' for .*five.xyz is not one ase.io.read takes"),
-])
+@pytest.mark.parametrize(
+    "content, index, error, message",
+    [
+        (None, ":", DataFileError, r"structure file .*missing.xyz does not exist"),
+        ("", ":", DataFileError, r"structure file .*data.xyz: ASE cannot read it \(Empty file"),
+        ("hello\n", ":", DataFileError, r"structure file .*data.foo: ASE cannot read it"),
+        ("3\n\nO 0 0 0\nH 1 0 0\n", ":", DataFileError, r"structure file .*data.xyz cannot be read: XYZError"),
+        ("five", "101", InputError, r"structure file .*five.xyz has 5 frames; index '101' is beyond them"),
+        ("five", 7, InputError, r"structure file .*five.xyz has 5 frames; index 7 is beyond them"),
+        ("five", "10:", InputError, r"index '10:' selects none of the 5 frames of .*five.xyz"),
+        ("five", "one", InputError, r"frame index 'one' for .*five.xyz is not one ase.io.read takes"),
+    ],
+)
 def test_read_frames_names_the_file_and_the_problem(tmp_path, five_frames, content, index, error, message):
     if content == "five":
         path = five_frames
@@ -109,16 +131,37 @@ def test_read_frames_names_the_file_and_the_problem(tmp_path, five_frames, conte
 
 def _train_command(tmp_path, *arguments):
     env = {name: value for name, value in os.environ.items() if name != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-m", "nhamil.train", *arguments, f"data.cache_dir={tmp_path / 'cache'}",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, env=env,
-                          check=False)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nhamil.train",
+            *arguments,
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("override, code, message", [
-    ("+head.alpah=1", 2, ("nhamil.train: error: unknown setting 'head.alpah': RidgeHeadConfig has alphas, kind, "
-                          "n_folds; check its spelling (a '+' override adds any key)\n")),
-    ("head.alpah=1", 1, "Key 'alpah' not in 'RidgeHeadConfig'"),
-])
+@pytest.mark.parametrize(
+    "override, code, message",
+    [
+        (
+            "+head.alpah=1",
+            2,
+            (
+                "nhamil.train: error: unknown setting 'head.alpah': RidgeHeadConfig has alphas, kind, "
+                "n_folds; check its spelling (a '+' override adds any key)\n"
+            ),
+        ),
+        ("head.alpah=1", 1, "Key 'alpah' not in 'RidgeHeadConfig'"),
+    ],
+)
 def test_command_typos_fail_before_any_work(tmp_path, override, code, message):
     done = _train_command(tmp_path, "+experiment=water", override)
     assert done.returncode == code and message in done.stderr and "Traceback" not in done.stderr
@@ -128,11 +171,18 @@ def test_command_typos_fail_before_any_work(tmp_path, override, code, message):
 
 
 def test_help_shows_examples_heads_and_units():
-    shown = subprocess.run([sys.executable, "-m", "nhamil.train", "--help"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout
-    for text in ["python -m nhamil.train -m +experiment=water head=ridge,kernel hydra/launcher=local",
-                 "experiment: dipole_dce, ethanol", "sparse_kernel", "minibatch", "positions in Å",
-                 "µHa", "absolute frame indices"]:
+    shown = subprocess.run(
+        [sys.executable, "-m", "nhamil.train", "--help"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    for text in [
+        "python -m nhamil.train -m +experiment=water head=ridge,kernel hydra/launcher=local",
+        "experiment: dipole_dce, ethanol",
+        "sparse_kernel",
+        "minibatch",
+        "positions in Å",
+        "µHa",
+        "absolute frame indices",
+    ]:
         assert text in shown
     assert "Powered by Hydra" not in shown
 

@@ -22,8 +22,9 @@ WATER_BASIS = AtomicBasis.from_pyscf("def2-svp", [1, 8])
 
 
 def _water_fock(tmp_path_factory, frames):
-    records = build_reference_set(frames, ScfSettings(), ProjectionSettings(), reference_cache(tmp_path_factory),
-                                  n_workers=1, progress=False)
+    records = build_reference_set(
+        frames, ScfSettings(), ProjectionSettings(), reference_cache(tmp_path_factory), n_workers=1, progress=False
+    )
     return [torch.as_tensor(lowdin_orthogonalize(r.fock, r.overlap)) for r in records]
 
 
@@ -33,17 +34,25 @@ def water_models(tmp_path_factory):
     with the frames and reference matrices: training 0-9, held out 10-11."""
     frames = read_frames(WATER, ":12")
     fock = _water_fock(tmp_path_factory, frames)
-    models = {baseline: HamiltonianModel(WATER_BASIS, [1, 8], target="fock_orthogonal", features=SMALL,
-                                         baseline=baseline).fit(frames[:10], fock[:10], progress=False)
-              for baseline in ("sap", None)}
+    models = {
+        baseline: HamiltonianModel(
+            WATER_BASIS, [1, 8], target="fock_orthogonal", features=SMALL, baseline=baseline
+        ).fit(frames[:10], fock[:10], progress=False)
+        for baseline in ("sap", None)
+    }
     return models, frames, fock
 
 
 def test_sap_baseline_follows_rotation_inversion_and_permutation():
     atoms = ase.build.molecule("CH3CH2OH")
     basis = AtomicBasis.from_pyscf("def2-svp", atoms.numbers)
-    fock = lambda frames: [baseline_fock("sap", a, basis)[0] for a in frames]
-    overlap = lambda frames: [baseline_fock("sap", a, basis)[1] for a in frames]
+
+    def fock(frames):
+        return [baseline_fock("sap", a, basis)[0] for a in frames]
+
+    def overlap(frames):
+        return [baseline_fock("sap", a, basis)[1] for a in frames]
+
     assert_equivariant(fock, [atoms], basis=basis, seed=5, atol=1e-10)
     assert_equivariant(overlap, [atoms], basis=basis, seed=5, atol=1e-12)
 
@@ -68,8 +77,10 @@ def test_model_with_baseline_follows_rotation_inversion_and_permutation(water_mo
 def test_baseline_is_added_back_and_makes_the_model_better(water_models):
     """Without the baseline added back, the predictions would miss nearly all of the Fock matrix."""
     models, frames, fock = water_models
-    errors = {baseline: max(float((p - f).abs().max()) for p, f in zip(model.predict(frames[10:]), fock[10:]))
-              for baseline, model in models.items()}
+    errors = {
+        baseline: max(float((p - f).abs().max()) for p, f in zip(model.predict(frames[10:]), fock[10:], strict=True))
+        for baseline, model in models.items()
+    }
     assert errors["sap"] < 0.5 * errors[None]
 
 

@@ -27,7 +27,7 @@ def test_round_trip_is_exact(basis):
     matrices = [_random_symmetric(basis.n_ao(z), generator) for z in MOLECULES]
     layout = MatrixLayout.from_numbers(basis, MOLECULES)
     back = blocks_to_matrices(matrix_to_blocks(matrices, layout), layout)
-    for original, restored in zip(matrices, back):
+    for original, restored in zip(matrices, back, strict=True):
         torch.testing.assert_close(restored, original, atol=1e-12, rtol=0)
 
 
@@ -46,8 +46,10 @@ def test_each_block_transforms_with_its_lambda_and_sigma(basis, improper):
     generator = torch.Generator().manual_seed(1)
     rotation = random_rotation(generator, improper=improper)
     matrices = [_random_symmetric(basis.n_ao(z), generator) for z in MOLECULES]
-    rotated = [basis_wigner(basis, z, rotation) @ m @ basis_wigner(basis, z, rotation).T
-               for m, z in zip(matrices, MOLECULES)]
+    rotated = [
+        basis_wigner(basis, z, rotation) @ m @ basis_wigner(basis, z, rotation).T
+        for m, z in zip(matrices, MOLECULES, strict=True)
+    ]
     layout = MatrixLayout.from_numbers(basis, MOLECULES)
     original, turned = matrix_to_blocks(matrices, layout), matrix_to_blocks(rotated, layout)
     sigmas = set()
@@ -62,7 +64,7 @@ def test_swapping_two_same_element_atoms_flips_only_minus_blocks(basis):
     numbers = [8, 1, 1]
     matrix = _random_symmetric(basis.n_ao(numbers), torch.Generator().manual_seed(2))
     offsets = basis.atom_offsets(numbers)
-    order = np.r_[offsets[0]:offsets[1], offsets[2]:offsets[3], offsets[1]:offsets[2]]  # swap the two H
+    order = np.r_[offsets[0] : offsets[1], offsets[2] : offsets[3], offsets[1] : offsets[2]]  # swap the two H
     swapped = matrix[order][:, order]
     layout = MatrixLayout.from_numbers(basis, [numbers])
     before, after = matrix_to_blocks([matrix], layout), matrix_to_blocks([swapped], layout)
@@ -95,9 +97,10 @@ def _group_values(blocks, layout):
 
 def test_destinations_cover_every_element_once(basis):
     layout = MatrixLayout.from_numbers(basis, MOLECULES)
-    destinations = torch.cat([element_destinations(layout, group, samples).reshape(-1)
-                              for group, samples in layout_groups(layout).items()])
-    assert torch.equal(destinations.sort().values, torch.arange(int((layout.n_ao ** 2).sum())))
+    destinations = torch.cat(
+        [element_destinations(layout, group, samples).reshape(-1) for group, samples in layout_groups(layout).items()]
+    )
+    assert torch.equal(destinations.sort().values, torch.arange(int((layout.n_ao**2).sum())))
 
 
 def test_assembly_restores_the_matrices_exactly(basis):
@@ -105,7 +108,7 @@ def test_assembly_restores_the_matrices_exactly(basis):
     matrices = [_random_symmetric(basis.n_ao(z), generator) for z in MOLECULES]
     layout = MatrixLayout.from_numbers(basis, MOLECULES)
     restored = assemble(_group_values(matrix_to_blocks(matrices, layout), layout), layout)
-    for original, back in zip(matrices, restored):
+    for original, back in zip(matrices, restored, strict=True):
         torch.testing.assert_close(back, original, atol=1e-13, rtol=0)
 
 
@@ -116,9 +119,10 @@ def test_assembly_equals_block_by_block_reference_with_missing_blocks(basis):
     blocks = matrix_to_blocks([_random_symmetric(basis.n_ao(z), generator) for z in MOLECULES[:2]], layout)
     kept = {key: block for key, block in blocks.items() if key.o3_lambda != 1}
     expected = blocks_to_matrices(kept, layout)
-    values = _group_values({k: b if k in kept else type(b)(b.samples, torch.zeros_like(b.values))
-                            for k, b in blocks.items()}, layout)
-    for reference, fast in zip(expected, assemble(values, layout)):
+    values = _group_values(
+        {k: b if k in kept else type(b)(b.samples, torch.zeros_like(b.values)) for k, b in blocks.items()}, layout
+    )
+    for reference, fast in zip(expected, assemble(values, layout), strict=True):
         torch.testing.assert_close(fast, reference, atol=1e-13, rtol=0)
 
 

@@ -23,7 +23,6 @@ from nhamil.targets import Target
 from nhamil.train import train
 
 
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return water_fock_run(tmp_path_factory)
@@ -42,7 +41,7 @@ def test_damaged_checkpoint_is_refused_by_name(run_dir, tmp_path):
     """64 random bytes in the middle of model.pt: the archive's CRC check fails."""
     data = bytearray((run_dir / "model.pt").read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    data[middle : middle + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
     (tmp_path / "model.pt").write_bytes(bytes(data))
     with pytest.raises(DataFileError, match=rf"checkpoint {tmp_path / 'model.pt'} is damaged"):
         HamiltonianModel.load(tmp_path / "model.pt")
@@ -50,7 +49,7 @@ def test_damaged_checkpoint_is_refused_by_name(run_dir, tmp_path):
 
 def test_truncated_checkpoint_is_refused_by_name(run_dir, tmp_path):
     data = (run_dir / "model.pt").read_bytes()
-    (tmp_path / "model.pt").write_bytes(data[:len(data) // 2])
+    (tmp_path / "model.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataFileError, match="model.pt is not an nhamil checkpoint"):
         HamiltonianModel.load(tmp_path / "model.pt")
 
@@ -100,9 +99,18 @@ def test_full_disk_names_the_checkpoint_and_leaves_no_file(run_dir, tmp_path, mo
 
 
 def test_full_disk_during_training_keeps_the_metrics(tmp_path, tmp_path_factory, monkeypatch, caplog):
-    cfg = compose_config(["+experiment=water_fock", "split.train=[0,6]", "split.test=[10,12]", f"data.frames={WATER}",
-                          f"data.cache_dir={reference_cache(tmp_path_factory)}", "data.n_workers=1",
-                          "features.density.max_radial=2", "features.density.max_angular=2"])
+    cfg = compose_config(
+        [
+            "+experiment=water_fock",
+            "split.train=[0,6]",
+            "split.test=[10,12]",
+            f"data.frames={WATER}",
+            f"data.cache_dir={reference_cache(tmp_path_factory)}",
+            "data.n_workers=1",
+            "features.density.max_radial=2",
+            "features.density.max_angular=2",
+        ]
+    )
     _full_disk_for_checkpoints(monkeypatch)
     caplog.set_level("INFO", logger="nhamil.train")
     with pytest.raises(OSError, match="model.pt"):

@@ -3,7 +3,6 @@ coincide to 1e-10 around the carbon, N-centre features tell the structures apart
 
 from __future__ import annotations
 
-
 import ase.io
 import pytest
 
@@ -25,8 +24,10 @@ def distances(name: str) -> dict[str, list[float]]:
     frames = ase.io.read(data_file(name), ":")
     assert frames[0].numbers[0] == 6
     invariants = [family_invariants(atoms, 0, SPECIES, SETTINGS) for atoms in frames]
-    return {family: [matched_distance(first, other[family]) for other in invariants[1:]]
-            for family, first in invariants[0].items()}
+    return {
+        family: [matched_distance(first, other[family]) for other in invariants[1:]]
+        for family, first in invariants[0].items()
+    }
 
 
 def test_power_spectrum_triplet():

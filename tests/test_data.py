@@ -17,8 +17,13 @@ def test_data_files_are_found_from_any_folder_and_the_variable_overrides(tmp_pat
     monkeypatch.delenv("NHAMIL_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     assert data_file("water_coords_1000.xyz") == PACKAGED / "water_coords_1000.xyz.gz"
-    assert available() == ["bispectrum.xyz", "ethanol-structures.xyz", "powerspectrum-triplet.xyz",
-                           "qm7-example-structure.xyz", "water_coords_1000.xyz"]
+    assert available() == [
+        "bispectrum.xyz",
+        "ethanol-structures.xyz",
+        "powerspectrum-triplet.xyz",
+        "qm7-example-structure.xyz",
+        "water_coords_1000.xyz",
+    ]
     (tmp_path / "water_coords_1000.xyz").write_text("3\n\nO 0 0 0\nH 0 0 1\nH 0 1 0\n")
     monkeypatch.setenv("NHAMIL_DATA_DIR", str(tmp_path))
     assert data_file("water_coords_1000.xyz") == tmp_path / "water_coords_1000.xyz"
@@ -44,9 +49,10 @@ def test_a_missing_name_lists_the_packaged_files(monkeypatch):
         data_file("../configs/train.yaml")
 
 
-@pytest.mark.parametrize("experiment, name", [("water", "water_coords_1000.xyz"),
-                                              ("ethanol", "ethanol-structures.xyz"),
-                                              ("qm7", "qm7-example-structure.xyz")])
+@pytest.mark.parametrize(
+    "experiment, name",
+    [("water", "water_coords_1000.xyz"), ("ethanol", "ethanol-structures.xyz"), ("qm7", "qm7-example-structure.xyz")],
+)
 def test_experiments_read_the_packaged_files_from_any_folder(experiment, name, tmp_path, monkeypatch):
     monkeypatch.delenv("NHAMIL_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)

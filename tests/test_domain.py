@@ -19,7 +19,6 @@ from nhamil.orbitals import random_rotation
 from nhamil.predict import main as predict_main
 from nhamil.reference import read_frames
 
-
 CUTOFF = 4.0
 
 
@@ -62,7 +61,9 @@ def test_training_frames_are_in_domain_and_a_stretched_water_is_not(frames, doma
     [report] = domain.check([_stretched(frames[10])])
     low, high = _oh_range(frames[:10])
     assert not report.in_domain
-    assert report.reason.startswith(f"O-H distance 1.69 Å (atoms 0-1) outside the training range {low:.2f}-{high:.2f} Å")
+    assert report.reason.startswith(
+        f"O-H distance 1.69 Å (atoms 0-1) outside the training range {low:.2f}-{high:.2f} Å"
+    )
 
 
 def test_flag_is_invariant_under_rotation_inversion_translation_and_permutation(frames, domain):
@@ -72,7 +73,7 @@ def test_flag_is_invariant_under_rotation_inversion_translation_and_permutation(
     assert [r.in_domain for r in moved] == [r.in_domain for r in reports]
     assert 10 < sum(not r.in_domain for r in reports) < len(checked)  # both answers occur
     kind_and_distance = re.compile(r"^(\S+ distance \S+ Å)")
-    for report, copy in zip(reports, moved):
+    for report, copy in zip(reports, moved, strict=True):
         assert kind_and_distance.findall(copy.reason) == kind_and_distance.findall(report.reason)
 
 
@@ -101,12 +102,15 @@ def test_survives_plain_data_and_a_weights_only_torch_file(domain, tmp_path):
     assert TrainingDomain.from_dict(torch.load(tmp_path / "d.pt", weights_only=True)["domain"]) == domain
 
 
-@pytest.mark.parametrize("make, error, message", [
-    (lambda f: TrainingDomain.from_frames(f[:2], 0.0), InputError, "cutoff must be > 0"),
-    (lambda f: TrainingDomain.from_frames(f[:2], CUTOFF, tolerance=1.5), InputError, "0 <= tolerance < 1"),
-    (lambda f: TrainingDomain.from_frames([], CUTOFF), InputError, "no training structures"),
-    (lambda f: TrainingDomain.from_dict({"cutoff": 4.0, "pairs": [[1, 8]]}), DataFileError, "domain is damaged"),
-])
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda f: TrainingDomain.from_frames(f[:2], 0.0), InputError, "cutoff must be > 0"),
+        (lambda f: TrainingDomain.from_frames(f[:2], CUTOFF, tolerance=1.5), InputError, "0 <= tolerance < 1"),
+        (lambda f: TrainingDomain.from_frames([], CUTOFF), InputError, "no training structures"),
+        (lambda f: TrainingDomain.from_dict({"cutoff": 4.0, "pairs": [[1, 8]]}), DataFileError, "domain is damaged"),
+    ],
+)
 def test_bad_settings_or_data_raise_one_line_errors(frames, make, error, message):
     with pytest.raises(error, match=message):
         make(frames)
@@ -139,8 +143,9 @@ def test_domain_survives_save_and_load_and_an_older_checkpoint_has_none(run_dir,
     model.save(tmp_path / "again.pt")
     again = HamiltonianModel.load(tmp_path / "again.pt")
     assert again.domain == model.domain
-    assert [r.reason for r in again.domain_reports([_stretched(frames[10])])] == \
-        [r.reason for r in model.domain_reports([_stretched(frames[10])])]
+    assert [r.reason for r in again.domain_reports([_stretched(frames[10])])] == [
+        r.reason for r in model.domain_reports([_stretched(frames[10])])
+    ]
     state = model.state_dict()
     del state["domain"]
     older = HamiltonianModel.from_state_dict(state)
@@ -154,8 +159,16 @@ def test_predict_command_writes_the_flag_the_reason_and_a_summary(run_dir, tmp_p
     structures = [frames[10], _stretched(frames[10]), _moved(_stretched(frames[11]), 3)]
     ase.io.write(tmp_path / "molecules.xyz", structures, format="extxyz")
     with pytest.warns(OutOfDomainWarning) as caught:
-        output = predict_main([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o",
-                               str(tmp_path / "out.h5"), "--batch-size", "1"])
+        output = predict_main(
+            [
+                str(run_dir / "model.pt"),
+                str(tmp_path / "molecules.xyz"),
+                "-o",
+                str(tmp_path / "out.h5"),
+                "--batch-size",
+                "1",
+            ]
+        )
     assert len([w for w in caught if w.category is OutOfDomainWarning]) == 1  # one warning, not one per batch
     assert "2 of 3 structures outside the training domain" in capsys.readouterr().out
     with h5py.File(output) as file:

@@ -10,9 +10,19 @@ import pytest
 import torch
 from water_fock_run import WATER, reference_cache, water_fock_run
 
-from nhamil.evaluate import (ao_fock, block_type_errors, density_matrix, dipole_moment, errors_by_size,
-                             evaluate_structure, occupied_similarity, orbitals_from_orthogonal, overlap_matrix,
-                             solve_orbitals, summarize)
+from nhamil.evaluate import (
+    ao_fock,
+    block_type_errors,
+    density_matrix,
+    dipole_moment,
+    errors_by_size,
+    evaluate_structure,
+    occupied_similarity,
+    orbitals_from_orthogonal,
+    overlap_matrix,
+    solve_orbitals,
+    summarize,
+)
 from nhamil.evaluate.__main__ import main as evaluate_main
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
@@ -67,18 +77,26 @@ def test_dipole_rotates_with_the_molecule(water, improper):
     wigner = basis_wigner(AtomicBasis.from_pyscf("def2-svp", atoms.numbers), atoms.numbers, rotation).numpy()
     density = density_matrix(orbitals_from_orthogonal(_orthogonal(record), record.overlap, record.n_occupied))
     moved = ase.Atoms(atoms.numbers, atoms.positions @ rotation.numpy().T)
-    np.testing.assert_allclose(dipole_moment(moved, wigner @ density @ wigner.T, SETTINGS),
-                               rotation.numpy() @ dipole_moment(atoms, density, SETTINGS), atol=1e-8)
+    np.testing.assert_allclose(
+        dipole_moment(moved, wigner @ density @ wigner.T, SETTINGS),
+        rotation.numpy() @ dipole_moment(atoms, density, SETTINGS),
+        atol=1e-8,
+    )
 
 
 def test_perfect_prediction_scores_perfectly_and_a_shift_is_seen(water):
     frames, records = water
-    exact = [evaluate_structure(_orthogonal(r), r, a, "fock_orthogonal", SETTINGS) for a, r in zip(frames, records)]
+    exact = [
+        evaluate_structure(_orthogonal(r), r, a, "fock_orthogonal", SETTINGS)
+        for a, r in zip(frames, records, strict=True)
+    ]
     summary = summarize(exact)
     assert summary["energy_mae_mev"] < 1e-4 and summary["dipole_component_mae_debye"] < 1e-6
     assert summary["occupied_similarity_min"] == pytest.approx(1.0, abs=1e-10)
-    shifted = [evaluate_structure(_orthogonal(r) + 0.01 * np.eye(len(r.fock)), r, a, "fock_orthogonal", SETTINGS)
-               for a, r in zip(frames, records)]
+    shifted = [
+        evaluate_structure(_orthogonal(r) + 0.01 * np.eye(len(r.fock)), r, a, "fock_orthogonal", SETTINGS)
+        for a, r in zip(frames, records, strict=True)
+    ]
     shift = summarize(shifted)
     assert shift["energy_mae_mev"] == pytest.approx(0.01 * 27211.386, rel=1e-5)
     assert shift["gap_mae_mev"] < 1e-4 and shift["dipole_component_mae_debye"] < 1e-6
@@ -89,7 +107,7 @@ def test_errors_by_size_groups_structures_by_atom_count():
     rng = np.random.default_rng(0)
     reference = [(lambda a: a + a.T)(rng.normal(size=(n, n))) for n in (4, 6, 4)]
     shifts = (1e-3, 0.0, 3e-3)
-    predicted = [m + shift * np.eye(len(m)) for m, shift in zip(reference, shifts)]
+    predicted = [m + shift * np.eye(len(m)) for m, shift in zip(reference, shifts, strict=True)]
     by_size = errors_by_size(predicted, reference, [2, 3, 2], n_atoms=[5, 9, 5])
     assert list(by_size) == [5, 9]
     assert by_size[5]["n_structures"] == 2 and by_size[9]["n_structures"] == 1
@@ -105,10 +123,12 @@ def test_occupied_similarity_sees_mixing_not_rotation(water):
     angle = 0.3
     rotated = reference.coefficients.copy()
     i, j = 1, 3  # two occupied orbitals
-    rotated[:, [i, j]] = reference.coefficients[:, [i, j]] @ np.array([[np.cos(angle), -np.sin(angle)],
-                                                                      [np.sin(angle), np.cos(angle)]])
-    subspace, per_orbital = occupied_similarity(type(reference)(reference.energies, rotated, 5), reference,
-                                                record.overlap)
+    rotated[:, [i, j]] = reference.coefficients[:, [i, j]] @ np.array(
+        [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    )
+    subspace, per_orbital = occupied_similarity(
+        type(reference)(reference.energies, rotated, 5), reference, record.overlap
+    )
     assert subspace == pytest.approx(1.0, abs=1e-10) and per_orbital[i] == pytest.approx(np.cos(angle))
     mixed = reference.coefficients.copy()
     mixed[:, [4, 5]] = reference.coefficients[:, [5, 4]]  # HOMO swapped with LUMO
@@ -122,8 +142,10 @@ def test_intruder_state_is_flagged(water):
     values, vectors = np.linalg.eigh(matrix)
     values[-1] = 50.0  # one state far above every reference orbital energy
     intruder = (vectors * values) @ vectors.T
-    evaluations = [evaluate_structure(_orthogonal(records[0]), records[0], frames[0], "fock_orthogonal", SETTINGS),
-                   evaluate_structure(intruder, records[1], frames[1], "fock_orthogonal", SETTINGS)]
+    evaluations = [
+        evaluate_structure(_orthogonal(records[0]), records[0], frames[0], "fock_orthogonal", SETTINGS),
+        evaluate_structure(intruder, records[1], frames[1], "fock_orthogonal", SETTINGS),
+    ]
     summary = summarize(evaluations)
     assert summary["spurious_structures"] == [1] and summary["n_spurious_states"] == 1
     assert evaluations[1].spurious.tolist() == [23]
@@ -134,8 +156,9 @@ def test_block_errors_land_in_their_block_family(water):
     reference = [_orthogonal(r) for r in records]
     predicted = [m.copy() for m in reference]
     predicted[0][0, 0] += 1e-3  # first AO of atom 0 (oxygen): an on-site element
-    errors = block_type_errors(predicted, reference, AtomicBasis.from_pyscf("def2-svp", [1, 8]),
-                               [a.numbers for a in frames])
+    errors = block_type_errors(
+        predicted, reference, AtomicBasis.from_pyscf("def2-svp", [1, 8]), [a.numbers for a in frames]
+    )
     assert errors["on_site_mae_uha"] > 0
     assert errors["different_element_mae_uha"] == errors["same_element_plus_mae_uha"] == 0
 

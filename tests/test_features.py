@@ -9,10 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from nhamil.features import (DensitySettings, EquivariantFeatures, atom_centered_features, couple,
-                             density_expansion, neighbor_pairs, ordered_pair_features, pair_density,
-                             pair_features, radial_integral_reference, radial_integrals,
-                             symmetrized_pair_features)
+from nhamil.features import (
+    DensitySettings,
+    EquivariantFeatures,
+    atom_centered_features,
+    couple,
+    density_expansion,
+    neighbor_pairs,
+    ordered_pair_features,
+    pair_density,
+    pair_features,
+    radial_integral_reference,
+    radial_integrals,
+    symmetrized_pair_features,
+)
 from nhamil.features import density as density_module
 from nhamil.features.families import atom_samples
 from nhamil.features.harmonics import packed_real_harmonics
@@ -54,7 +64,7 @@ def all_pairs(structures: Structures, *, keep=lambda zi, zj: True) -> torch.Tens
     """(n, 3) rows (system, i, j), i != j, of every ordered pair that ``keep(Z_i, Z_j)`` accepts."""
     rows = []
     for s in range(structures.n_systems):
-        numbers = structures.numbers[structures.ptr[s]:structures.ptr[s + 1]].tolist()
+        numbers = structures.numbers[structures.ptr[s] : structures.ptr[s + 1]].tolist()
         rows += [(s, i, j) for i, zi in enumerate(numbers) for j, zj in enumerate(numbers) if i != j and keep(zi, zj)]
     return torch.tensor(rows, dtype=torch.long)
 
@@ -111,8 +121,8 @@ def test_packed_harmonics_match_the_orbital_convention(max_l):
     expected = torch.cat(real_spherical_harmonics_up_to(max_l, vectors), dim=-1)
     assert_close(ours, expected, rtol=1e-13)
     assert_close(packed_real_harmonics(0, vectors), expected[:, :1], rtol=1e-13)
-    gradient, = torch.autograd.grad((ours * weights).sum(), vectors)
-    expected_gradient, = torch.autograd.grad((expected * weights).sum(), vectors)
+    (gradient,) = torch.autograd.grad((ours * weights).sum(), vectors)
+    (expected_gradient,) = torch.autograd.grad((expected * weights).sum(), vectors)
     assert_close(gradient, expected_gradient, rtol=1e-12)
 
 
@@ -126,9 +136,9 @@ def test_neighbor_pairs_match_brute_force(sizes):
     structures = Structures.from_atoms(frames)
     first, second = neighbor_pairs(structures, DEFAULTS.cutoff)
     expected = []
-    for start, atoms in zip(structures.ptr.tolist(), frames):
+    for start, atoms in zip(structures.ptr.tolist(), frames, strict=True):
         close = atoms.get_all_distances() < DEFAULTS.cutoff
-        expected += [[start + i, start + j] for i, j in zip(*np.nonzero(close))]
+        expected += [[start + i, start + j] for i, j in zip(*np.nonzero(close), strict=True)]
     assert torch.stack([first, second], 1).tolist() == expected
 
 
@@ -156,7 +166,7 @@ def test_radial_basis_is_orthonormal(domain, extent):
     settings = DensitySettings(radial_domain=domain)
     r, weights = _quadrature(extent * settings.cutoff)
     basis = orthonormal_gto_basis(r, settings)
-    overlap = basis.T @ (basis * (weights * r ** 2)[:, None])
+    overlap = basis.T @ (basis * (weights * r**2)[:, None])
     np.testing.assert_allclose(overlap, np.eye(settings.max_radial), atol=1e-9)
 
 
@@ -168,15 +178,16 @@ def test_radial_integral_is_the_projection_of_the_gaussian(domain):
     distances = np.array([0.0, 0.4, 1.7, 3.2, 3.9])
     r, r_weights = _quadrature(settings.cutoff * (1 if domain == "cutoff" else 3))
     cosines, cos_weights = np.polynomial.legendre.leggauss(200)
-    separation2 = r[:, None, None] ** 2 + distances ** 2 - 2 * r[:, None, None] * cosines[:, None] * distances
-    gaussian = np.exp(-separation2 / (2 * settings.gaussian_width ** 2)) / (2 * np.pi * settings.gaussian_width ** 2) ** 1.5
+    separation2 = r[:, None, None] ** 2 + distances**2 - 2 * r[:, None, None] * cosines[:, None] * distances
+    gaussian = np.exp(-separation2 / (2 * settings.gaussian_width**2)) / (2 * np.pi * settings.gaussian_width**2) ** 1.5
     basis = orthonormal_gto_basis(r, settings)
     for l in range(settings.max_angular + 1):
         y_l0 = np.sqrt((2 * l + 1) / (4 * np.pi)) * np.polynomial.legendre.legval(cosines, np.eye(l + 1)[l])
-        direct = 2 * np.pi * np.einsum("rcd,r,c,rn->dn", gaussian, r_weights * r ** 2, cos_weights * y_l0, basis)
+        direct = 2 * np.pi * np.einsum("rcd,r,c,rn->dn", gaussian, r_weights * r**2, cos_weights * y_l0, basis)
         values, _ = radial_integral_reference(distances, settings)
-        np.testing.assert_allclose(values[:, l] * np.sqrt((2 * l + 1) / (4 * np.pi)), direct,
-                                   atol=1e-10 * np.abs(direct).max())
+        np.testing.assert_allclose(
+            values[:, l] * np.sqrt((2 * l + 1) / (4 * np.pi)), direct, atol=1e-10 * np.abs(direct).max()
+        )
 
 
 def test_unbounded_domain_reproduces_featomic():
@@ -184,25 +195,31 @@ def test_unbounded_domain_reproduces_featomic():
     domain times 2^(3/2) (pi sigma^2)^(3/4), its L2-normalized Gaussian; centre atom included."""
     featomic = pytest.importorskip("featomic")
     frames = molecules("H2O", "CH3CH2OH")
-    hypers = {"cutoff": {"radius": UNBOUNDED.cutoff, "smoothing": {"type": "ShiftedCosine", "width": UNBOUNDED.cutoff_width}},
-              "density": {"type": "Gaussian", "width": UNBOUNDED.gaussian_width},
-              "basis": {"type": "TensorProduct", "max_angular": UNBOUNDED.max_angular,
-                        "radial": {"type": "Gto", "max_radial": UNBOUNDED.max_radial - 1}}}
+    hypers = {
+        "cutoff": {"radius": UNBOUNDED.cutoff, "smoothing": {"type": "ShiftedCosine", "width": UNBOUNDED.cutoff_width}},
+        "density": {"type": "Gaussian", "width": UNBOUNDED.gaussian_width},
+        "basis": {
+            "type": "TensorProduct",
+            "max_angular": UNBOUNDED.max_angular,
+            "radial": {"type": "Gto", "max_radial": UNBOUNDED.max_radial - 1},
+        },
+    }
     theirs = featomic.SphericalExpansion(**hypers).compute(frames)
     structures = Structures.from_atoms(frames)
     ours = density_expansion(structures, SPECIES, UNBOUNDED)
-    scale = 2 ** 1.5 * (np.pi * UNBOUNDED.gaussian_width ** 2) ** 0.75
+    scale = 2**1.5 * (np.pi * UNBOUNDED.gaussian_width**2) ** 0.75
     for key, block in theirs.items():
         atoms = structures.ptr[block.samples.column("system")] + torch.as_tensor(block.samples.column("atom"))
         channel = SPECIES.index(key["neighbor_type"]) * UNBOUNDED.max_radial
-        expected = ours[int(key["o3_lambda"])][atoms][..., channel:channel + UNBOUNDED.max_radial]
+        expected = ours[int(key["o3_lambda"])][atoms][..., channel : channel + UNBOUNDED.max_radial]
         assert_close(torch.as_tensor(block.values) / scale, expected, rtol=1e-7)
 
 
 def test_coupling_map_is_orthogonal():
     for l1, l2 in [(1, 1), (2, 3), (3, 0), (4, 4)]:
-        matrix = torch.cat([clebsch_gordan(l1, l2, lam).flatten(0, 1)
-                            for lam in range(abs(l1 - l2), l1 + l2 + 1)], dim=1)
+        matrix = torch.cat(
+            [clebsch_gordan(l1, l2, lam).flatten(0, 1) for lam in range(abs(l1 - l2), l1 + l2 + 1)], dim=1
+        )
         assert_close(matrix.T @ matrix, torch.eye(matrix.shape[0], dtype=torch.float64), rtol=1e-13)
 
 
@@ -242,12 +259,20 @@ FAMILIES = {
     "nu1": (lambda s: atom_centered_features(s, SPECIES, SETTINGS, max_lambda=MAX_LAMBDA, correlation_order=1), None),
     "nu2": (lambda s: atom_centered_features(s, SPECIES, SETTINGS, max_lambda=MAX_LAMBDA, correlation_order=2), None),
     "pair": (lambda s: pair_features(s, SPECIES, SETTINGS, all_pairs(s), max_lambda=MAX_LAMBDA), None),
-    "plus": (lambda s: symmetrized_pair_features(s, SPECIES, SETTINGS, _same_element_pairs(s),
-                                                 max_lambda=MAX_LAMBDA)[0], 1),
-    "minus": (lambda s: symmetrized_pair_features(s, SPECIES, SETTINGS, _same_element_pairs(s),
-                                                  max_lambda=MAX_LAMBDA)[1], -1),
-    "ordered": (lambda s: ordered_pair_features(s, SPECIES, SETTINGS, all_pairs(s, keep=lambda zi, zj: zi < zj),
-                                                max_lambda=MAX_LAMBDA), None),
+    "plus": (
+        lambda s: symmetrized_pair_features(s, SPECIES, SETTINGS, _same_element_pairs(s), max_lambda=MAX_LAMBDA)[0],
+        1,
+    ),
+    "minus": (
+        lambda s: symmetrized_pair_features(s, SPECIES, SETTINGS, _same_element_pairs(s), max_lambda=MAX_LAMBDA)[1],
+        -1,
+    ),
+    "ordered": (
+        lambda s: ordered_pair_features(
+            s, SPECIES, SETTINGS, all_pairs(s, keep=lambda zi, zj: zi < zj), max_lambda=MAX_LAMBDA
+        ),
+        None,
+    ),
 }
 
 
@@ -275,8 +300,9 @@ def test_swapping_the_pair(batch):
         assert_close(backward[l], (-1) ** l * block)
     same = all_pairs(batch, keep=lambda zi, zj: zi == zj)
     plus, minus = symmetrized_pair_features(batch, SPECIES, SETTINGS, same, max_lambda=MAX_LAMBDA)
-    plus_swapped, minus_swapped = symmetrized_pair_features(batch, SPECIES, SETTINGS, same[:, [0, 2, 1]],
-                                                            max_lambda=MAX_LAMBDA)
+    plus_swapped, minus_swapped = symmetrized_pair_features(
+        batch, SPECIES, SETTINGS, same[:, [0, 2, 1]], max_lambda=MAX_LAMBDA
+    )
     for key in plus.blocks:
         assert_close(plus_swapped.blocks[key], plus.blocks[key])
         assert_close(minus_swapped.blocks[key], -minus.blocks[key])
@@ -330,7 +356,7 @@ def test_neighbor_displacements_are_the_distinct_pairs_with_their_vectors(names)
     assert torch.equal(torch.stack([first, second]), torch.stack(expected_pairs))
     assert torch.equal(vectors, positions[second] - positions[first])
     assert_close(distances, vectors.norm(dim=-1), rtol=1e-15)
-    gradient, = torch.autograd.grad(distances.sum(), positions)
+    (gradient,) = torch.autograd.grad(distances.sum(), positions)
     unit = (vectors / distances[:, None]).detach()
     expected = torch.zeros_like(gradient).index_add_(0, second, unit).index_add_(0, first, -unit)
     assert_close(gradient, expected, rtol=1e-13)
@@ -464,10 +490,12 @@ def test_print_timings(name, copies, species):
     for label, run in {
         "rho": lambda: density_expansion(structures, species, DEFAULTS),
         "nu2": lambda: atom_centered_features(structures, species, DEFAULTS, correlation_order=2, **kwargs),
-        "same-element pairs": lambda: symmetrized_pair_features(structures, species, DEFAULTS,
-                                                                same[same[:, 1] < same[:, 2]], **kwargs),
-        "other pairs": lambda: ordered_pair_features(structures, species, DEFAULTS,
-                                                     all_pairs(structures, keep=lambda zi, zj: zi < zj), **kwargs),
+        "same-element pairs": lambda: symmetrized_pair_features(
+            structures, species, DEFAULTS, same[same[:, 1] < same[:, 2]], **kwargs
+        ),
+        "other pairs": lambda: ordered_pair_features(
+            structures, species, DEFAULTS, all_pairs(structures, keep=lambda zi, zj: zi < zj), **kwargs
+        ),
     }.items():
         start = time.perf_counter()
         run()

@@ -12,9 +12,14 @@ from nhamil.testing import assert_equivariant
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-EVERYTHING = FeatureSettings(density=DensitySettings(max_radial=3, max_angular=2), onsite_correlation_order=3,
-                             message_passing=True, pair_correlation_order=2, both_centres=True,
-                             contraction_channels=12)
+EVERYTHING = FeatureSettings(
+    density=DensitySettings(max_radial=3, max_angular=2),
+    onsite_correlation_order=3,
+    message_passing=True,
+    pair_correlation_order=2,
+    both_centres=True,
+    contraction_channels=12,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +43,22 @@ def test_checkpoint_keeps_settings_and_contractions(water_model, tmp_path):
     model.save(tmp_path / "model.pt")
     restored = HamiltonianModel.load(tmp_path / "model.pt")
     assert restored.features == EVERYTHING
-    for a, b in zip(model.predict(frames[-2:]), restored.predict(frames[-2:])):
+    for a, b in zip(model.predict(frames[-2:]), restored.predict(frames[-2:]), strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
 def test_settings_of_older_checkpoints_read_as_the_defaults():
-    old = {"density": {"cutoff": 4.0, "max_radial": 8, "max_angular": 6, "gaussian_width": 0.3,
-                       "cutoff_width": 0.5, "center_weight": 1.0}, "onsite_correlation_order": 2}
+    old = {
+        "density": {
+            "cutoff": 4.0,
+            "max_radial": 8,
+            "max_angular": 6,
+            "gaussian_width": 0.3,
+            "cutoff_width": 0.5,
+            "center_weight": 1.0,
+        },
+        "onsite_correlation_order": 2,
+    }
     assert FeatureSettings.from_dict(old) == FeatureSettings()
     assert FeatureSettings.from_dict(FeatureSettings().to_dict()) == FeatureSettings()
 

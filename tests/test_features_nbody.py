@@ -9,9 +9,21 @@ import pytest
 import torch
 from test_features import all_pairs, assert_close, assert_gradient_matches_finite_differences, molecules, moved
 
-from nhamil.features import (ChannelContraction, DensitySettings, atom_centered_features, both_centre_pair_features,
-                             couple, density_expansion, fit_contractions, message_passing_features, neighbor_pairs,
-                             neighbor_triplets, pair_features, symmetrized_pair_features, triplet_features)
+from nhamil.features import (
+    ChannelContraction,
+    DensitySettings,
+    atom_centered_features,
+    both_centre_pair_features,
+    couple,
+    density_expansion,
+    fit_contractions,
+    message_passing_features,
+    neighbor_pairs,
+    neighbor_triplets,
+    pair_features,
+    symmetrized_pair_features,
+    triplet_features,
+)
 from nhamil.structures import Structures
 from nhamil.testing import Features, assert_equivariant
 
@@ -40,19 +52,28 @@ def new_families(structures: Structures, contractions, only: str | None = None) 
     same = all_pairs(structures, keep=lambda zi, zj: zi == zj)
 
     def symmetrized(k):
-        return lambda: symmetrized_pair_features(structures, SPECIES, SETTINGS, same[same[:, 1] < same[:, 2]],
-                                                 correlation_order=2, both_centres=True, **kwargs)[k]
+        return lambda: symmetrized_pair_features(
+            structures,
+            SPECIES,
+            SETTINGS,
+            same[same[:, 1] < same[:, 2]],
+            correlation_order=2,
+            both_centres=True,
+            **kwargs,
+        )[k]
 
     families = {
         "nu3": lambda: atom_centered_features(structures, SPECIES, SETTINGS, correlation_order=3, **kwargs),
-        "nu3_contracted": lambda: atom_centered_features(structures, SPECIES, SETTINGS, correlation_order=3,
-                                                         contractions=contractions, **kwargs),
+        "nu3_contracted": lambda: atom_centered_features(
+            structures, SPECIES, SETTINGS, correlation_order=3, contractions=contractions, **kwargs
+        ),
         "pair_nu2": lambda: pair_features(structures, SPECIES, SETTINGS, pairs, correlation_order=2, **kwargs),
         "both_centres": lambda: both_centre_pair_features(structures, SPECIES, SETTINGS, pairs, **kwargs),
         "plus": symmetrized(0),
         "minus": symmetrized(1),
-        "triplets": lambda: triplet_features(structures, SPECIES, SETTINGS, neighbor_triplets(structures, 3.0),
-                                             **kwargs),
+        "triplets": lambda: triplet_features(
+            structures, SPECIES, SETTINGS, neighbor_triplets(structures, 3.0), **kwargs
+        ),
         "message_passing": lambda: message_passing_features(structures, SPECIES, SETTINGS, **kwargs),
     }
     if only is not None:
@@ -65,9 +86,19 @@ def _new_family(name: str, contractions):
     return lambda structures: new_families(structures, contractions, only=name)[name]
 
 
-@pytest.mark.parametrize("name, swap_sign", [("nu3", None), ("nu3_contracted", None), ("pair_nu2", None),
-                                             ("both_centres", None), ("plus", 1), ("minus", -1), ("triplets", None),
-                                             ("message_passing", None)])
+@pytest.mark.parametrize(
+    "name, swap_sign",
+    [
+        ("nu3", None),
+        ("nu3_contracted", None),
+        ("pair_nu2", None),
+        ("both_centres", None),
+        ("plus", 1),
+        ("minus", -1),
+        ("triplets", None),
+        ("message_passing", None),
+    ],
+)
 def test_new_families_are_equivariant(batch, contractions, name, swap_sign):
     """Rotations, inversion, translations and permutations of the atoms, every (lam, sigma) block
     present and nonzero, to 1e-10 of its scale; samples follow the permuted atoms."""
@@ -92,11 +123,12 @@ def test_message_passing_is_the_sum_of_both_centre_features_recoupled(batch):
     block has the same norm per atom."""
     full = 3 * SETTINGS.max_angular
     first, second = neighbor_pairs(batch, SETTINGS.cutoff)
-    pairs = torch.stack([batch.system[first], first - batch.ptr[batch.system[first]],
-                         second - batch.ptr[batch.system[first]]], dim=1)[first != second]
+    pairs = torch.stack(
+        [batch.system[first], first - batch.ptr[batch.system[first]], second - batch.ptr[batch.system[first]]], dim=1
+    )[first != second]
     both = both_centre_pair_features(batch, SPECIES, SETTINGS, pairs, max_lambda=full)
     message = message_passing_features(batch, SPECIES, SETTINGS, max_lambda=full)
-    atom = (batch.ptr[pairs[:, 0]] + pairs[:, 1])
+    atom = batch.ptr[pairs[:, 0]] + pairs[:, 1]
     element = torch.searchsorted(torch.tensor(SPECIES), batch.numbers[batch.ptr[pairs[:, 0]] + pairs[:, 2]])
     for key, block in both.blocks.items():
         summed = block.new_zeros(len(batch.numbers), len(SPECIES), *block.shape[1:])
@@ -149,9 +181,12 @@ def test_neighbor_lists_match_all_pairs(cutoff):
     for s, atoms in enumerate(frames):
         close = atoms.get_all_distances() < cutoff
         start = int(structures.ptr[s])
-        expected_pairs += [(start + i, start + j) for i, j in zip(*np.nonzero(close))]
-        expected_triplets += [(s, i, j, k) for i, j, k in np.ndindex(*3 * [len(atoms)])
-                              if len({i, j, k}) == 3 and close[i, j] and close[i, k]]
+        expected_pairs += [(start + i, start + j) for i, j in zip(*np.nonzero(close), strict=True)]
+        expected_triplets += [
+            (s, i, j, k)
+            for i, j, k in np.ndindex(*3 * [len(atoms)])
+            if len({i, j, k}) == 3 and close[i, j] and close[i, k]
+        ]
     assert torch.stack([first, second], 1).tolist() == [list(p) for p in expected_pairs]
     assert triplets.tolist() == [list(t) for t in expected_triplets]
 
@@ -167,8 +202,10 @@ def test_float32_and_gradients(batch, contractions):
 
     def feature(positions: torch.Tensor) -> torch.Tensor:
         structures = moved(methanol, positions)
-        return (triplet_features(structures, SPECIES, SETTINGS, triplets).blocks[0, -1][2, 0, 7]
-                + message_passing_features(structures, SPECIES, SETTINGS, max_lambda=1).blocks[1, 1][1, 2, 30])
+        return (
+            triplet_features(structures, SPECIES, SETTINGS, triplets).blocks[0, -1][2, 0, 7]
+            + message_passing_features(structures, SPECIES, SETTINGS, max_lambda=1).blocks[1, 1][1, 2, 30]
+        )
 
     gradient = assert_gradient_matches_finite_differences(feature, methanol.positions)
     assert gradient.abs().max() > 1e-3 * feature(methanol.positions).abs()

@@ -28,8 +28,7 @@ TUNE = FinetuneSettings(epochs=4, batch_size=3, learning_rate=1e-6, energy_weigh
 def water(water_saph_data):
     """(ridge model state, training data of 8 frames, 2 test frames)."""
     frames, matrices, basis = water_saph_data
-    model = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:8], matrices[:8],
-                                                                              progress=False)
+    model = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL).fit(frames[:8], matrices[:8], progress=False)
     return model.state_dict(), TrainingData(frames[:8], matrices[:8], [4] * 8), frames[8:10]
 
 
@@ -76,7 +75,7 @@ def test_resume_continues_from_the_saved_epoch(water, tmp_path):
     _tuned(water, FinetuneSettings(**{**TUNE.__dict__, "epochs": 2}), directory=tmp_path / "twice")
     resumed, history = _tuned(water, directory=tmp_path / "twice")
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
-    for first, second in zip(once.predict(water[2]), resumed.predict(water[2])):
+    for first, second in zip(once.predict(water[2]), resumed.predict(water[2]), strict=True):
         assert torch.allclose(first, second, atol=1e-13, rtol=0)
     with open(tmp_path / "twice" / LOG) as handle:
         rows = list(csv.DictReader(handle))
@@ -85,8 +84,19 @@ def test_resume_continues_from_the_saved_epoch(water, tmp_path):
 
 
 def test_lbfgs_lowers_the_training_loss(water):
-    _, history = _tuned(water, FinetuneSettings(**{**TUNE.__dict__, "optimizer": "lbfgs", "learning_rate": 1.0,
-                                                  "epochs": 2, "lbfgs_iterations": 5, "patience": 100}))
+    _, history = _tuned(
+        water,
+        FinetuneSettings(
+            **{
+                **TUNE.__dict__,
+                "optimizer": "lbfgs",
+                "learning_rate": 1.0,
+                "epochs": 2,
+                "lbfgs_iterations": 5,
+                "patience": 100,
+            }
+        ),
+    )
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
@@ -107,8 +117,10 @@ def test_kernel_heads_are_refused(water_saph_data):
         finetune(model, TrainingData(frames[:6], matrices[:6], [4] * 6), TUNE, progress=False)
 
 
-@pytest.mark.parametrize("bad", [{"optimizer": "sgd"}, {"energy_weight": -1.0},
-                                 {"matrix_weight": 0.0, "energy_weight": 0.0}, {"batch_size": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"optimizer": "sgd"}, {"energy_weight": -1.0}, {"matrix_weight": 0.0, "energy_weight": 0.0}, {"batch_size": 0}],
+)
 def test_bad_finetune_settings_are_named(bad):
     with pytest.raises(InputError, match="finetune"):
         FinetuneSettings(**bad)
@@ -124,10 +136,22 @@ def test_config_has_finetune_and_gated_head():
 def test_train_entry_point_fine_tunes_and_logs(tmp_path):
     """``head=gated +finetune=energy finetune.epochs=2``: a gated fit, two epochs of fine-tuning,
     their log and checkpoint in the run folder, and a model that loads with gated heads."""
-    cfg = compose_config(["+experiment=water", "split.train=[0,10]", "split.test=[10,12]", "head=gated",
-                          "head.epochs=2", "+finetune=energy", "finetune.epochs=2", "finetune.hidden=4",
-                          f"data.cache_dir={tmp_path / 'cache'}",
-                          "data.n_workers=1", "features.density.max_radial=4", "features.density.max_angular=3"])
+    cfg = compose_config(
+        [
+            "+experiment=water",
+            "split.train=[0,10]",
+            "split.test=[10,12]",
+            "head=gated",
+            "head.epochs=2",
+            "+finetune=energy",
+            "finetune.epochs=2",
+            "finetune.hidden=4",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.n_workers=1",
+            "features.density.max_radial=4",
+            "features.density.max_angular=3",
+        ]
+    )
     metrics = train(cfg, tmp_path / "run")
     assert metrics["head"] == "gated"
     with open(tmp_path / "run" / LOG) as handle:

@@ -67,8 +67,9 @@ def test_gated_fit_learns_an_invariant_modulation_that_ridge_cannot():
     groups = torch.arange(n) // 4
     train, test = slice(0, 300), slice(300, n)
     settings = GatedSettings(learning_rate=1e-2, epochs=150, batch_size=8, patience=150)
-    gated = fit_gated(features[train], invariants[train], targets[train], groups[train], intercept=False,
-                      settings=settings)
+    gated = fit_gated(
+        features[train], invariants[train], targets[train], groups[train], intercept=False, settings=settings
+    )
     ridge = fit_ridge(features[train], targets[train], groups[train], intercept=False, settings=RidgeSettings())
     gated_error = (gated.predict(features[test], invariants[test]) - targets[test]).pow(2).mean()
     ridge_error = (ridge.predict(features[test]) - targets[test]).pow(2).mean()
@@ -83,17 +84,19 @@ def test_bad_gated_settings_are_named(bad):
 
 
 def test_gated_settings_come_from_the_config_dict():
-    assert settings_from_dict({"kind": "gated", "hidden": 4, "alphas": [1e-3]}) == GatedSettings(hidden=4,
-                                                                                                  alphas=(1e-3,))
+    assert settings_from_dict({"kind": "gated", "hidden": 4, "alphas": [1e-3]}) == GatedSettings(
+        hidden=4, alphas=(1e-3,)
+    )
 
 
 def test_gated_water_model_round_trips_its_checkpoint(water_saph_data, tmp_path):
     frames, matrices, basis = water_saph_data
-    model = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL,
-                             head=GatedSettings(epochs=3, learning_rate=1e-6, gate="weights"))
+    model = HamiltonianModel(
+        basis, [1, 8], target="saph", features=SMALL, head=GatedSettings(epochs=3, learning_rate=1e-6, gate="weights")
+    )
     model.fit(frames[:8], matrices[:8], progress=False)
     assert all(isinstance(fit, GatedHead) for _, fit in model.heads.values())
     model.save(tmp_path / "model.pt")
     restored = HamiltonianModel.load(tmp_path / "model.pt")
-    for original, loaded in zip(model.predict(frames[8:10]), restored.predict(frames[8:10])):
+    for original, loaded in zip(model.predict(frames[8:10]), restored.predict(frames[8:10]), strict=True):
         assert torch.equal(original, loaded)

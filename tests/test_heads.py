@@ -3,10 +3,19 @@
 import pytest
 import torch
 
-from nhamil.heads import (KernelSettings, MinibatchSettings, RidgeSettings, farthest_point_sampling, fit_kernel_ridge,
-                          fit_minibatch, fit_ridge, settings_from_dict, settings_to_dict)
-from nhamil.heads.ridge import _Gram
 from nhamil.features import EquivariantFeatures
+from nhamil.heads import (
+    KernelSettings,
+    MinibatchSettings,
+    RidgeSettings,
+    farthest_point_sampling,
+    fit_kernel_ridge,
+    fit_minibatch,
+    fit_ridge,
+    settings_from_dict,
+    settings_to_dict,
+)
+from nhamil.heads.ridge import _Gram
 from nhamil.testing import assert_equivariant
 
 
@@ -36,8 +45,9 @@ def test_validation_errors_equal_a_fit_on_the_training_rows_alone(n_rows):
     train_x, train_y = x[~valid], y[~valid]
     shift = alphas * train_x.pow(2).sum() / x.shape[1]
     for k in range(len(alphas)):
-        weights = torch.linalg.solve(train_x.T @ train_x + shift[k] * torch.eye(30, dtype=torch.float64),
-                                     train_x.T @ train_y)
+        weights = torch.linalg.solve(
+            train_x.T @ train_x + shift[k] * torch.eye(30, dtype=torch.float64), train_x.T @ train_y
+        )
         expected = (y[valid] - x[valid] @ weights).pow(2).sum(dim=0)
         torch.testing.assert_close(errors[k], expected, rtol=1e-8, atol=1e-12)
 
@@ -45,8 +55,9 @@ def test_validation_errors_equal_a_fit_on_the_training_rows_alone(n_rows):
 def test_each_target_gets_its_own_alpha():
     features, weights, clean = _data(60, 3, 20, 1, seed=1)
     noisy = clean + 3.0 * torch.randn(clean.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    fit = fit_ridge(features, torch.cat([clean, noisy], dim=-1), torch.arange(60), intercept=False,
-                    settings=RidgeSettings())
+    fit = fit_ridge(
+        features, torch.cat([clean, noisy], dim=-1), torch.arange(60), intercept=False, settings=RidgeSettings()
+    )
     assert fit.alphas[0] < fit.alphas[1]
 
 
@@ -58,7 +69,10 @@ def _samples(n: int) -> torch.Tensor:
 def test_prediction_is_equivariant_for_lambda_2():
     features, _, targets = _data(40, 5, 12, 2, noise=0.1)
     fit = fit_ridge(features, targets, torch.arange(40) // 2, intercept=False, settings=RidgeSettings())
-    head = lambda x: EquivariantFeatures(x.samples, {(2, 1): fit.predict(x.blocks[2, 1])})
+
+    def head(x):
+        return EquivariantFeatures(x.samples, {(2, 1): fit.predict(x.blocks[2, 1])})
+
     assert_equivariant(head, EquivariantFeatures(_samples(40), {(2, 1): features}), seed=3, atol=1e-12)
 
 
@@ -79,18 +93,24 @@ def test_cross_validation_needs_two_molecules():
 
 def _with_invariants(n, mu, q, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, mu, q, dtype=torch.float64, generator=generator),
-            torch.randn(n, 1, 6, dtype=torch.float64, generator=generator))
+    return (
+        torch.randn(n, mu, q, dtype=torch.float64, generator=generator),
+        torch.randn(n, 1, 6, dtype=torch.float64, generator=generator),
+    )
 
 
 @pytest.mark.parametrize("n_active", [None, 15])
 def test_kernel_prediction_is_equivariant(n_active):
     features, invariants = _with_invariants(30, 5, 8)
     targets = torch.randn(30, 5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
-    fit = fit_kernel_ridge(features, invariants, targets, torch.arange(30), intercept=False,
-                           settings=KernelSettings(n_active=n_active))
+    fit = fit_kernel_ridge(
+        features, invariants, targets, torch.arange(30), intercept=False, settings=KernelSettings(n_active=n_active)
+    )
     assert fit.active.shape[0] == (n_active or 30)
-    head = lambda x: EquivariantFeatures(x.samples, {(2, -1): fit.predict(x.blocks[2, -1], x.blocks[0, 1])})
+
+    def head(x):
+        return EquivariantFeatures(x.samples, {(2, -1): fit.predict(x.blocks[2, -1], x.blocks[0, 1])})
+
     inputs = EquivariantFeatures(_samples(30), {(2, -1): features, (0, 1): invariants})
     assert_equivariant(head, inputs, seed=4, atol=1e-11)
 
@@ -99,8 +119,9 @@ def test_full_kernel_with_zeta_one_reproduces_linear_targets():
     features, invariants = _with_invariants(40, 3, 10, seed=2)
     weights = torch.randn(10, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     targets = features @ weights
-    fit = fit_kernel_ridge(features, invariants, targets, torch.arange(40), intercept=False,
-                           settings=KernelSettings(zeta=1))
+    fit = fit_kernel_ridge(
+        features, invariants, targets, torch.arange(40), intercept=False, settings=KernelSettings(zeta=1)
+    )
     torch.testing.assert_close(fit.predict(features, invariants), targets, atol=1e-6, rtol=0)
 
 
@@ -112,8 +133,12 @@ def test_farthest_point_sampling_spreads_out():
 
 def test_minibatch_head_learns_a_well_conditioned_problem():
     features, _, targets = _data(200, 3, 5, 2, seed=3)
-    fit = fit_minibatch(features, targets, intercept=False,
-                        settings=MinibatchSettings(epochs=300, batch_size=32, learning_rate=1e-2, weight_decay=0.0))
+    fit = fit_minibatch(
+        features,
+        targets,
+        intercept=False,
+        settings=MinibatchSettings(epochs=300, batch_size=32, learning_rate=1e-2, weight_decay=0.0),
+    )
     assert (fit.predict(features) - targets).abs().max() < 1e-3 * targets.abs().max()
 
 
@@ -128,8 +153,9 @@ def test_minibatch_head_reaches_ridge_on_correlated_features():
     correlated = features @ mixing
     groups = torch.arange(300) // 10
     ridge = fit_ridge(correlated, targets, groups, intercept=False, settings=RidgeSettings())
-    minibatch = fit_minibatch(correlated, targets, intercept=False,
-                              settings=MinibatchSettings(epochs=300, batch_size=32, weight_decay=0.0))
+    minibatch = fit_minibatch(
+        correlated, targets, intercept=False, settings=MinibatchSettings(epochs=300, batch_size=32, weight_decay=0.0)
+    )
     ridge_error = (ridge.predict(correlated) - targets).pow(2).mean()
     minibatch_error = (minibatch.predict(correlated) - targets).pow(2).mean()
     assert minibatch_error < 1e-6 * targets.pow(2).mean() + 2 * ridge_error
@@ -173,8 +199,11 @@ def test_a_new_head_kind_is_one_class_and_one_registry_entry(monkeypatch):
     def fit_mean(features, invariants, targets, groups, *, intercept, settings):
         return MeanFit(targets.mean(dim=(0, 1)))
 
-    monkeypatch.setitem(HEADS, "mean", HeadKind("mean", MeanSettings, fit_mean, MeanFit,
-                                                maps=lambda equivariance: tuple(equivariance) == (0, 1)))
+    monkeypatch.setitem(
+        HEADS,
+        "mean",
+        HeadKind("mean", MeanSettings, fit_mean, MeanFit, maps=lambda equivariance: tuple(equivariance) == (0, 1)),
+    )
     settings = settings_from_dict({"kind": "mean"})
     x, y = torch.randn(6, 1, 3, dtype=torch.float64), torch.randn(6, 1, 2, dtype=torch.float64)
     fit = fit_from_state(fit_state(fit_head(settings, x, x, y, torch.arange(6), intercept=True)))

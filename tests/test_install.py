@@ -8,19 +8,21 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from nhamil.config import config_dir
 from nhamil.data import PACKAGED, available
 
 REPO = Path(__file__).resolve().parents[1]
 #: ``python -m nhamil.train ARGS`` that first prints where nhamil and its configs come from.
-TRAIN = ("import runpy, nhamil, nhamil.config; print(nhamil.__file__, nhamil.config.config_dir()); "
-         "runpy.run_module('nhamil.train', run_name='__main__')")
+TRAIN = (
+    "import runpy, nhamil, nhamil.config; print(nhamil.__file__, nhamil.config.config_dir()); "
+    "runpy.run_module('nhamil.train', run_name='__main__')"
+)
 
 
 def _python(*args: str, cwd: Path, site: Path) -> subprocess.CompletedProcess:
@@ -45,23 +47,51 @@ def installed(tmp_path_factory) -> Path:
     """site-packages-like folder holding nothing but the wheel built from this checkout."""
     root = tmp_path_factory.mktemp("install")
     source = _source_copy(root / "source")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                    "-w", str(root / "wheel"), str(source)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(root / "wheel"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (root / "wheel").glob("nhamil-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "nhamil/configs/train.yaml" in names and "nhamil/configs/experiment/water.yaml" in names
     assert {f"nhamil/data/{name}.gz" for name in available(PACKAGED)} | {"nhamil/data/LICENSE"} <= set(names)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(root / "site"),
-                    str(wheel)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(root / "site"), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return root / "site"
 
 
 def test_wheel_trains_and_evaluates_water_from_an_empty_folder(installed, tmp_path):
     empty, run = tmp_path / "empty", tmp_path / "run"
     empty.mkdir()
-    trained = _python("-c", TRAIN, "+experiment=water", "split.train=[0,10]", "split.test=[10,14]",
-                      "data.n_workers=1", f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}",
-                      cwd=empty, site=installed)
+    trained = _python(
+        "-c",
+        TRAIN,
+        "+experiment=water",
+        "split.train=[0,10]",
+        "split.test=[10,14]",
+        "data.n_workers=1",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run}",
+        cwd=empty,
+        site=installed,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     nhamil_file, configs = trained.stdout.split()[:2]
     assert (nhamil_file, configs) == (str(installed / "nhamil" / "__init__.py"), str(installed / "nhamil" / "configs"))
@@ -69,8 +99,9 @@ def test_wheel_trains_and_evaluates_water_from_an_empty_folder(installed, tmp_pa
     assert metrics["n_train"] == 10 and metrics["n_test"] == 4
     assert math.isfinite(metrics["hamiltonian_mae_uha"]) and 0 < metrics["hamiltonian_mae_uha"] < 2000
     assert math.isfinite(metrics["occupied_energy_mae_mev"]) and 0 < metrics["occupied_energy_mae_mev"] < 100
-    evaluated = _python("-m", "nhamil.evaluate", str(run), "--output", str(tmp_path / "evaluation"),
-                        cwd=empty, site=installed)
+    evaluated = _python(
+        "-m", "nhamil.evaluate", str(run), "--output", str(tmp_path / "evaluation"), cwd=empty, site=installed
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())["n_structures"] == 4
     assert list(empty.iterdir()) == []

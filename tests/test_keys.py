@@ -15,12 +15,20 @@ def test_pair_kinds_restore_from_plain_ints_and_know_their_group():
 def test_only_same_element_pairs_mix_their_atoms():
     assert (BlockType.PLUS.mixing_sign, BlockType.MINUS.mixing_sign) == (1, -1)
     with pytest.raises(ValueError, match="HETERO"):
-        BlockType.HETERO.mixing_sign
+        _ = BlockType.HETERO.mixing_sign
 
 
-@pytest.mark.parametrize(("block_type", "same_shell", "count"), [
-    (BlockType.ON_SITE, True, 1), (BlockType.ON_SITE, False, 2), (BlockType.HETERO, False, 2),
-    (BlockType.PLUS, True, 2), (BlockType.PLUS, False, 4), (BlockType.MINUS, False, 4)])
+@pytest.mark.parametrize(
+    ("block_type", "same_shell", "count"),
+    [
+        (BlockType.ON_SITE, True, 1),
+        (BlockType.ON_SITE, False, 2),
+        (BlockType.HETERO, False, 2),
+        (BlockType.PLUS, True, 2),
+        (BlockType.PLUS, False, 4),
+        (BlockType.MINUS, False, 4),
+    ],
+)
 def test_every_matrix_element_of_a_block_is_placed_once(block_type, same_shell, count):
     """The placements are distinct, and a same-element block's squared factors add to one per
     pair of atoms, so (H_ij +- H_ji)/sqrt(2) is undone exactly."""

@@ -24,8 +24,9 @@ FOCK_TARGETS = ("fock_orthogonal", "fock")
 def water(tmp_path_factory):
     """Two water frames with their RHF/def2-SVP records (session-wide cache)."""
     frames = read_frames(WATER, ":2")
-    records = build_reference_set(frames, ScfSettings(), ProjectionSettings(), reference_cache(tmp_path_factory),
-                                  n_workers=1, progress=False)
+    records = build_reference_set(
+        frames, ScfSettings(), ProjectionSettings(), reference_cache(tmp_path_factory), n_workers=1, progress=False
+    )
     return frames, records
 
 
@@ -41,7 +42,7 @@ def test_every_full_fock_target_set_carries_its_ao_overlaps(water):
     frames, records = water
     for name in FOCK_TARGETS:
         targets = _targets(name, records)
-        assert all(s is r.overlap for s, r in zip(targets.ao_overlaps, records))
+        assert all(s is r.overlap for s, r in zip(targets.ao_overlaps, records, strict=True))
         assert targets.subset([1]).ao_overlaps[0] is records[1].overlap
     assert _targets("fock_orthogonal", records).overlaps is None
     assert Target("saph").make(records, BASIS).ao_overlaps is None
@@ -65,21 +66,22 @@ def test_a_shifted_diagonal_element_is_its_share_of_the_ao_fock_mae(water):
     shifted = record.fock.copy()
     shifted[3, 3] += delta
     ao = fock_errors([shifted], [record.fock], [record.n_occupied], [record.overlap], orthogonal=False)
-    assert ao["fock_ao_mae_uha"] == pytest.approx(delta / n ** 2 * HARTREE_TO_MICROHARTREE, rel=1e-12)
+    assert ao["fock_ao_mae_uha"] == pytest.approx(delta / n**2 * HARTREE_TO_MICROHARTREE, rel=1e-12)
     # the same shift in the Löwdin basis is delta * s s^T in the AO basis, s = column 3 of S^1/2
     orthogonal = lowdin_orthogonalize(record.fock, record.overlap)
     shifted = orthogonal.copy()
     shifted[3, 3] += delta
     column = np.abs(overlap_power(record.overlap, 0.5)[:, 3]).sum()
     errors = fock_errors([shifted], [orthogonal], [record.n_occupied], [record.overlap], orthogonal=True)
-    assert errors["fock_ao_mae_uha"] == pytest.approx(delta * column ** 2 / n ** 2 * HARTREE_TO_MICROHARTREE,
-                                                      rel=1e-8)
+    assert errors["fock_ao_mae_uha"] == pytest.approx(delta * column**2 / n**2 * HARTREE_TO_MICROHARTREE, rel=1e-8)
 
 
 def test_occupied_energy_error_in_microhartree_is_the_mev_error_converted(water):
     frames, records = water
     targets = _targets("fock", records)
-    shifted = [m + 1e-3 * s for m, s in zip(targets.matrices, targets.ao_overlaps)]  # every energy up by 1 mHa
+    shifted = [
+        m + 1e-3 * s for m, s in zip(targets.matrices, targets.ao_overlaps, strict=True)
+    ]  # every energy up by 1 mHa
     errors = target_errors(shifted, targets, _numbers(frames))
     assert errors["occupied_energy_mae_uha"] == pytest.approx(1e3, rel=1e-8)
     assert errors["occupied_energy_mae_mev"] == pytest.approx(1e-3 * HARTREE_TO_MEV, rel=1e-8)
@@ -104,8 +106,9 @@ def test_homo_turned_into_lumo_lowers_psi_by_the_cosine(water):
     errors = fock_errors([guess], [reference], [record.n_occupied], [record.overlap], orthogonal=True)
     n = record.n_occupied
     assert errors["orbital_overlap_similarity_pct"] == pytest.approx(100 * (n - 1 + np.cos(angle)) / n, rel=1e-10)
-    assert errors["occupied_subspace_similarity_pct"] == pytest.approx(100 * (n - 1 + np.cos(angle) ** 2) / n,
-                                                                       rel=1e-10)
+    assert errors["occupied_subspace_similarity_pct"] == pytest.approx(
+        100 * (n - 1 + np.cos(angle) ** 2) / n, rel=1e-10
+    )
     assert 0 < errors["orbital_similarity_pct"] < 100 - 1e-3
 
 
@@ -128,7 +131,8 @@ def test_qhnet_psi_is_the_euclidean_cosine_of_coefficients(water):
     swapped = reference.coefficients.copy()
     swapped[:, [0, 1]] = reference.coefficients[:, [1, 0]]
     expected = abs(reference.coefficients[:, 0] @ reference.coefficients[:, 1]) / (
-        np.linalg.norm(reference.coefficients[:, 0]) * np.linalg.norm(reference.coefficients[:, 1]))
+        np.linalg.norm(reference.coefficients[:, 0]) * np.linalg.norm(reference.coefficients[:, 1])
+    )
     cosines = coefficient_cosines(type(reference)(reference.energies, swapped, 5), reference)
     assert cosines[0] == pytest.approx(expected, rel=1e-12) and cosines[2:].tolist() == pytest.approx([1.0] * 3)
 
@@ -146,12 +150,17 @@ def _moved_errors(frames, targets, predicted, rotation, order) -> dict:
         wigner = basis_wigner(BASIS, atoms.numbers, rotation).numpy()
         index = _atom_permutation_of_aos(atoms.numbers, order)
         moved.append(lambda m, w=wigner, i=index: (w @ m @ w.T)[np.ix_(i, i)])
-    moved_targets = TargetSet(targets.name, BASIS, [f(m) for f, m in zip(moved, targets.matrices)],
-                              targets.n_occupied,
-                              None if targets.overlaps is None else [f(s) for f, s in zip(moved, targets.overlaps)],
-                              [f(s) for f, s in zip(moved, targets.ao_overlaps)])
-    return target_errors([f(p) for f, p in zip(moved, predicted)], moved_targets,
-                         [a.numbers[order] for a in frames])
+    moved_targets = TargetSet(
+        targets.name,
+        BASIS,
+        [f(m) for f, m in zip(moved, targets.matrices, strict=True)],
+        targets.n_occupied,
+        None if targets.overlaps is None else [f(s) for f, s in zip(moved, targets.overlaps, strict=True)],
+        [f(s) for f, s in zip(moved, targets.ao_overlaps, strict=True)],
+    )
+    return target_errors(
+        [f(p) for f, p in zip(moved, predicted, strict=True)], moved_targets, [a.numbers[order] for a in frames]
+    )
 
 
 def _noisy(targets) -> list[np.ndarray]:
@@ -179,8 +188,9 @@ def test_all_but_elementwise_maes_are_invariant_under_rotation(water, name, impr
     targets = _targets(name, records)
     predicted = _noisy(targets)
     errors = target_errors(predicted, targets, _numbers(frames))
-    moved = _moved_errors(frames, targets, predicted, random_rotation(torch.Generator().manual_seed(7), improper),
-                          [1, 0, 2])
+    moved = _moved_errors(
+        frames, targets, predicted, random_rotation(torch.Generator().manual_seed(7), improper), [1, 0, 2]
+    )
     invariant = {k for k in errors if not k.endswith("_mae_uha") or k == "occupied_energy_mae_uha"}
     assert {k: moved[k] for k in invariant} == pytest.approx({k: errors[k] for k in invariant}, rel=1e-8, abs=1e-9)
     assert moved["fock_ao_mae_uha"] == pytest.approx(errors["fock_ao_mae_uha"], rel=0.05)
@@ -207,16 +217,25 @@ def test_full_fock_targets_without_ao_overlaps_are_refused(water):
 
 def test_training_run_writes_the_fields_metrics(tmp_path_factory):
     metrics = json.loads((water_fock_run(tmp_path_factory) / "metrics.json").read_text())
-    for key in ("fock_ao_mae_uha", "fock_ao_rmse_uha", "occupied_energy_mae_uha", "on_site_mae_uha",
-                "same_element_plus_mae_uha", "same_element_minus_mae_uha", "different_element_mae_uha"):
+    for key in (
+        "fock_ao_mae_uha",
+        "fock_ao_rmse_uha",
+        "occupied_energy_mae_uha",
+        "on_site_mae_uha",
+        "same_element_plus_mae_uha",
+        "same_element_minus_mae_uha",
+        "different_element_mae_uha",
+    ):
         assert metrics[key] > 0, key
     assert 90 < metrics["orbital_similarity_pct"] <= 100
     assert metrics["occupied_energy_mae_uha"] == pytest.approx(
-        metrics["occupied_energy_mae_mev"] / HARTREE_TO_MEV * HARTREE_TO_MICROHARTREE, rel=1e-10)
+        metrics["occupied_energy_mae_mev"] / HARTREE_TO_MEV * HARTREE_TO_MICROHARTREE, rel=1e-10
+    )
 
 
-@pytest.mark.parametrize("experiment, target, train", [("ethanol_md17", "fock", [0, 800]),
-                                                       ("water_fock_pbe", "fock_orthogonal", [0, 500])])
+@pytest.mark.parametrize(
+    "experiment, target, train", [("ethanol_md17", "fock", [0, 800]), ("water_fock_pbe", "fock_orthogonal", [0, 500])]
+)
 def test_md17_level_experiments_compose_at_pbe(experiment, target, train):
     cfg = compose_config([f"+experiment={experiment}"])
     assert (cfg.reference.method, cfg.reference.xc, cfg.reference.basis) == ("rks", "pbe", "def2-svp")

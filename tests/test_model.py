@@ -7,14 +7,14 @@ import ase.build
 import numpy as np
 import pytest
 import torch
+from paper_data import paper_saph
 
+from nhamil import model as model_module
 from nhamil.features import DensitySettings, ncenter
 from nhamil.heads import KernelSettings
-from nhamil import model as model_module
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis
 from nhamil.testing import INVARIANT, AOMatrices, assert_equivariant
-from paper_data import paper_saph
 
 SMALL = FeatureSettings(density=DensitySettings(max_radial=4, max_angular=4))
 
@@ -41,7 +41,9 @@ def _random_ethanol_model(head=None):
     rng = np.random.default_rng(0)
     frames = [ase.Atoms(atoms.numbers, atoms.positions + rng.normal(scale=0.1, size=(9, 3))) for _ in range(4)]
     basis = AtomicBasis.from_pyscf("def2-svp", atoms.numbers)
-    targets = [torch.as_tensor(a + a.T) for a in rng.normal(size=(4, basis.n_ao(atoms.numbers), basis.n_ao(atoms.numbers)))]
+    targets = [
+        torch.as_tensor(a + a.T) for a in rng.normal(size=(4, basis.n_ao(atoms.numbers), basis.n_ao(atoms.numbers)))
+    ]
     model = HamiltonianModel(basis, [1, 6, 8], target="fock_orthogonal", features=SMALL, head=head)
     return model.fit(frames, targets, progress=False), frames
 
@@ -66,8 +68,9 @@ def test_prediction_follows_rotation_inversion_and_permutation(fixture, request)
         predictions.append(model.predict(frames))
         return predictions[-1], [torch.linalg.eigvalsh(m) for m in predictions[-1]]
 
-    assert_equivariant(matrices_and_energies, [frames[-1]], law=(AOMatrices(model.basis), INVARIANT), seed=11,
-                       atol=1e-10)
+    assert_equivariant(
+        matrices_and_energies, [frames[-1]], law=(AOMatrices(model.basis), INVARIANT), seed=11, atol=1e-10
+    )
     assert predictions[0][0].abs().max() > 1e-3
 
 
@@ -83,7 +86,7 @@ def test_checkpoint_round_trip(fixture, tmp_path, request):
     model, frames = request.getfixturevalue(fixture)
     model.save(tmp_path / "model.pt")
     restored = HamiltonianModel.load(tmp_path / "model.pt")
-    for a, b in zip(model.predict(frames[-2:]), restored.predict(frames[-2:])):
+    for a, b in zip(model.predict(frames[-2:]), restored.predict(frames[-2:]), strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
@@ -93,11 +96,13 @@ def test_features_built_in_frame_chunks_equal_one_pass(water_saph_data, monkeypa
     frames, _, basis = water_saph_data
     model = HamiltonianModel(basis, [1, 8], target="saph", features=SMALL)
     groups = model_module._feature_groups(model._layout(frames[:7]).pairs())
+
     def features():
         return [model.featurizer.compute_in_chunks(frames[:7], group, "cpu") for group in groups]
+
     whole = features()
     monkeypatch.setattr(ncenter, "CHUNK", 3)
-    for one_pass, chunked in zip(whole, features()):
+    for one_pass, chunked in zip(whole, features(), strict=True):
         assert set(chunked) == set(one_pass)
         for kind, expected in one_pass.items():
             torch.testing.assert_close(chunked[kind].samples, expected.samples, atol=0, rtol=0)

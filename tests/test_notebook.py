@@ -26,8 +26,13 @@ def _environment(run_dir: Path, cache_dir: Path) -> dict[str, str]:
     """The kernel imports this checkout's nhamil, evaluates ``run_dir`` and reuses the session's
     reference cache."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "NHAMIL_RUN_DIR": str(run_dir), "NHAMIL_CACHE_DIR": str(cache_dir),
-            "OPENBLAS_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "NHAMIL_RUN_DIR": str(run_dir),
+        "NHAMIL_CACHE_DIR": str(cache_dir),
+        "OPENBLAS_NUM_THREADS": "1",
+    }
 
 
 def test_committed_notebook_is_what_the_script_writes():
@@ -40,9 +45,23 @@ def test_committed_notebook_is_what_the_script_writes():
 def test_nbconvert_executes_it_from_the_repository_root(tmp_path_factory, tmp_path):
     run = water_fock_run(tmp_path_factory)
     executed = tmp_path / "executed.ipynb"
-    subprocess.run(["jupyter", "nbconvert", "--to", "notebook", "--execute", "scripts/evaluate_water.ipynb",
-                    "--output", str(executed)], cwd=REPO, env=_environment(run, reference_cache(tmp_path_factory)),
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "scripts/evaluate_water.ipynb",
+            "--output",
+            str(executed),
+        ],
+        cwd=REPO,
+        env=_environment(run, reference_cache(tmp_path_factory)),
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     notebook = nbformat.read(executed, as_version=4)
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     text = "".join(output.get("text", "") for output in outputs)
@@ -53,9 +72,14 @@ def test_nbconvert_executes_it_from_the_repository_root(tmp_path_factory, tmp_pa
 
 def test_jupyter_execute_from_scripts_trains_its_own_run(tmp_path_factory, tmp_path):
     run = tmp_path / "fresh-run"
-    result = subprocess.run(["jupyter", "execute", "evaluate_water.ipynb"], cwd=REPO / "scripts",
-                            env=_environment(run, reference_cache(tmp_path_factory)), capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        ["jupyter", "execute", "evaluate_water.ipynb"],
+        cwd=REPO / "scripts",
+        env=_environment(run, reference_cache(tmp_path_factory)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "model.pt").is_file()
     assert "${nhamil.data:water_coords_1000.xyz}" in (run / ".hydra" / "config.yaml").read_text()

@@ -6,13 +6,24 @@ import pytest
 import torch
 from pyscf import gto, scf
 
-from nhamil.orbitals import (AtomicBasis, Shell, irrep_wigner, pyscf_to_canonical, random_rotation,
-                             real_spherical_harmonics)
+from nhamil.orbitals import (
+    AtomicBasis,
+    Shell,
+    irrep_wigner,
+    pyscf_to_canonical,
+    random_rotation,
+    real_spherical_harmonics,
+)
 from nhamil.testing import assert_equivariant
 
 
 def _pyscf_fock_overlap(numbers, positions, basis):
-    mol = gto.M(atom=[[int(z), tuple(p)] for z, p in zip(numbers, positions)], basis=basis, unit="Angstrom", verbose=0)
+    mol = gto.M(
+        atom=[[int(z), tuple(p)] for z, p in zip(numbers, positions, strict=True)],
+        basis=basis,
+        unit="Angstrom",
+        verbose=0,
+    )
     mf = scf.RHF(mol)
     mf.conv_tol = 1e-11
     mf.kernel()
@@ -32,11 +43,25 @@ def test_pyscf_matrices_rotate_with_basis_wigner(name):
     def canonical(frames, matrix):
         return [matrix(a)[np.ix_(*2 * [pyscf_to_canonical(basis, a.numbers)])] for a in frames]
 
-    fock = lambda a: _pyscf_fock_overlap(a.numbers, a.positions, "def2-svp")[0]
-    overlap = lambda a: gto.M(atom=[[int(z), tuple(p)] for z, p in zip(a.numbers, a.positions)], basis="def2-svp",
-                              unit="Angstrom", verbose=0).intor("int1e_ovlp")
-    assert_equivariant(lambda frames: canonical(frames, fock), [atoms], basis=basis, seed=7, atol=1e-8,
-                       kinds=("rotation", "improper rotation", "combined"))
+    def fock(a):
+        return _pyscf_fock_overlap(a.numbers, a.positions, "def2-svp")[0]
+
+    def overlap(a):
+        return gto.M(
+            atom=[[int(z), tuple(p)] for z, p in zip(a.numbers, a.positions, strict=True)],
+            basis="def2-svp",
+            unit="Angstrom",
+            verbose=0,
+        ).intor("int1e_ovlp")
+
+    assert_equivariant(
+        lambda frames: canonical(frames, fock),
+        [atoms],
+        basis=basis,
+        seed=7,
+        atol=1e-8,
+        kinds=("rotation", "improper rotation", "combined"),
+    )
     assert_equivariant(lambda frames: canonical(frames, overlap), [atoms], basis=basis, seed=7, atol=1e-10)
 
 
@@ -63,7 +88,9 @@ def test_wigner_is_a_representation_and_matches_harmonics(l):
     np.testing.assert_allclose(d12, irrep_wigner(l, -1, r1) @ irrep_wigner(l, -1, r2), atol=1e-13)
     vectors = torch.randn(10, 3, generator=generator, dtype=torch.float64)
     rotated = real_spherical_harmonics(l, vectors @ r2.T)
-    np.testing.assert_allclose(rotated, real_spherical_harmonics(l, vectors) @ irrep_wigner(l, (-1) ** l, r2).T, atol=1e-13)
+    np.testing.assert_allclose(
+        rotated, real_spherical_harmonics(l, vectors) @ irrep_wigner(l, (-1) ** l, r2).T, atol=1e-13
+    )
 
 
 def test_unknown_basis_and_element_are_named():

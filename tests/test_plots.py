@@ -13,8 +13,9 @@ def _energies(seed: int, sizes: list[int]) -> tuple[list[np.ndarray], list[np.nd
     """(predicted, reference) ascending orbital energies (Hartree) with a core state near -20 Ha,
     valence and virtual states, and errors of tens of meV."""
     rng = np.random.default_rng(seed)
-    reference = [np.sort(np.r_[-20.5, rng.uniform(-1.4, -0.4, n // 4), rng.uniform(0.1, 1.8, n - 1 - n // 4)])
-                 for n in sizes]
+    reference = [
+        np.sort(np.r_[-20.5, rng.uniform(-1.4, -0.4, n // 4), rng.uniform(0.1, 1.8, n - 1 - n // 4)]) for n in sizes
+    ]
     return [r + rng.normal(0, 1e-3, len(r)) for r in reference], reference
 
 
@@ -25,14 +26,16 @@ def _texts(figure) -> list[str]:
 def test_legend_states_the_occupied_and_virtual_maes():
     predicted, reference = _energies(0, [24, 24, 40])
     n_occupied = [5, 6, 9]
-    errors = [(p - r) * HARTREE_TO_MEV for p, r in zip(predicted, reference)]
-    occupied = np.concatenate([e[:n] for e, n in zip(errors, n_occupied)])
-    virtual = np.concatenate([e[n:] for e, n in zip(errors, n_occupied)])
+    errors = [(p - r) * HARTREE_TO_MEV for p, r in zip(predicted, reference, strict=True)]
+    occupied = np.concatenate([e[:n] for e, n in zip(errors, n_occupied, strict=True)])
+    virtual = np.concatenate([e[n:] for e, n in zip(errors, n_occupied, strict=True)])
     figure = energy_error_figure(predicted, reference, n_occupied, title="water")
     scatter = figure.axes[0]
     labels = [t.get_text() for t in scatter.get_legend().get_texts()]
-    assert labels == [f"occupied: MAE {np.abs(occupied).mean():.1f} meV ({len(occupied)} states)",
-                      f"virtual: MAE {np.abs(virtual).mean():.1f} meV ({len(virtual)} states)"]
+    assert labels == [
+        f"occupied: MAE {np.abs(occupied).mean():.1f} meV ({len(occupied)} states)",
+        f"virtual: MAE {np.abs(virtual).mean():.1f} meV ({len(virtual)} states)",
+    ]
     assert scatter.get_title() == "water"
     assert scatter.get_ylabel() == "predicted - reference (meV)"
     offsets = np.concatenate([c.get_offsets()[:, 1] for c in scatter.collections])
@@ -51,8 +54,9 @@ def test_writes_png_files_from_energies_and_from_matrices(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rng = np.random.default_rng(3)
     matrices = [a + a.T for a in (rng.normal(size=(n, n)) for n in (8, 11))]
-    path = orbital_energy_parity([m + 1e-4 * np.eye(len(m)) for m in matrices], matrices, [3, 4],
-                                 tmp_path / "orbital_energies.png")
+    path = orbital_energy_parity(
+        [m + 1e-4 * np.eye(len(m)) for m in matrices], matrices, [3, 4], tmp_path / "orbital_energies.png"
+    )
     assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -72,7 +72,7 @@ def congruence_gap(first, second) -> float:
     best = np.inf
     for choice in itertools.product(*(itertools.permutations(group) for group in groups)):
         order = np.empty(len(numbers), dtype=int)
-        for target, chosen in zip(targets, choice):
+        for target, chosen in zip(targets, choice, strict=True):
             order[target] = chosen
         best = min(best, np.abs(d1 - d2[np.ix_(order, order)]).max())
     return best
@@ -90,9 +90,14 @@ def test_congruence_gap_finds_mirror_images_of_renumbered_atoms():
     assert congruence_gap(plus, mirrored) < 1e-12
 
 
-@pytest.mark.parametrize("azimuths, twist", [((0.0, 2.0, 4.0), 0.7),            # isosceles: its own mirror image
-                                             ((0.0, 2 * np.pi / 3, 4 * np.pi / 3), 0.7),  # regular
-                                             ((0.0, 1.0, 3.0), np.pi)])         # twist pi: members coincide
+@pytest.mark.parametrize(
+    "azimuths, twist",
+    [
+        ((0.0, 2.0, 4.0), 0.7),  # isosceles: its own mirror image
+        ((0.0, 2 * np.pi / 3, 4 * np.pi / 3), 0.7),  # regular
+        ((0.0, 1.0, 3.0), np.pi),
+    ],
+)  # twist pi: members coincide
 def test_congruent_constructions_are_rejected(azimuths, twist):
     with pytest.raises(ValueError):
         RingsGeometry(azimuths=azimuths, radius=1.0, height=0.5, twist=twist, cap=1.3)

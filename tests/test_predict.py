@@ -21,7 +21,6 @@ from nhamil.reference import read_frames
 from nhamil.testing import INVARIANT, assert_equivariant
 
 
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return water_fock_run(tmp_path_factory)
@@ -31,16 +30,27 @@ def run_dir(tmp_path_factory):
 def test_writes_matrices_and_orbital_energies(run_dir, tmp_path, fmt, suffix):
     frames = read_frames(WATER, "10:13")
     ase.io.write(tmp_path / f"molecules.{suffix}", frames, format=fmt)
-    output = predict_main([str(run_dir / "model.pt"), str(tmp_path / f"molecules.{suffix}"), "-o",
-                           str(tmp_path / "out.h5"), "--basis", "def2-svp", "--batch-size", "2"])
+    output = predict_main(
+        [
+            str(run_dir / "model.pt"),
+            str(tmp_path / f"molecules.{suffix}"),
+            "-o",
+            str(tmp_path / "out.h5"),
+            "--basis",
+            "def2-svp",
+            "--batch-size",
+            "2",
+        ]
+    )
     expected = HamiltonianModel.load(run_dir / "model.pt").predict(read_frames(tmp_path / f"molecules.{suffix}"))
     with h5py.File(output) as file:
         assert file.attrs["target"] == "fock_orthogonal" and file.attrs["basis"] == "def2-svp"
         assert sorted(file) == ["000000", "000001", "000002"]
-        for name, matrix in zip(sorted(file), expected):
+        for name, matrix in zip(sorted(file), expected, strict=True):
             np.testing.assert_allclose(file[name]["matrix"][()], matrix.numpy(), atol=1e-12)
-            np.testing.assert_allclose(file[name]["orbital_energies"][()], np.linalg.eigvalsh(matrix.numpy()),
-                                       atol=1e-12)
+            np.testing.assert_allclose(
+                file[name]["orbital_energies"][()], np.linalg.eigvalsh(matrix.numpy()), atol=1e-12
+            )
             assert file[name]["orbital_energies"].shape == (24,)
 
 
@@ -52,33 +62,43 @@ def test_batches_and_rotations_do_not_change_orbital_energies(run_dir):
     one_by_one = predict_matrices(model, [atoms, moved], batch_size=1, progress=False)
     together = predict_matrices(model, [atoms, moved], batch_size=8, progress=False)
     np.testing.assert_allclose(one_by_one[0], together[0], atol=1e-12)
-    energies = lambda frames: [np.linalg.eigvalsh(m) for m in predict_matrices(model, frames, progress=False)]
+
+    def energies(frames):
+        return [np.linalg.eigvalsh(m) for m in predict_matrices(model, frames, progress=False)]
+
     assert_equivariant(energies, [atoms], law=INVARIANT, seed=5, atol=1e-9)
 
 
 def test_float32_predictions_are_written_as_float64_and_stay_close(run_dir, tmp_path):
     frames = read_frames(WATER, "10:12")
     ase.io.write(tmp_path / "molecules.xyz", frames, format="extxyz")
-    output = predict_main([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"),
-                           "--float32"])
+    output = predict_main(
+        [str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"), "--float32"]
+    )
     expected = HamiltonianModel.load(run_dir / "model.pt").predict(frames)
     with h5py.File(output) as file:
-        for name, matrix in zip(sorted(file), expected):
+        for name, matrix in zip(sorted(file), expected, strict=True):
             assert file[name]["matrix"].dtype == np.float64
             difference = np.abs(file[name]["matrix"][()] - matrix.numpy()).max()
             assert 0 < difference < 1e-5
 
 
-@pytest.mark.parametrize("atoms, extra, message", [
-    (ase.Atoms("NH3", np.eye(4, 3)), [], r"structure 1 \(H3N\).*\['N'\]"),
-    (None, ["--basis", "cc-pvdz"], r"'def2-svp'.*'cc-pvdz'"),
-])
-def test_unknown_element_or_basis_fails_before_any_work(run_dir, tmp_path, capsys, monkeypatch, atoms, extra,
-                                                         message):
+@pytest.mark.parametrize(
+    "atoms, extra, message",
+    [
+        (ase.Atoms("NH3", np.eye(4, 3)), [], r"structure 1 \(H3N\).*\['N'\]"),
+        (None, ["--basis", "cc-pvdz"], r"'def2-svp'.*'cc-pvdz'"),
+    ],
+)
+def test_unknown_element_or_basis_fails_before_any_work(run_dir, tmp_path, capsys, monkeypatch, atoms, extra, message):
     frames = read_frames(WATER, "10:11") + ([atoms] if atoms is not None else [])
     ase.io.write(tmp_path / "molecules.xyz", frames, format="extxyz")
-    _assert_one_line_error([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o",
-                            str(tmp_path / "out.h5"), *extra], message, capsys, monkeypatch)
+    _assert_one_line_error(
+        [str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"), *extra],
+        message,
+        capsys,
+        monkeypatch,
+    )
     assert not (tmp_path / "out.h5").exists()
 
 
@@ -92,38 +112,63 @@ def _assert_one_line_error(argv, message, capsys, monkeypatch):
     assert re.search(message, error), error
 
 
-@pytest.mark.parametrize("change, message", [
-    ("nan", r"nhamil.predict: error: structure 1 \(H2O\): atom 2 \(H\) has a non-finite coordinate \[nan"),
-    ("inf", r"structure 1 \(H2O\): atom 2 \(H\) has a non-finite coordinate \[inf"),
-    ("same", r"structure 1 \(H2O\): atoms 0 \(O\) and 2 \(H\) are 0 Å apart, closer than 0.1 Å"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("nan", r"nhamil.predict: error: structure 1 \(H2O\): atom 2 \(H\) has a non-finite coordinate \[nan"),
+        ("inf", r"structure 1 \(H2O\): atom 2 \(H\) has a non-finite coordinate \[inf"),
+        ("same", r"structure 1 \(H2O\): atoms 0 \(O\) and 2 \(H\) are 0 Å apart, closer than 0.1 Å"),
+    ],
+)
 def test_impossible_geometry_is_named_not_turned_into_nan(run_dir, tmp_path, capsys, monkeypatch, change, message):
     frames = read_frames(WATER, "10:12")
     frames[1].positions[2] = frames[1].positions[0] if change == "same" else float(change)
     with pytest.raises(InputError, match=message.removeprefix("nhamil.predict: error: ")):
         HamiltonianModel.load(run_dir / "model.pt").predict(frames)
     ase.io.write(tmp_path / "molecules.xyz", frames, format="extxyz")
-    _assert_one_line_error([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o",
-                            str(tmp_path / "out.h5")], message, capsys, monkeypatch)
+    _assert_one_line_error(
+        [str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5")],
+        message,
+        capsys,
+        monkeypatch,
+    )
     assert not (tmp_path / "out.h5").exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--index", "101"], r"nhamil.predict: error: structure file .*molecules.xyz has 2 frames; index '101' is beyond"),
-    (["--index", "5:"], r"index '5:' selects none of the 2 frames of .*molecules.xyz"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--index", "101"],
+            r"nhamil.predict: error: structure file .*molecules.xyz has 2 frames; index '101' is beyond",
+        ),
+        (["--index", "5:"], r"index '5:' selects none of the 2 frames of .*molecules.xyz"),
+    ],
+)
 def test_frame_index_beyond_the_file_is_named(run_dir, tmp_path, capsys, monkeypatch, extra, message):
     ase.io.write(tmp_path / "molecules.xyz", read_frames(WATER, "10:12"), format="extxyz")
-    _assert_one_line_error([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o",
-                            str(tmp_path / "out.h5"), *extra], message, capsys, monkeypatch)
+    _assert_one_line_error(
+        [str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"), *extra],
+        message,
+        capsys,
+        monkeypatch,
+    )
 
 
 @pytest.mark.parametrize("size", ["-1", "0", "two"])
 def test_batch_size_below_one_is_refused(run_dir, tmp_path, capsys, size):
     ase.io.write(tmp_path / "molecules.xyz", read_frames(WATER, "10:12"), format="extxyz")
     with pytest.raises(SystemExit) as exit_info:
-        predict_main([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"),
-                      "--batch-size", size])
+        predict_main(
+            [
+                str(run_dir / "model.pt"),
+                str(tmp_path / "molecules.xyz"),
+                "-o",
+                str(tmp_path / "out.h5"),
+                "--batch-size",
+                size,
+            ]
+        )
     assert exit_info.value.code == 2 and "whole number >= 1" in capsys.readouterr().err
     assert not (tmp_path / "out.h5").exists()
 
@@ -137,9 +182,12 @@ def test_output_onto_an_input_is_refused(run_dir, tmp_path, capsys, monkeypatch,
     output = tmp_path / "sub" / ".." / inputs[target].name
     (tmp_path / "sub").mkdir()
     name = "structure file" if target == "structures" else "checkpoint"
-    _assert_one_line_error([str(inputs["checkpoint"]), str(inputs["structures"]), "-o", str(output)],
-                           rf"output file .* is the {name} .*{inputs[target].name}: writing would overwrite it",
-                           capsys, monkeypatch)
+    _assert_one_line_error(
+        [str(inputs["checkpoint"]), str(inputs["structures"]), "-o", str(output)],
+        rf"output file .* is the {name} .*{inputs[target].name}: writing would overwrite it",
+        capsys,
+        monkeypatch,
+    )
     assert inputs[target].read_bytes() == before
 
 
@@ -148,9 +196,10 @@ def test_output_onto_an_input_is_refused(run_dir, tmp_path, capsys, monkeypatch,
 def test_predict_command_on_cuda_writes_the_cpu_predictions(run_dir, tmp_path):
     frames = read_frames(WATER, "10:13")
     ase.io.write(tmp_path / "molecules.xyz", frames, format="extxyz")
-    output = predict_main([str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"),
-                           "--device", "cuda"])
+    output = predict_main(
+        [str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz"), "-o", str(tmp_path / "out.h5"), "--device", "cuda"]
+    )
     expected = HamiltonianModel.load(run_dir / "model.pt").predict(frames)
     with h5py.File(output) as file:
-        for name, matrix in zip(sorted(file), expected):
+        for name, matrix in zip(sorted(file), expected, strict=True):
             np.testing.assert_allclose(file[name]["matrix"][()], matrix.numpy(), atol=1e-10)

@@ -15,8 +15,8 @@ from nhamil.orbitals import irrep_wigner, random_rotation
 from nhamil.properties import EquivariantPropertyModel, RotatePredictRotate, principal_frame
 from nhamil.properties import data as dce
 from nhamil.properties.compare import equivariance_error
-from nhamil.properties.frames import align_to_reference
 from nhamil.properties.equivariant import spherical_to_tensor, tensor_to_spherical
+from nhamil.properties.frames import align_to_reference
 from nhamil.properties.rpr import HeadRegressor
 from nhamil.reference.scf import build_molecule, make_solver
 from nhamil.reference.settings import ScfSettings
@@ -75,28 +75,34 @@ def test_degeneracy_flag_fires_for_a_symmetric_top():
 
 
 @pytest.mark.parametrize("shape", [(3,), (3, 3)])
-@pytest.mark.parametrize("regressor, signs", [("gaussian", "third_moment"), ("head", "third_moment"),
-                                             ("gaussian", "reference")])
+@pytest.mark.parametrize(
+    "regressor, signs", [("gaussian", "third_moment"), ("head", "third_moment"), ("gaussian", "reference")]
+)
 def test_rpr_predictions_rotate_with_the_molecule(shape, regressor, signs):
     train, test = gauche_frames(30), gauche_frames(5, seed=1)
     targets = np.random.default_rng(2).standard_normal((30, *shape))
     kwargs = {"regressor": HeadRegressor()} if regressor == "head" else {}
-    fitted = RotatePredictRotate(masses=MASSES, reference=dce.dichloroethane().positions, signs=signs,
-                                 **kwargs).fit(train, targets)
+    fitted = RotatePredictRotate(masses=MASSES, reference=dce.dichloroethane().positions, signs=signs, **kwargs).fit(
+        train, targets
+    )
     assert np.abs(fitted.predict(test)).max() > 1e-3
-    assert_equivariant(fitted.predict, test, law=Cartesian(len(shape)), kinds=("rotation", "translation"), n_trials=2,
-                       seed=7)
+    assert_equivariant(
+        fitted.predict, test, law=Cartesian(len(shape)), kinds=("rotation", "translation"), n_trials=2, seed=7
+    )
 
 
-@pytest.mark.parametrize("shape, head", [((3,), RidgeSettings()), ((3,), KernelSettings()),
-                                         ((3, 3), RidgeSettings()), ((3, 3), KernelSettings())])
+@pytest.mark.parametrize(
+    "shape, head",
+    [((3,), RidgeSettings()), ((3,), KernelSettings()), ((3, 3), RidgeSettings()), ((3, 3), KernelSettings())],
+)
 def test_equivariant_models_are_equivariant_for_proper_and_improper_rotations(shape, head):
     frames = [ase.Atoms(dce.dichloroethane().numbers, p) for p in gauche_frames(8)]
     targets = np.random.default_rng(3).standard_normal((8, *shape))
     if len(shape) == 2:
         targets = targets + targets.transpose(0, 2, 1)
-    model = EquivariantPropertyModel(species=(1, 6, 17), head=head,
-                                     density=DensitySettings(cutoff=4.0, max_radial=2, max_angular=2))
+    model = EquivariantPropertyModel(
+        species=(1, 6, 17), head=head, density=DensitySettings(cutoff=4.0, max_radial=2, max_angular=2)
+    )
     fitted = model.fit(frames[:6], targets[:6])
     assert np.abs(fitted.predict(frames[6:])).max() > 1e-3
     assert_equivariant(fitted.predict, frames[6:], law=Cartesian(len(shape)), seed=7)
@@ -113,7 +119,7 @@ def test_polarizability_decomposition_round_trips_and_transforms_as_irreps():
     tensors = tensors + tensors.transpose(0, 2, 1)
     parts = tensor_to_spherical(tensors)
     assert torch.allclose(parts[1], torch.zeros_like(parts[1]), atol=1e-14)
-    assert parts[0][:, 0].numpy() == pytest.approx(np.trace(tensors, axis1=1, axis2=2) / 3 ** 0.5, abs=1e-13)
+    assert parts[0][:, 0].numpy() == pytest.approx(np.trace(tensors, axis1=1, axis2=2) / 3**0.5, abs=1e-13)
     assert np.allclose(spherical_to_tensor({0: parts[0], 2: parts[2]}), tensors, atol=1e-13)
     for q in rotations(1) + rotations(1, improper=True):
         rotated = tensor_to_spherical(q @ tensors @ q.T)
@@ -136,8 +142,9 @@ def test_trajectory_is_cached_resumed_and_reproducible(tmp_path, tiny_settings, 
     assert np.array_equal(resumed.positions[:2], first.positions)
     assert np.array_equal(resumed.positions, fresh.positions) and np.array_equal(resumed.dipoles, fresh.dipoles)
     monkeypatch.setattr(dce, "_run_chunk", lambda *args: pytest.fail("recomputed a cached chunk"))
-    assert np.array_equal(dce.build_trajectory(tiny_settings, 3, tmp_path / "a", progress=False).dipoles,
-                          resumed.dipoles[:3])
+    assert np.array_equal(
+        dce.build_trajectory(tiny_settings, 3, tmp_path / "a", progress=False).dipoles, resumed.dipoles[:3]
+    )
 
 
 def test_pyscf_dipole_and_polarizability_rotate_with_the_molecule():
@@ -155,8 +162,14 @@ def test_pyscf_dipole_and_polarizability_rotate_with_the_molecule():
         return np.stack([r[0] for r in results]), np.stack([r[1] for r in results])
 
     assert np.abs(dipoles_and_polarizabilities([atoms])[0]).max() > 0.1
-    assert_equivariant(dipoles_and_polarizabilities, [atoms], law=(Cartesian(1), Cartesian(2)),
-                       kinds=("rotation", "combined"), seed=7, atol=1e-6)
+    assert_equivariant(
+        dipoles_and_polarizabilities,
+        [atoms],
+        law=(Cartesian(1), Cartesian(2)),
+        kinds=("rotation", "combined"),
+        seed=7,
+        atol=1e-6,
+    )
 
 
 def test_chlorine_dihedral_tells_anti_from_gauche():

@@ -7,15 +7,23 @@ import ase
 import ase.build
 import numpy as np
 import pytest
+from paper_data import ETHANOL, WATER, paper_saph
 
 from nhamil.orbitals import AtomicBasis
-from nhamil.reference import (CorruptCacheError, ProjectionSettings, ScfSettings, UnconvergedSCFError,
-                              build_reference_set, lowdin_orthogonalize, projected_valence_hamiltonian, read_frames,
-                              run_scf)
-from nhamil.reference import store
+from nhamil.reference import (
+    CorruptCacheError,
+    ProjectionSettings,
+    ScfSettings,
+    UnconvergedSCFError,
+    build_reference_set,
+    lowdin_orthogonalize,
+    projected_valence_hamiltonian,
+    read_frames,
+    run_scf,
+    store,
+)
 from nhamil.reference.scf import build_molecule
 from nhamil.testing import INVARIANT, assert_equivariant
-from paper_data import ETHANOL, WATER, paper_saph
 
 RHF = ScfSettings()
 PROJECTION = ProjectionSettings()
@@ -34,8 +42,9 @@ def _waters(n: int, seed: int = 0) -> list[ase.Atoms]:
 
 def _saph(atoms: ase.Atoms, scf: ScfSettings = RHF):
     result = run_scf(atoms, scf)
-    return result, projected_valence_hamiltonian(result, atoms.numbers, AtomicBasis.from_pyscf(scf.basis, atoms.numbers),
-                                                 PROJECTION)
+    return result, projected_valence_hamiltonian(
+        result, atoms.numbers, AtomicBasis.from_pyscf(scf.basis, atoms.numbers), PROJECTION
+    )
 
 
 def _count_scf_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
@@ -54,6 +63,7 @@ def _count_scf_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
 
 
 # --- the paper's matrices ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("frame", [0, 500, 999])
 def test_water_saph_matches_paper(frame):
@@ -80,6 +90,7 @@ def test_read_frames_drops_the_declared_periodicity():
 
 # --- the symmetry law ---------------------------------------------------------------------------
 
+
 def test_saph_rotates_with_minimal_basis_wigner():
     """The SAPH follows rotations, inversion and atom permutations in the minimal basis, with the
     same orbital energies, its eigenvalues."""
@@ -92,7 +103,7 @@ def test_saph_rotates_with_minimal_basis_wigner():
     def saph_of(frames, part: int):
         """Part 0 (SAPH) or 1 (orbital energies) of each frame's projection, one SCF per geometry."""
         keys = [(a.numbers.tobytes(), a.positions.tobytes()) for a in frames]
-        for key, a in zip(keys, frames):
+        for key, a in zip(keys, frames, strict=True):
             cache[key] = cache[key] if key in cache else _saph(a)[1]
         return [cache[key][part] for key in keys]
 
@@ -106,19 +117,22 @@ def test_saph_ignores_orbital_signs():
     result, (saph, _, _) = _saph(atoms)
     signs = np.where(np.random.default_rng(0).random(result.mo_energy.size) < 0.5, -1.0, 1.0)
     flipped = dataclasses.replace(result, mo_coeff=result.mo_coeff * signs)
-    saph_flipped, _, _ = projected_valence_hamiltonian(flipped, atoms.numbers,
-                                                       AtomicBasis.from_pyscf("def2-svp", atoms.numbers), PROJECTION)
+    saph_flipped, _, _ = projected_valence_hamiltonian(
+        flipped, atoms.numbers, AtomicBasis.from_pyscf("def2-svp", atoms.numbers), PROJECTION
+    )
     assert (signs[1:7] < 0).any()
     np.testing.assert_allclose(saph_flipped, saph, atol=1e-12, rtol=0)
 
 
 def test_lowdin_fock_eigenvalues_are_orbital_energies():
     result = run_scf(_waters(1, seed=5)[0], RHF)
-    np.testing.assert_allclose(np.linalg.eigvalsh(lowdin_orthogonalize(result.fock, result.overlap)),
-                               result.mo_energy, atol=1e-10, rtol=0)
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(lowdin_orthogonalize(result.fock, result.overlap)), result.mo_energy, atol=1e-10, rtol=0
+    )
 
 
 # --- settings and errors ------------------------------------------------------------------------
+
 
 def test_molecules_of_one_composition_are_independent_copies():
     """build_molecule copies one Mole per composition: each copy equals a Mole built afresh, and
@@ -127,8 +141,12 @@ def test_molecules_of_one_composition_are_independent_copies():
 
     first, second = _waters(2)
     molecules = [build_molecule(atoms, RHF) for atoms in (first, second)]
-    fresh = gto.M(atom=[(s, tuple(p)) for s, p in zip(second.get_chemical_symbols(), second.positions)],
-                  unit="Angstrom", basis="def2-svp", verbose=0)
+    fresh = gto.M(
+        atom=[(s, tuple(p)) for s, p in zip(second.get_chemical_symbols(), second.positions, strict=True)],
+        unit="Angstrom",
+        basis="def2-svp",
+        verbose=0,
+    )
     np.testing.assert_array_equal(molecules[1].intor("int1e_ovlp"), fresh.intor("int1e_ovlp"))
     assert molecules[1].energy_nuc() == pytest.approx(fresh.energy_nuc(), rel=1e-14)
     np.testing.assert_allclose(molecules[0].atom_coords(unit="Angstrom"), first.positions, atol=1e-12, rtol=0)
@@ -159,12 +177,15 @@ def test_unknown_element_is_named(tmp_path):
 
 # --- the cache ----------------------------------------------------------------------------------
 
+
 def _assert_same_records(first, second):
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
         np.testing.assert_allclose(a.saph, b.saph, atol=1e-10, rtol=0)
         np.testing.assert_allclose(a.fock, b.fock, atol=1e-10, rtol=0)
-        assert (a.e_tot, a.converged, a.n_core, a.n_occupied) == pytest.approx((b.e_tot, b.converged, b.n_core, b.n_occupied))
+        assert (a.e_tot, a.converged, a.n_core, a.n_occupied) == pytest.approx(
+            (b.e_tot, b.converged, b.n_core, b.n_occupied)
+        )
 
 
 def test_second_build_reads_the_cache(tmp_path, monkeypatch):
@@ -188,8 +209,9 @@ def test_worker_processes_give_the_in_process_records(tmp_path):
     _assert_same_records(pooled, serial)
 
 
-@pytest.mark.parametrize("changed", [ScfSettings(conv_tol=1e-9), ScfSettings(basis="sto-3g"),
-                                     ProjectionSettings(extra_candidates=4)])
+@pytest.mark.parametrize(
+    "changed", [ScfSettings(conv_tol=1e-9), ScfSettings(basis="sto-3g"), ProjectionSettings(extra_candidates=4)]
+)
 def test_changed_settings_make_new_entries(tmp_path, monkeypatch, changed):
     frames = _waters(2)
     build_reference_set(frames, RHF, PROJECTION, tmp_path, n_workers=1, progress=False)
@@ -232,7 +254,8 @@ def test_unconverged_frames_are_refused_or_flagged(tmp_path, monkeypatch):
     assert error.value.frames == [0, 1, 2]
     calls = _count_scf_calls(monkeypatch)
     with pytest.warns(UserWarning, match="unconverged"):
-        records = build_reference_set(frames, hurried, PROJECTION, tmp_path, n_workers=1, progress=False,
-                                      allow_unconverged=True)
+        records = build_reference_set(
+            frames, hurried, PROJECTION, tmp_path, n_workers=1, progress=False, allow_unconverged=True
+        )
     assert len(calls) == 0
     assert [r.converged for r in records] == [False] * 3

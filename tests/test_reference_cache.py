@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 RHF = ScfSettings(basis="sto-3g")
 PROJECTION = ProjectionSettings()
 LABELS = [104, 105, 114, 503]
+
+
 def _waters(n: int, seed: int = 0) -> list[ase.Atoms]:
     """``n`` water molecules with distinct random distortions (0.05 Å)."""
     rng = np.random.default_rng(seed)
@@ -74,13 +76,17 @@ def _change_one_saph_number(path: Path) -> None:
 
 # --- damaged and misplaced files (b) ---------------------------------------------------------------
 
+
 def test_changed_number_is_named_then_rebuilt_on_request(tmp_path, monkeypatch):
     frames = _waters(3)
     first = _build(frames, tmp_path)
     victim = _path(tmp_path, frames[1])
     _change_one_saph_number(victim)
-    with pytest.raises(DataFileError, match=rf"{victim} \(frame 105 of the data file\) is damaged \(checksum"
-                                            r".*data.rebuild_damaged=true") as error:
+    with pytest.raises(
+        DataFileError,
+        match=rf"{victim} \(frame 105 of the data file\) is damaged \(checksum"
+        r".*data.rebuild_damaged=true",
+    ) as error:
         _build(frames, tmp_path)
     assert "\n" not in str(error.value)
     calls = _count_scf_calls(monkeypatch)
@@ -96,8 +102,11 @@ def test_copied_file_is_named_as_misplaced(tmp_path):
     frames = _waters(2)
     _build(frames, tmp_path)
     shutil.copyfile(_path(tmp_path, frames[1]), _path(tmp_path, frames[0]))
-    with pytest.raises(DataFileError, match=rf"{_path(tmp_path, frames[0])} \(frame 104 of the data file\) is "
-                                            "misplaced"):
+    with pytest.raises(
+        DataFileError,
+        match=rf"{_path(tmp_path, frames[0])} \(frame 104 of the data file\) is "
+        "misplaced",
+    ):
         _build(frames, tmp_path)
 
 
@@ -115,19 +124,38 @@ def test_every_damaged_file_is_named_in_one_pass(tmp_path):
 
 # --- messages name the frames of the data file (g) -------------------------------------------------
 
+
 def test_unconverged_frames_are_named_by_their_frame_numbers(tmp_path):
-    with pytest.raises(UnconvergedSCFError, match=r"frame\(s\) \[104, 105, 114\] of the data file.*"
-                                                  r"data\.allow_unconverged=true") as error:
-        build_reference_set(_waters(3), ScfSettings(basis="sto-3g", max_cycle=1), PROJECTION, tmp_path, n_workers=1,
-                            progress=False, labels=LABELS[:3])
+    with pytest.raises(
+        UnconvergedSCFError,
+        match=r"frame\(s\) \[104, 105, 114\] of the data file.*"
+        r"data\.allow_unconverged=true",
+    ) as error:
+        build_reference_set(
+            _waters(3),
+            ScfSettings(basis="sto-3g", max_cycle=1),
+            PROJECTION,
+            tmp_path,
+            n_workers=1,
+            progress=False,
+            labels=LABELS[:3],
+        )
     assert error.value.frames == LABELS[:3]
 
 
 def test_train_names_data_file_frames_and_takes_the_cache_settings(tmp_path):
     def config(*overrides):
-        return compose_config(["+experiment=water", "split.train=[100,103]", "split.test=[503,504]",
-                               f"data.cache_dir={tmp_path / 'cache'}",
-                               "data.n_workers=1", "reference.max_cycle=1", *overrides])
+        return compose_config(
+            [
+                "+experiment=water",
+                "split.train=[100,103]",
+                "split.test=[503,504]",
+                f"data.cache_dir={tmp_path / 'cache'}",
+                "data.n_workers=1",
+                "reference.max_cycle=1",
+                *overrides,
+            ]
+        )
 
     with pytest.raises(UnconvergedSCFError, match=r"\[100, 101, 102, 503\]"):
         train(config(), tmp_path / "run")
@@ -142,6 +170,7 @@ def test_train_names_data_file_frames_and_takes_the_cache_settings(tmp_path):
 
 # --- progress output -----------------------------------------------------------------------------------
 
+
 def test_cached_build_shows_no_bar_and_one_summary_line(tmp_path, capsys):
     frames = _waters(2)
     _build(frames, tmp_path, progress=True)
@@ -154,8 +183,12 @@ def test_cached_build_shows_no_bar_and_one_summary_line(tmp_path, capsys):
 
 # --- a full disk (i) -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raised", [OSError(faulty_jobs.H5PY_FULL_DISK),
-                                    OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))], ids=["h5py", "errno"])
+
+@pytest.mark.parametrize(
+    "raised",
+    [OSError(faulty_jobs.H5PY_FULL_DISK), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))],
+    ids=["h5py", "errno"],
+)
 def test_full_disk_is_one_line_and_keeps_the_written_records(tmp_path, monkeypatch, capsys, raised):
     frames = _waters(3, seed=1)
     original = h5py.Group.create_dataset
@@ -171,8 +204,10 @@ def test_full_disk_is_one_line_and_keeps_the_written_records(tmp_path, monkeypat
     with pytest.raises(SystemExit), reported_as_one_line("nhamil-train"):
         _build(frames, tmp_path)
     victim = _path(tmp_path, frames[1])
-    assert capsys.readouterr().err == f"nhamil-train: error: no space left on {victim}: free some space and run again " \
-                                      "(finished work is kept)\n"
+    assert (
+        capsys.readouterr().err == f"nhamil-train: error: no space left on {victim}: free some space and run again "
+        "(finished work is kept)\n"
+    )
     with pytest.raises(OSError) as error:
         _build(frames, tmp_path)
     assert (error.value.errno, error.value.filename) == (errno.ENOSPC, str(victim))
@@ -247,8 +282,11 @@ def _wait_for(condition, seconds: float) -> bool:
 def test_workers_end_when_the_main_process_is_killed(tmp_path, signal_number):
     script = tmp_path / "stalled_build.py"
     script.write_text(_STALLED_BUILD)
-    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache")], cwd=tmp_path,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "cache")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+    )
     workers = []
     try:
         assert _wait_for(lambda: len(list(tmp_path.glob("cache/*/worker-*.pid"))) == 2, 120), "workers never started"

@@ -4,7 +4,7 @@ device or an absent optional package pass; anything else fails the run and is li
 import pytest
 from strict_skips import ENVIRONMENT
 
-TESTS = '''
+TESTS = """
 import pytest
 
 def test_passes():
@@ -19,7 +19,7 @@ def test_optional_package():
 
 def test_wants_data():
     pytest.skip("reference data folder ../shared is absent")
-'''
+"""
 
 
 def _run(pytester: pytest.Pytester, monkeypatch, source: str, strict: bool) -> pytest.RunResult:
@@ -35,8 +35,12 @@ def test_a_skip_for_missing_data_fails_the_run_and_is_named(pytester, monkeypatc
     result = _run(pytester, monkeypatch, TESTS, strict=True)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=2, skipped=3)
-    result.stdout.fnmatch_lines(["*test_tiny.py::test_wants_data: reference data folder ../shared is absent",
-                                 "1 test(s) skipped for a reason strict mode refuses*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_tiny.py::test_wants_data: reference data folder ../shared is absent",
+            "1 test(s) skipped for a reason strict mode refuses*",
+        ]
+    )
     assert "test_on_gpu:" not in result.stdout.str() and "test_optional_package:" not in result.stdout.str()
 
 

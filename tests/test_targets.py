@@ -63,9 +63,18 @@ def test_model_basis_must_be_the_targets():
 def fock_run(tmp_path_factory):
     """A water ``fock`` run: training frames 0-9, test frames 10-11, with its metrics."""
     run_dir = tmp_path_factory.mktemp("fock-ao-run")
-    cfg = compose_config(["+experiment=water_fock_ao", "split.train=[0,10]", "split.test=[10,12]",
-                          f"data.frames={WATER}", f"data.cache_dir={reference_cache(tmp_path_factory)}",
-                          "data.n_workers=1", "features.density.max_radial=3", "features.density.max_angular=3"])
+    cfg = compose_config(
+        [
+            "+experiment=water_fock_ao",
+            "split.train=[0,10]",
+            "split.test=[10,12]",
+            f"data.frames={WATER}",
+            f"data.cache_dir={reference_cache(tmp_path_factory)}",
+            "data.n_workers=1",
+            "features.density.max_radial=3",
+            "features.density.max_angular=3",
+        ]
+    )
     metrics = train(cfg, run_dir)
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
@@ -75,13 +84,14 @@ def fock_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def test_records(tmp_path_factory):
     frames = read_frames(WATER, "10:12")
-    return frames, build_reference_set(frames, SETTINGS, ProjectionSettings(), reference_cache(tmp_path_factory),
-                                       n_workers=1, progress=False)
+    return frames, build_reference_set(
+        frames, SETTINGS, ProjectionSettings(), reference_cache(tmp_path_factory), n_workers=1, progress=False
+    )
 
 
 def test_reference_fock_generalized_eigenvalues_are_pyscfs(test_records):
     frames, records = test_records
-    for atoms, record in zip(frames, records):
+    for atoms, record in zip(frames, records, strict=True):
         energies = Target("fock").orbital_energies(record.fock, overlap_matrix(atoms, SETTINGS))
         np.testing.assert_allclose(energies, record.mo_energy, atol=1e-8)
 
@@ -96,12 +106,11 @@ def test_fock_predictions_give_pyscf_orbital_energies_to_the_models_accuracy(foc
         assert file.attrs["target"] == "fock"
         written = [file[name]["orbital_energies"][()] for name in sorted(file)]
         matrices = [file[name]["matrix"][()] for name in sorted(file)]
-    occupied = np.concatenate([e[:5] - r.mo_energy[:5] for e, r in zip(written, records)])
+    occupied = np.concatenate([e[:5] - r.mo_energy[:5] for e, r in zip(written, records, strict=True)])
     assert np.abs(occupied).mean() * HARTREE_TO_MEV == pytest.approx(metrics["occupied_energy_mae_mev"], rel=1e-6)
     assert metrics["occupied_energy_mae_mev"] < 100
-    for energies, matrix, atoms in zip(written, matrices, frames):
-        np.testing.assert_allclose(energies, scipy.linalg.eigh(matrix, overlap_matrix(atoms, SETTINGS))[0],
-                                   atol=1e-10)
+    for energies, matrix, atoms in zip(written, matrices, frames, strict=True):
+        np.testing.assert_allclose(energies, scipy.linalg.eigh(matrix, overlap_matrix(atoms, SETTINGS))[0], atol=1e-10)
         assert np.abs(np.linalg.eigvalsh(matrix) - energies).max() > 0.1  # the overlap matters
 
 
@@ -122,12 +131,16 @@ def test_fock_evaluation_and_start_guess_use_the_overlap(fock_run, tmp_path):
 def fock_models(tmp_path_factory):
     """AO ``fock`` models fitted in code on 10 frames, with the SAP baseline and without one."""
     frames = read_frames(WATER, ":12")
-    records = build_reference_set(frames, SETTINGS, ProjectionSettings(), reference_cache(tmp_path_factory),
-                                  n_workers=1, progress=False)
+    records = build_reference_set(
+        frames, SETTINGS, ProjectionSettings(), reference_cache(tmp_path_factory), n_workers=1, progress=False
+    )
     fock = [torch.as_tensor(r.fock) for r in records]
-    models = {baseline: HamiltonianModel(WATER_BASIS, [1, 8], target=Target("fock"), features=SMALL,
-                                         baseline=baseline).fit(frames[:10], fock[:10], progress=False)
-              for baseline in ("sap", None)}
+    models = {
+        baseline: HamiltonianModel(WATER_BASIS, [1, 8], target=Target("fock"), features=SMALL, baseline=baseline).fit(
+            frames[:10], fock[:10], progress=False
+        )
+        for baseline in ("sap", None)
+    }
     return models, frames, fock
 
 
@@ -140,8 +153,10 @@ def test_fock_model_follows_rotation_inversion_and_permutation(fock_models, base
 
 def test_fock_model_learns_the_difference_to_the_ao_sap_baseline(fock_models, tmp_path):
     models, frames, fock = fock_models
-    errors = {baseline: max(float((p - f).abs().max()) for p, f in zip(model.predict(frames[10:]), fock[10:]))
-              for baseline, model in models.items()}
+    errors = {
+        baseline: max(float((p - f).abs().max()) for p, f in zip(model.predict(frames[10:]), fock[10:], strict=True))
+        for baseline, model in models.items()
+    }
     assert errors["sap"] < 0.5 * errors[None]
     models["sap"].save(tmp_path / "model.pt")
     restored = HamiltonianModel.load(tmp_path / "model.pt")

@@ -13,8 +13,16 @@ from nhamil.features import DensitySettings, EquivariantFeatures, atom_centered_
 from nhamil.heads import RidgeSettings, fit_ridge
 from nhamil.orbitals import AtomicBasis, pyscf_to_canonical
 from nhamil.structures import Structures
-from nhamil.testing import (INVARIANT, KINDS, AOMatrices, Cartesian, Features, assert_equivariant, equivariance_errors,
-                            random_transformations)
+from nhamil.testing import (
+    INVARIANT,
+    KINDS,
+    AOMatrices,
+    Cartesian,
+    Features,
+    assert_equivariant,
+    equivariance_errors,
+    random_transformations,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,8 +54,12 @@ def _overlap(frames, basis):
     """Canonical-order def2-SVP overlap matrices of ``frames``, from PySCF."""
     matrices = []
     for atoms in frames:
-        mol = gto.M(atom=[[int(z), tuple(p)] for z, p in zip(atoms.numbers, atoms.positions)], basis="def2-svp",
-                    unit="Angstrom", verbose=0)
+        mol = gto.M(
+            atom=[[int(z), tuple(p)] for z, p in zip(atoms.numbers, atoms.positions, strict=True)],
+            basis="def2-svp",
+            unit="Angstrom",
+            verbose=0,
+        )
         order = pyscf_to_canonical(basis, atoms.numbers)
         matrices.append(torch.as_tensor(mol.intor("int1e_ovlp")[np.ix_(order, order)]))
     return matrices
@@ -73,28 +85,39 @@ def test_random_transformations_are_what_they_say():
         assert t.improper == (t.kind in ("improper rotation", "combined"))
         assert (t.rotation == torch.eye(3, dtype=torch.float64)).all() == (t.kind in ("permutation", "translation"))
         assert bool(t.translation.abs().max() > 0) == (t.kind in ("translation", "combined"))
-        permuted = [not (p == np.arange(n)).all() for p, n in zip(t.permutations, sizes)]
+        permuted = [not (p == np.arange(n)).all() for p, n in zip(t.permutations, sizes, strict=True)]
         assert permuted == 2 * [t.kind in ("permutation", "combined")]
         assert sorted(t.permutations[1]) == list(range(9))
     again = random_transformations(sizes, n_trials=2, seed=1)
-    assert all(torch.equal(a.rotation, b.rotation) for a, b in zip(transformations, again))
+    assert all(torch.equal(a.rotation, b.rotation) for a, b in zip(transformations, again, strict=True))
     with pytest.raises(InputError, match="unknown transformation kinds \\['reflection'\\]"):
         random_transformations(sizes, kinds=["reflection"])
 
 
 def test_ao_law_passes_pyscf_and_fails_broken_matrices(ethanol, basis):
-    overlap = lambda frames: _overlap(frames, basis)
+    def overlap(frames):
+        return _overlap(frames, basis)
+
     errors = assert_equivariant(overlap, [ethanol], basis=basis)
     assert set(errors) == set(KINDS) and max(errors.values()) < 1e-12
     eye = torch.eye(basis.n_ao(ethanol.numbers), dtype=torch.float64)
-    lab_frame = lambda frames: [s + 1e-3 * float(a.positions[:, 0].mean()) * eye
-                                for s, a in zip(overlap(frames), frames)]
+
+    def lab_frame(frames):
+        return [s + 1e-3 * float(a.positions[:, 0].mean()) * eye for s, a in zip(overlap(frames), frames, strict=True)]
+
     assert _failing_kinds(lab_frame, [ethanol], basis=basis) == set(KINDS) - {"permutation"}
-    chiral = lambda frames: [s + 1e-3 * _chirality(a) * eye for s, a in zip(overlap(frames), frames)]
+
+    def chiral(frames):
+        return [s + 1e-3 * _chirality(a) * eye for s, a in zip(overlap(frames), frames, strict=True)]
+
     assert {"improper rotation", "combined"} <= _failing_kinds(chiral, [ethanol], basis=basis)
     assert not {"rotation", "translation"} & _failing_kinds(chiral, [ethanol], basis=basis)
-    labelled = lambda frames: [s + 1e-3 * torch.diag(_atom_index_per_ao(basis, a))
-                               for s, a in zip(overlap(frames), frames)]
+
+    def labelled(frames):
+        return [
+            s + 1e-3 * torch.diag(_atom_index_per_ao(basis, a)) for s, a in zip(overlap(frames), frames, strict=True)
+        ]
+
     assert _failing_kinds(labelled, [ethanol], basis=basis) == {"permutation", "combined"}
     with pytest.raises(AssertionError, match=r"permutation \(trial 0\) structure 0: max deviation .* > allowed"):
         assert_equivariant(labelled, [ethanol], basis=basis)
@@ -124,14 +147,18 @@ def batch():
 
 def test_features_law_passes_features_and_fails_broken_ones(batch):
     assert max(assert_equivariant(_nu2, batch).values()) < 1e-10
+
     def shuffled(structures):
         features = _nu2(structures)
         mu_shuffled = features.blocks[2, 1][:, [1, 0, 2, 3, 4]]
         return EquivariantFeatures(features.samples, {**features.blocks, (2, 1): mu_shuffled})
+
     assert _failing_kinds(shuffled, batch) == {"rotation", "improper rotation", "combined"}
+
     def unlabelled(structures):
         features = _nu2(structures)
         return EquivariantFeatures(features.samples.flip(0), features.blocks)
+
     assert _failing_kinds(unlabelled, batch) == {"permutation", "combined"}
     with pytest.raises(AssertionError, match=r"rotation \(trial 0\) block \(2, 1\)"):
         assert_equivariant(shuffled, batch)
@@ -139,10 +166,14 @@ def test_features_law_passes_features_and_fails_broken_ones(batch):
 
 def test_swapped_pairs_take_the_declared_sign(batch):
     def minus(structures):
-        numbers = [structures.numbers[a:b].tolist() for a, b in zip(structures.ptr[:-1], structures.ptr[1:])]
-        pairs = torch.tensor([(s, i, j) for s, z in enumerate(numbers) for i in range(len(z)) for j in range(i)
-                              if z[i] == z[j]])
+        numbers = [
+            structures.numbers[a:b].tolist() for a, b in zip(structures.ptr[:-1], structures.ptr[1:], strict=True)
+        ]
+        pairs = torch.tensor(
+            [(s, i, j) for s, z in enumerate(numbers) for i in range(len(z)) for j in range(i) if z[i] == z[j]]
+        )
         return symmetrized_pair_features(structures, SPECIES, SETTINGS, pairs, max_lambda=1)[1]
+
     assert_equivariant(minus, batch, law=Features(swap_sign=-1), kinds=("permutation",), n_trials=2)
     assert _failing_kinds(minus, batch, law=Features(swap_sign=1), kinds=("permutation",)) == {"permutation"}
     with pytest.raises(AssertionError, match="is not a sample of the original input"):
@@ -162,12 +193,19 @@ def test_heads_are_checked_on_feature_blocks():
     features = torch.randn(20, 5, 4, dtype=torch.float64, generator=generator)
     targets = features @ torch.randn(4, 2, dtype=torch.float64, generator=generator)
     fit = fit_ridge(features, targets, torch.arange(20), intercept=False, settings=RidgeSettings())
-    inputs = EquivariantFeatures(torch.stack([torch.arange(20), *2 * [torch.zeros(20, dtype=torch.long)]], 1),
-                                 {(2, -1): features})
-    head = lambda x: EquivariantFeatures(x.samples, {(2, -1): fit.predict(x.blocks[2, -1])})
+    inputs = EquivariantFeatures(
+        torch.stack([torch.arange(20), *2 * [torch.zeros(20, dtype=torch.long)]], 1), {(2, -1): features}
+    )
+
+    def head(x):
+        return EquivariantFeatures(x.samples, {(2, -1): fit.predict(x.blocks[2, -1])})
+
     assert set(assert_equivariant(head, inputs)) == {"rotation", "improper rotation"}
     weights = torch.linspace(1, 2, 5, dtype=torch.float64)[:, None]
-    per_mu = lambda x: EquivariantFeatures(x.samples, {(2, -1): weights * fit.predict(x.blocks[2, -1])})
+
+    def per_mu(x):
+        return EquivariantFeatures(x.samples, {(2, -1): weights * fit.predict(x.blocks[2, -1])})
+
     assert _failing_kinds(per_mu, inputs) == {"rotation", "improper rotation"}
     with pytest.raises(InputError, match="have no atoms"):
         assert_equivariant(head, inputs, kinds=("permutation",))
@@ -189,17 +227,26 @@ def test_cartesian_and_invariant_laws(ethanol):
     assert_equivariant(inertia, frames, law=Cartesian(2))
     assert_equivariant(lambda f: np.trace(inertia(f), axis1=1, axis2=2), frames, law=INVARIANT)
     assert_equivariant(lambda f: (dipole(f), inertia(f)), frames, law=(Cartesian(1), Cartesian(2)))
-    ordered = lambda f: axial([a[:3] for a in f])  # the first three atoms: not permutation invariant
+
+    def ordered(f):
+        return axial([a[:3] for a in f])  # the first three atoms: not permutation invariant
+
     assert_equivariant(ordered, frames, law=Cartesian(1, parity=-1), kinds=("rotation", "improper rotation"))
     assert _failing_kinds(ordered, frames, law=Cartesian(1), kinds=("rotation", "improper rotation")) == {
-        "improper rotation"}
+        "improper rotation"
+    }
     positions = np.stack([a.positions for a in frames])
-    from_first_atom = lambda p: p.mean(axis=1) - p[:, 0]
+
+    def from_first_atom(p):
+        return p.mean(axis=1) - p[:, 0]
+
     assert _failing_kinds(from_first_atom, positions, law=Cartesian(1)) == {"permutation", "combined"}
 
 
 def test_a_zero_output_proves_nothing(ethanol):
-    zero = lambda frames: np.zeros((len(frames), 3))
+    def zero(frames):
+        return np.zeros((len(frames), 3))
+
     with pytest.raises(AssertionError, match="zero everywhere"):
         assert_equivariant(zero, [ethanol], law=Cartesian(1))
     assert_equivariant(zero, [ethanol], law=Cartesian(1), allow_zero=True)

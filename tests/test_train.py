@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra.errors import ConfigCompositionException
+from paper_data import WATER, paper_saph
 
 from nhamil.config import compose_config
 from nhamil.model import HamiltonianModel
-from nhamil.reference import read_frames
 from nhamil.orbitals import AtomicBasis
+from nhamil.reference import read_frames
 from nhamil.train import _make_model, train
-from paper_data import WATER, paper_saph
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,8 +53,10 @@ def test_baseline_reaches_the_model():
 
 def test_local_launcher_config_composes():
     command = [sys.executable, "-m", "nhamil.train", "+experiment=water", "hydra/launcher=local", "--cfg", "hydra"]
-    assert "joblib_launcher.JoblibLauncher" in subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                                                               check=True).stdout
+    assert (
+        "joblib_launcher.JoblibLauncher"
+        in subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    )
 
 
 #: The sweep and Slurm commands of the README and of ``--help``, exactly as written there.
@@ -65,9 +67,16 @@ SLURM_CONFIG = "python -m nhamil.train +experiment=water hydra/launcher=slurm hy
 def test_local_sweep_command_runs_as_written_and_logs_to_train_log(tmp_path):
     """Both jobs run (``-m`` before the overrides); each writes metrics.json and a train.log
     holding its metrics table (the log was empty when results were printed)."""
-    small = ["split.train=[0,10]", "split.test=[10,12]", "data.n_workers=1", "features.density.max_radial=3",
-             "features.density.max_angular=3", f"data.cache_dir={tmp_path / 'cache'}",
-             f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.n_jobs=1"]
+    small = [
+        "split.train=[0,10]",
+        "split.test=[10,12]",
+        "data.n_workers=1",
+        "features.density.max_radial=3",
+        "features.density.max_angular=3",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.launcher.n_jobs=1",
+    ]
     command = [sys.executable, *shlex.split(LOCAL_SWEEP)[1:], *small]
     subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     for job, head in [("0", "ridge"), ("1", "kernel")]:
@@ -76,15 +85,25 @@ def test_local_sweep_command_runs_as_written_and_logs_to_train_log(tmp_path):
 
 
 def test_slurm_command_composes_as_written_without_a_cluster():
-    shown = subprocess.run([sys.executable, *shlex.split(SLURM_CONFIG)[1:]], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout
+    shown = subprocess.run(
+        [sys.executable, *shlex.split(SLURM_CONFIG)[1:]], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert "submitit_launcher.SlurmLauncher" in shown and "partition: gpu" in shown
 
 
 def _small_water(tmp_path, *overrides):
-    return compose_config(["+experiment=water", "split.train=[0,12]", "split.test=[12,15]",
-                           f"data.cache_dir={tmp_path / 'cache'}", "data.n_workers=1", "features.density.max_radial=4",
-                           "features.density.max_angular=3", *overrides])
+    return compose_config(
+        [
+            "+experiment=water",
+            "split.train=[0,12]",
+            "split.test=[12,15]",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.n_workers=1",
+            "features.density.max_radial=4",
+            "features.density.max_angular=3",
+            *overrides,
+        ]
+    )
 
 
 def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from paper_data import WATER
 
 from nhamil.config import compose_config
 from nhamil.train import train
-from paper_data import WATER
 
 
 def reference_cache(tmp_path_factory) -> Path:
@@ -29,9 +29,18 @@ def water_fock_run(tmp_path_factory) -> Path:
 def make_water_fock_run(run_dir: Path, cache_dir: Path) -> Path:
     """Train on frames 0-9, test on 10-11, write a run folder like ``python -m nhamil.train``
     does (``model.pt``, ``metrics.json``, ``.hydra/config.yaml``) and return it."""
-    cfg = compose_config(["+experiment=water_fock", "split.train=[0,10]", "split.test=[10,12]",
-                          f"data.frames={WATER}", f"data.cache_dir={cache_dir}", "data.n_workers=1",
-                          "features.density.max_radial=3", "features.density.max_angular=3"])
+    cfg = compose_config(
+        [
+            "+experiment=water_fock",
+            "split.train=[0,10]",
+            "split.test=[10,12]",
+            f"data.frames={WATER}",
+            f"data.cache_dir={cache_dir}",
+            "data.n_workers=1",
+            "features.density.max_radial=3",
+            "features.density.max_angular=3",
+        ]
+    )
     train(cfg, run_dir)
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")

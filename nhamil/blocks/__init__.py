@@ -5,6 +5,19 @@ from .decompose import MatrixLayout, blocks_to_matrices, matrix_to_blocks
 from .keys import HETERO, MINUS, ON_SITE, PLUS, Block, BlockKey, BlockType, Equivariance, PairKind, ShellPair
 
 __all__ = [
-    "HETERO", "MINUS", "ON_SITE", "PLUS", "Block", "BlockKey", "BlockType", "Equivariance", "MatrixLayout", "PairKind",
-    "ShellPair", "blocks_to_matrices", "couple", "matrix_to_blocks", "uncouple",
+    "HETERO",
+    "MINUS",
+    "ON_SITE",
+    "PLUS",
+    "Block",
+    "BlockKey",
+    "BlockType",
+    "Equivariance",
+    "MatrixLayout",
+    "PairKind",
+    "ShellPair",
+    "blocks_to_matrices",
+    "couple",
+    "matrix_to_blocks",
+    "uncouple",
 ]

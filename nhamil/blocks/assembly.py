@@ -44,8 +44,9 @@ def element_transform(basis: AtomicBasis, group: PairKind, outputs: Sequence[Seq
     placed as :func:`~nhamil.blocks.decompose.blocks_to_matrices` places it (transposes,
     and the (+ or -) / sqrt 2 mixing of the two atoms of same-element pairs).
     """
-    transform = np.zeros((sum(len(keys) * (2 * keys[0].o3_lambda + 1) for keys in outputs),
-                          _group_element_count(basis, group)))
+    transform = np.zeros(
+        (sum(len(keys) * (2 * keys[0].o3_lambda + 1) for keys in outputs), _group_element_count(basis, group))
+    )
     row = 0
     for keys in outputs:
         rows = row + np.arange((2 * keys[0].o3_lambda + 1) * len(keys)).reshape(-1, len(keys))
@@ -68,8 +69,14 @@ def _placements(basis: AtomicBasis, kind: PairKind, a: Shell, b: Shell) -> list[
     """Where the uncoupled block u (2 l_a + 1, 2 l_b + 1) of shells a (first atom i) and b
     (second atom j) lands, by the law of :func:`~nhamil.blocks.keys.placements`: (element
     indices of the grid, whether the grid is u^T, factor)."""
-    return [(_elements(basis, kind, *((b, a) if place.transposed else (a, b)), transpose_block=place.swap_atoms),
-             place.transposed, place.factor) for place in placements(kind.block_type, same_shell=a == b)]
+    return [
+        (
+            _elements(basis, kind, *((b, a) if place.transposed else (a, b)), transpose_block=place.swap_atoms),
+            place.transposed,
+            place.factor,
+        )
+        for place in placements(kind.block_type, same_shell=a == b)
+    ]
 
 
 def _elements(basis: AtomicBasis, kind: PairKind, row: Shell, col: Shell, *, transpose_block: bool) -> np.ndarray:
@@ -106,13 +113,14 @@ def assemble(values: dict[PairKind, torch.Tensor], layout: MatrixLayout) -> list
     groups = layout_groups(layout)
     if set(values) != set(groups):
         raise ValueError(f"values are given for groups {sorted(values)}, the layout has {sorted(groups)}")
-    destinations = torch.cat([element_destinations(layout, group, samples).reshape(-1)
-                              for group, samples in groups.items()])
+    destinations = torch.cat(
+        [element_destinations(layout, group, samples).reshape(-1) for group, samples in groups.items()]
+    )
     like = next(iter(values.values()))
-    flat = like.new_empty(int((layout.n_ao ** 2).sum()))
+    flat = like.new_empty(int((layout.n_ao**2).sum()))
     flat[destinations.to(flat.device)] = torch.cat([values[group].reshape(-1) for group in groups])
-    sizes = (layout.n_ao ** 2).tolist()
-    return [chunk.reshape(n, n) for chunk, n in zip(torch.split(flat, sizes), layout.n_ao.tolist())]
+    sizes = (layout.n_ao**2).tolist()
+    return [chunk.reshape(n, n) for chunk, n in zip(torch.split(flat, sizes), layout.n_ao.tolist(), strict=True)]
 
 
 def layout_groups(layout: MatrixLayout) -> dict[PairKind, np.ndarray]:

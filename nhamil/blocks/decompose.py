@@ -44,8 +44,14 @@ class MatrixLayout:
         numbers = [np.asarray(z, dtype=np.int64) for z in numbers]
         offsets = [basis.atom_offsets(z) for z in numbers]
         n_ao = np.array([o[-1] for o in offsets], dtype=np.int64)
-        return cls(basis, np.concatenate(numbers), np.cumsum([0] + [len(z) for z in numbers]),
-                   np.concatenate([o[:-1] for o in offsets]), n_ao, np.cumsum(np.r_[0, n_ao * n_ao])[:-1])
+        return cls(
+            basis,
+            np.concatenate(numbers),
+            np.cumsum([0] + [len(z) for z in numbers]),
+            np.concatenate([o[:-1] for o in offsets]),
+            n_ao,
+            np.cumsum(np.r_[0, n_ao * n_ao])[:-1],
+        )
 
     @property
     def n_systems(self) -> int:
@@ -66,19 +72,19 @@ class MatrixLayout:
         z1 = self.numbers[self.atom_ptr[rows[:, 0]] + rows[:, 1]]
         z2 = self.numbers[self.atom_ptr[rows[:, 0]] + rows[:, 2]]
         grouped = {}
-        for zi, zj in sorted(set(zip(z1.tolist(), z2.tolist()))):
+        for zi, zj in sorted(set(zip(z1.tolist(), z2.tolist(), strict=True))):
             chosen = rows[(z1 == zi) & (z2 == zj)]
             on_site = chosen[:, 1] == chosen[:, 2]
             if on_site.any():
                 grouped[PairKind(ON_SITE, zi, zj)] = chosen[on_site]
-            for block_type in ((PLUS, MINUS) if zi == zj else (HETERO,)):
+            for block_type in (PLUS, MINUS) if zi == zj else (HETERO,):
                 if (~on_site).any():
                     grouped[PairKind(block_type, zi, zj)] = chosen[~on_site]
         return grouped
 
     def _system_pairs(self, system: int) -> np.ndarray:
         """(n, 3) pairs i <= j of one molecule, swapped so that Z_first <= Z_second."""
-        z = self.numbers[self.atom_ptr[system]:self.atom_ptr[system + 1]]
+        z = self.numbers[self.atom_ptr[system] : self.atom_ptr[system + 1]]
         i, j = np.triu_indices(len(z))
         swap = z[i] > z[j]
         first, second = np.where(swap, j, i), np.where(swap, i, j)
@@ -88,11 +94,16 @@ class MatrixLayout:
         """Shell pairs of a pair kind: all of them for different elements, a <= b otherwise."""
         first = self.basis.shells[kind.first_atom_type]
         second = self.basis.shells[kind.second_atom_type]
-        return [ShellPair(kind, a, b) for ia, a in enumerate(first) for ib, b in enumerate(second)
-                if kind.block_type == HETERO or ia <= ib]
+        return [
+            ShellPair(kind, a, b)
+            for ia, a in enumerate(first)
+            for ib, b in enumerate(second)
+            if kind.block_type == HETERO or ia <= ib
+        ]
 
-    def element_index(self, samples: np.ndarray, row_shell: Shell, col_shell: Shell,
-                      row_z: int, col_z: int, swap: bool = False) -> torch.Tensor:
+    def element_index(
+        self, samples: np.ndarray, row_shell: Shell, col_shell: Shell, row_z: int, col_z: int, swap: bool = False
+    ) -> torch.Tensor:
         """(n, 2l_row+1, 2l_col+1) flat indices of H[first row_shell, second col_shell] for each
         sample (system, first, second); with ``swap`` the rows sit on the second atom."""
         system, first, second = samples.T
@@ -101,8 +112,9 @@ class MatrixLayout:
         cols = self.ao_offset[self.atom_ptr[system] + col_atom] + self.basis.shell_offsets(col_z)[col_shell]
         return torch.as_tensor(self.block_positions(system, rows, cols, row_shell.size, col_shell.size))
 
-    def block_positions(self, system: np.ndarray, row_start: np.ndarray, col_start: np.ndarray,
-                        n_rows: int, n_cols: int) -> np.ndarray:
+    def block_positions(
+        self, system: np.ndarray, row_start: np.ndarray, col_start: np.ndarray, n_rows: int, n_cols: int
+    ) -> np.ndarray:
         """(n, n_rows, n_cols) positions in the flat vector of all matrices of the blocks
         H[row_start + 0 .. n_rows - 1, col_start + 0 .. n_cols - 1] of molecules ``system`` (n,),
         ``row_start`` and ``col_start`` (n,) AO indices inside each molecule."""
@@ -135,7 +147,7 @@ def blocks_to_matrices(blocks: dict[BlockKey, Block], layout: MatrixLayout) -> l
         for index, part in _scatter_targets(layout, shell_pair, samples.cpu().numpy(), uncoupled):
             indices.append(index.reshape(-1))
             values.append(part.reshape(-1))
-    flat = like.new_zeros(int((layout.n_ao ** 2).sum()))
+    flat = like.new_zeros(int((layout.n_ao**2).sum()))
     flat = flat.index_put((torch.cat(indices).to(flat.device),), torch.cat(values), accumulate=True)
     return _unflatten(flat, layout)
 
@@ -174,8 +186,9 @@ def _scatter_targets(layout: MatrixLayout, sp: ShellPair, samples: np.ndarray, b
     for place in placements(sp.kind.block_type, same_shell=a == b):
         rows, cols, values = (b, a, block.mT) if place.transposed else (a, b, block)
         row_z, col_z = (z2, z1) if place.transposed else (z1, z2)
-        targets.append((layout.element_index(samples, rows, cols, row_z, col_z, swap=place.swap_atoms),
-                        place.factor * values))
+        targets.append(
+            (layout.element_index(samples, rows, cols, row_z, col_z, swap=place.swap_atoms), place.factor * values)
+        )
     return targets
 
 
@@ -183,13 +196,15 @@ def _flatten(matrices: Sequence[torch.Tensor], layout: MatrixLayout) -> torch.Te
     """One flat vector of all matrices, after checking their shapes against the layout."""
     if len(matrices) != layout.n_systems:
         raise ValueError(f"got {len(matrices)} matrices for {layout.n_systems} molecules")
-    for s, (matrix, n) in enumerate(zip(matrices, layout.n_ao.tolist())):
+    for s, (matrix, n) in enumerate(zip(matrices, layout.n_ao.tolist(), strict=True)):
         if tuple(matrix.shape) != (n, n):
-            raise ValueError(f"matrix {s} has shape {tuple(matrix.shape)}, but basis "
-                             f"{layout.basis.name!r} gives {n} AOs for this molecule")
+            raise ValueError(
+                f"matrix {s} has shape {tuple(matrix.shape)}, but basis "
+                f"{layout.basis.name!r} gives {n} AOs for this molecule"
+            )
     return torch.cat([torch.as_tensor(m).reshape(-1) for m in matrices])
 
 
 def _unflatten(flat: torch.Tensor, layout: MatrixLayout) -> list[torch.Tensor]:
-    sizes = (layout.n_ao ** 2).tolist()
-    return [chunk.reshape(n, n) for chunk, n in zip(torch.split(flat, sizes), layout.n_ao.tolist())]
+    sizes = (layout.n_ao**2).tolist()
+    return [chunk.reshape(n, n) for chunk, n in zip(torch.split(flat, sizes), layout.n_ao.tolist(), strict=True)]

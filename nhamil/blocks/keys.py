@@ -76,8 +76,11 @@ class PairKind:
 
     def to_dict(self) -> dict[str, int]:
         """Plain ints (a checkpoint loads with ``weights_only``); ``PairKind(**d)`` restores it."""
-        return {"block_type": int(self.block_type), "first_atom_type": self.first_atom_type,
-                "second_atom_type": self.second_atom_type}
+        return {
+            "block_type": int(self.block_type),
+            "first_atom_type": self.first_atom_type,
+            "second_atom_type": self.second_atom_type,
+        }
 
     @property
     def group(self) -> PairKind:
@@ -105,13 +108,18 @@ def placements(block_type: BlockType, same_shell: bool) -> tuple[Placement, ...]
         direct = Placement(transposed=False, swap_atoms=False, factor=1.0)
         return (direct,) if same_shell else (direct, Placement(transposed=True, swap_atoms=False, factor=1.0))
     factor = 1.0 if block_type == HETERO else math.sqrt(0.5)
-    pair = (Placement(transposed=False, swap_atoms=False, factor=factor),
-            Placement(transposed=True, swap_atoms=True, factor=factor))
+    pair = (
+        Placement(transposed=False, swap_atoms=False, factor=factor),
+        Placement(transposed=True, swap_atoms=True, factor=factor),
+    )
     if block_type == HETERO or same_shell:
         return pair
     sign = block_type.mixing_sign * factor
-    return (*pair, Placement(transposed=False, swap_atoms=True, factor=sign),
-            Placement(transposed=True, swap_atoms=False, factor=sign))
+    return (
+        *pair,
+        Placement(transposed=False, swap_atoms=True, factor=sign),
+        Placement(transposed=True, swap_atoms=False, factor=sign),
+    )
 
 
 @dataclass(frozen=True, order=True)
@@ -154,8 +162,10 @@ class BlockKey:
 
     def __str__(self) -> str:
         k, sp = self.kind, self.shell_pair
-        return (f"type={k.block_type:+d} Z=({k.first_atom_type},{k.second_atom_type}) "
-                f"{sp.first_shell.label}-{sp.second_shell.label} lambda={self.o3_lambda} sigma={self.o3_sigma:+d}")
+        return (
+            f"type={k.block_type:+d} Z=({k.first_atom_type},{k.second_atom_type}) "
+            f"{sp.first_shell.label}-{sp.second_shell.label} lambda={self.o3_lambda} sigma={self.o3_sigma:+d}"
+        )
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,10 @@ def data_folder() -> Path:
     if not folder:
         return PACKAGED
     if not Path(folder).is_dir():
-        raise DataFileError(f"{ENVIRONMENT}={folder} is not a folder: point it at the folder holding the data files, "
-                            f"or unset it to use the files shipped with nhamil")
+        raise DataFileError(
+            f"{ENVIRONMENT}={folder} is not a folder: point it at the folder holding the data files, "
+            f"or unset it to use the files shipped with nhamil"
+        )
     return Path(folder)
 
 

@@ -26,8 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, help="folder for evaluation.json and plots (default RUN_DIR/evaluation)")
     parser.add_argument("--cache-dir", help="reference cache folder (default: the run's)")
     parser.add_argument("--n-workers", type=int, default=2, help="PySCF worker processes for missing references")
-    parser.add_argument("--margin", type=float, default=1.0,
-                        help="Hartree outside the reference energy range beyond which a state is spurious")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=1.0,
+        help="Hartree outside the reference energy range beyond which a state is spurious",
+    )
     return parser
 
 
@@ -39,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         index = args.index or f"{cfg.split.test[0]}:{cfg.split.test[1]}"
         frames = read_frames(args.frames or cfg.data.frames, index)
         model.check_inputs(frames, settings.basis)
-        records = build_reference_set(frames, settings, model.target.projection,
-                                      args.cache_dir or cfg.data.cache_dir, n_workers=args.n_workers)
+        records = build_reference_set(
+            frames, settings, model.target.projection, args.cache_dir or cfg.data.cache_dir, n_workers=args.n_workers
+        )
         predicted = predict_matrices(model, frames)
         evaluations, metrics = evaluate_predictions(model, predicted, frames, records, settings, args.margin)
         paths = write_report(args.output or args.run_dir / "evaluation", evaluations, metrics)

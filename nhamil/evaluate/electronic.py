@@ -21,6 +21,7 @@ from ..reference import ScfSettings
 from ..reference.saph import overlap_power
 from ..reference.scf import build_molecule
 
+
 @dataclass(frozen=True)
 class Orbitals:
     """Solution of ``F C = S C diag(energies)``: energies (n_mo,) Hartree ascending;
@@ -48,7 +49,7 @@ class Orbitals:
     @property
     def occupied(self) -> np.ndarray:
         """(n_ao, n_occupied) occupied orbital coefficients."""
-        return self.coefficients[:, :self.n_occupied]
+        return self.coefficients[:, : self.n_occupied]
 
 
 def solve_orbitals(fock: np.ndarray, n_occupied: int, overlap: np.ndarray | None = None) -> Orbitals:
@@ -119,7 +120,7 @@ def occupied_similarity(predicted: Orbitals, reference: Orbitals, overlap: np.nd
     if predicted.n_occupied != reference.n_occupied:
         raise ValueError(f"{predicted.n_occupied} predicted and {reference.n_occupied} reference occupied orbitals")
     projection = reference.occupied.T @ overlap @ predicted.occupied
-    return float((projection ** 2).sum() / reference.n_occupied), np.abs(np.diag(projection))
+    return float((projection**2).sum() / reference.n_occupied), np.abs(np.diag(projection))
 
 
 def coefficient_cosines(predicted: Orbitals, reference: Orbitals) -> np.ndarray:

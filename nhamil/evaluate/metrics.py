@@ -33,26 +33,34 @@ def orbital_energies(matrices: Sequence[np.ndarray], overlaps: Sequence[np.ndarr
 
 def hamiltonian_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> dict[str, float]:
     """MAE and RMSE over all matrix elements, µHa."""
-    difference = np.concatenate([(np.asarray(p) - np.asarray(r)).ravel() for p, r in zip(predicted, reference)])
-    return {"hamiltonian_mae_uha": float(np.abs(difference).mean() * HARTREE_TO_MICROHARTREE),
-            "hamiltonian_rmse_uha": float(np.sqrt((difference ** 2).mean()) * HARTREE_TO_MICROHARTREE)}
+    difference = np.concatenate(
+        [(np.asarray(p) - np.asarray(r)).ravel() for p, r in zip(predicted, reference, strict=True)]
+    )
+    return {
+        "hamiltonian_mae_uha": float(np.abs(difference).mean() * HARTREE_TO_MICROHARTREE),
+        "hamiltonian_rmse_uha": float(np.sqrt((difference**2).mean()) * HARTREE_TO_MICROHARTREE),
+    }
 
 
-def eigenvalue_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-                      n_occupied: Sequence[int], overlaps: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+def eigenvalue_errors(
+    predicted: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    n_occupied: Sequence[int],
+    overlaps: Sequence[np.ndarray] | None = None,
+) -> dict[str, float]:
     """Orbital-energy MAE and RMSE (meV) over occupied and over all states, the occupied MAE also
     in µHa (QHNet's "epsilon"), and HOMO-LUMO gap MAE (meV). ``n_occupied`` (per structure)
     counts the occupied states of each matrix; ``overlaps``: AO overlaps of a non-orthogonal target."""
     eig_pred, eig_ref = orbital_energies(predicted, overlaps), orbital_energies(reference, overlaps)
-    occupied = np.concatenate([p[:n] - r[:n] for p, r, n in zip(eig_pred, eig_ref, n_occupied)])
-    every = np.concatenate([p - r for p, r in zip(eig_pred, eig_ref)])
-    gaps = np.array([_gap(p, n) - _gap(r, n) for p, r, n in zip(eig_pred, eig_ref, n_occupied)])
+    occupied = np.concatenate([p[:n] - r[:n] for p, r, n in zip(eig_pred, eig_ref, n_occupied, strict=True)])
+    every = np.concatenate([p - r for p, r in zip(eig_pred, eig_ref, strict=True)])
+    gaps = np.array([_gap(p, n) - _gap(r, n) for p, r, n in zip(eig_pred, eig_ref, n_occupied, strict=True)])
     return {
         "occupied_energy_mae_mev": float(np.abs(occupied).mean() * HARTREE_TO_MEV),
-        "occupied_energy_rmse_mev": float(np.sqrt((occupied ** 2).mean()) * HARTREE_TO_MEV),
+        "occupied_energy_rmse_mev": float(np.sqrt((occupied**2).mean()) * HARTREE_TO_MEV),
         "occupied_energy_mae_uha": float(np.abs(occupied).mean() * HARTREE_TO_MICROHARTREE),
         "energy_mae_mev": float(np.abs(every).mean() * HARTREE_TO_MEV),
-        "energy_rmse_mev": float(np.sqrt((every ** 2).mean()) * HARTREE_TO_MEV),
+        "energy_rmse_mev": float(np.sqrt((every**2).mean()) * HARTREE_TO_MEV),
         "gap_mae_mev": float(np.abs(gaps).mean() * HARTREE_TO_MEV),
     }
 
@@ -63,8 +71,12 @@ def _gap(energies: np.ndarray, n_occupied: int) -> float:
     return float(energies[n_occupied] - energies[n_occupied - 1])
 
 
-def prediction_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-                      n_occupied: Sequence[int], overlaps: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+def prediction_errors(
+    predicted: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    n_occupied: Sequence[int],
+    overlaps: Sequence[np.ndarray] | None = None,
+) -> dict[str, float]:
     """All the errors above in one flat dict (the content of ``metrics.json``); ``overlaps``:
     AO overlaps of a non-orthogonal target, one per structure."""
     if len(predicted) != len(reference) or len(reference) != len(n_occupied):
@@ -74,8 +86,13 @@ def prediction_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.nd
     return {**hamiltonian_errors(predicted, reference), **eigenvalue_errors(predicted, reference, n_occupied, overlaps)}
 
 
-def errors_by_size(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], n_occupied: Sequence[int],
-                   n_atoms: Sequence[int], overlaps: Sequence[np.ndarray] | None = None) -> dict[int, dict[str, float]]:
+def errors_by_size(
+    predicted: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    n_occupied: Sequence[int],
+    n_atoms: Sequence[int],
+    overlaps: Sequence[np.ndarray] | None = None,
+) -> dict[int, dict[str, float]]:
     """:func:`prediction_errors` of the structures of each size: number of atoms -> errors, with
     ``n_structures`` counting the structures of that size. Sizes in ascending order."""
     if len(n_atoms) != len(predicted):
@@ -83,15 +100,23 @@ def errors_by_size(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarr
     by_size = {}
     for size in sorted(set(int(n) for n in n_atoms)):
         chosen = [k for k, n in enumerate(n_atoms) if n == size]
-        errors = prediction_errors([predicted[k] for k in chosen], [reference[k] for k in chosen],
-                                   [n_occupied[k] for k in chosen],
-                                   None if overlaps is None else [overlaps[k] for k in chosen])
+        errors = prediction_errors(
+            [predicted[k] for k in chosen],
+            [reference[k] for k in chosen],
+            [n_occupied[k] for k in chosen],
+            None if overlaps is None else [overlaps[k] for k in chosen],
+        )
         by_size[size] = {"n_structures": len(chosen), **errors}
     return by_size
 
 
-def fock_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], n_occupied: Sequence[int],
-                overlaps: Sequence[np.ndarray], orthogonal: bool) -> dict[str, float]:
+def fock_errors(
+    predicted: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    n_occupied: Sequence[int],
+    overlaps: Sequence[np.ndarray],
+    orthogonal: bool,
+) -> dict[str, float]:
     """The field's metrics of full Fock predictions (SchNOrb, PhiSNet, QHNet, QHFlow), so nhamil's
     numbers sit beside theirs.
 
@@ -112,38 +137,48 @@ def fock_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray]
     All are invariant under atom permutations and, except the AO MAE (an entrywise L1 norm), under
     rotations and inversion of the molecule.
     """
-    difference = np.concatenate([(_ao_matrix(p, s, orthogonal) - _ao_matrix(r, s, orthogonal)).ravel()
-                                 for p, r, s in zip(predicted, reference, overlaps)])
+    difference = np.concatenate(
+        [
+            (_ao_matrix(p, s, orthogonal) - _ao_matrix(r, s, orthogonal)).ravel()
+            for p, r, s in zip(predicted, reference, overlaps, strict=True)
+        ]
+    )
     cosines, overlaps_of_orbitals, subspaces = [], [], []
-    for p, r, s, n in zip(predicted, reference, overlaps, n_occupied):
+    for p, r, s, n in zip(predicted, reference, overlaps, n_occupied, strict=True):
         guess, exact = orbitals_of(p, s, n, orthogonal), orbitals_of(r, s, n, orthogonal)
         subspace, per_orbital = occupied_similarity(guess, exact, s)
         cosines.append(coefficient_cosines(guess, exact))
         overlaps_of_orbitals.append(per_orbital)
         subspaces.append(subspace)
-    return {"fock_ao_mae_uha": float(np.abs(difference).mean() * HARTREE_TO_MICROHARTREE),
-            "fock_ao_rmse_uha": float(np.sqrt((difference ** 2).mean()) * HARTREE_TO_MICROHARTREE),
-            "orbital_similarity_pct": float(np.concatenate(cosines).mean() * 100.0),
-            "orbital_overlap_similarity_pct": float(np.concatenate(overlaps_of_orbitals).mean() * 100.0),
-            "occupied_subspace_similarity_pct": float(np.mean(subspaces) * 100.0)}
+    return {
+        "fock_ao_mae_uha": float(np.abs(difference).mean() * HARTREE_TO_MICROHARTREE),
+        "fock_ao_rmse_uha": float(np.sqrt((difference**2).mean()) * HARTREE_TO_MICROHARTREE),
+        "orbital_similarity_pct": float(np.concatenate(cosines).mean() * 100.0),
+        "orbital_overlap_similarity_pct": float(np.concatenate(overlaps_of_orbitals).mean() * 100.0),
+        "occupied_subspace_similarity_pct": float(np.mean(subspaces) * 100.0),
+    }
 
 
 def _ao_matrix(matrix: np.ndarray, overlap: np.ndarray, orthogonal: bool) -> np.ndarray:
     return ao_fock(matrix, overlap) if orthogonal else np.asarray(matrix)
 
 
-def target_errors(predicted: Sequence[np.ndarray], targets: TargetSet,
-                  numbers: Sequence[np.ndarray]) -> dict[str, float]:
+def target_errors(
+    predicted: Sequence[np.ndarray], targets: TargetSet, numbers: Sequence[np.ndarray]
+) -> dict[str, float]:
     """A run's test metrics (``metrics.json``): :func:`prediction_errors`, the matrix MAE (µHa)
     per block family (on-site, same-element +/-, different elements; of the learned matrix, in
     its own basis), and for a full Fock target :func:`fock_errors`. ``numbers``: each
     structure's atomic numbers, in the order of ``targets``' matrices."""
-    errors = {**prediction_errors(predicted, targets.matrices, targets.n_occupied, targets.overlaps),
-              **block_type_errors(predicted, targets.matrices, targets.basis, numbers)}
+    errors = {
+        **prediction_errors(predicted, targets.matrices, targets.n_occupied, targets.overlaps),
+        **block_type_errors(predicted, targets.matrices, targets.basis, numbers),
+    }
     kind = target_kind(targets.name)
     if kind.full_fock:
         if targets.ao_overlaps is None:
             raise ValueError(f"the {targets.name!r} targets came without their AO overlaps")
-        errors.update(fock_errors(predicted, targets.matrices, targets.n_occupied, targets.ao_overlaps,
-                                  kind.orthogonal))
+        errors.update(
+            fock_errors(predicted, targets.matrices, targets.n_occupied, targets.ao_overlaps, kind.orthogonal)
+        )
     return errors

@@ -22,8 +22,15 @@ from ..orbitals import AtomicBasis
 from ..reference import ReferenceRecord, ScfSettings
 from ..targets import Target, target_kind
 from ..units import HARTREE_TO_MEV, HARTREE_TO_MICROHARTREE
-from .electronic import (Orbitals, density_matrix, dipole_moment, occupied_similarity, orbitals_of, solve_orbitals,
-                         spurious_states)
+from .electronic import (
+    Orbitals,
+    density_matrix,
+    dipole_moment,
+    occupied_similarity,
+    orbitals_of,
+    solve_orbitals,
+    spurious_states,
+)
 
 BLOCK_NAMES = {ON_SITE: "on_site", PLUS: "same_element_plus", MINUS: "same_element_minus", HETERO: "different_element"}
 
@@ -43,8 +50,14 @@ class StructureEvaluation:
     orbital_similarity: np.ndarray | None = None
 
 
-def evaluate_structure(predicted: np.ndarray, record: ReferenceRecord, atoms: ase.Atoms, target: Target | str,
-                       settings: ScfSettings, margin: float = 1.0) -> StructureEvaluation:
+def evaluate_structure(
+    predicted: np.ndarray,
+    record: ReferenceRecord,
+    atoms: ase.Atoms,
+    target: Target | str,
+    settings: ScfSettings,
+    margin: float = 1.0,
+) -> StructureEvaluation:
     """Compare one predicted ``target`` matrix (Hartree, canonical order) with its reference
     ``record``; ``settings`` give the basis for the dipole integrals; ``margin`` (Hartree) is
     how far outside the reference energy range a state counts as spurious."""
@@ -57,19 +70,25 @@ def evaluate_structure(predicted: np.ndarray, record: ReferenceRecord, atoms: as
     reference = Orbitals(record.mo_energy, record.mo_coeff, record.n_occupied)
     subspace, per_orbital = occupied_similarity(guess, reference, record.overlap)
     return StructureEvaluation(
-        guess, reference, spurious_states(guess.energies, reference.energies, margin),
+        guess,
+        reference,
+        spurious_states(guess.energies, reference.energies, margin),
         dipole_predicted=dipole_moment(atoms, density_matrix(guess), settings),
         dipole_reference=dipole_moment(atoms, density_matrix(reference), settings),
-        subspace_similarity=subspace, orbital_similarity=per_orbital)
+        subspace_similarity=subspace,
+        orbital_similarity=per_orbital,
+    )
 
 
 def summarize(evaluations: Sequence[StructureEvaluation]) -> dict:
     """Flat, JSON-ready summary: orbital-energy, HOMO, LUMO and gap MAE (meV), MAE per state
     index (list, meV; structures with the same number of states), dipole MAE (Debye),
     occupied similarity, and which structures hold spurious states."""
-    result = {**_energy_summary(evaluations),
-              "spurious_structures": [i for i, e in enumerate(evaluations) if len(e.spurious)],
-              "n_spurious_states": int(sum(len(e.spurious) for e in evaluations))}
+    result = {
+        **_energy_summary(evaluations),
+        "spurious_structures": [i for i, e in enumerate(evaluations) if len(e.spurious)],
+        "n_spurious_states": int(sum(len(e.spurious) for e in evaluations)),
+    }
     if all(e.dipole_predicted is not None for e in evaluations):
         result.update(_dipole_summary(evaluations))
     return result
@@ -79,14 +98,20 @@ def _energy_summary(evaluations: Sequence[StructureEvaluation]) -> dict:
     def mae(values) -> float:
         return float(np.mean(np.abs(values)) * HARTREE_TO_MEV)
 
-    occupied = np.concatenate([e.predicted.energies[:e.predicted.n_occupied]
-                               - e.reference.energies[:e.reference.n_occupied] for e in evaluations])
-    return {"occupied_energy_mae_mev": mae(occupied),
-            "energy_mae_mev": mae(np.concatenate([e.predicted.energies - e.reference.energies for e in evaluations])),
-            "homo_mae_mev": mae([e.predicted.homo - e.reference.homo for e in evaluations]),
-            "lumo_mae_mev": mae([e.predicted.lumo - e.reference.lumo for e in evaluations]),
-            "gap_mae_mev": mae([e.predicted.gap - e.reference.gap for e in evaluations]),
-            "state_energy_mae_mev": per_state_mae(evaluations).tolist()}
+    occupied = np.concatenate(
+        [
+            e.predicted.energies[: e.predicted.n_occupied] - e.reference.energies[: e.reference.n_occupied]
+            for e in evaluations
+        ]
+    )
+    return {
+        "occupied_energy_mae_mev": mae(occupied),
+        "energy_mae_mev": mae(np.concatenate([e.predicted.energies - e.reference.energies for e in evaluations])),
+        "homo_mae_mev": mae([e.predicted.homo - e.reference.homo for e in evaluations]),
+        "lumo_mae_mev": mae([e.predicted.lumo - e.reference.lumo for e in evaluations]),
+        "gap_mae_mev": mae([e.predicted.gap - e.reference.gap for e in evaluations]),
+        "state_energy_mae_mev": per_state_mae(evaluations).tolist(),
+    }
 
 
 def per_state_mae(evaluations: Sequence[StructureEvaluation]) -> np.ndarray:
@@ -102,22 +127,29 @@ def _dipole_summary(evaluations: Sequence[StructureEvaluation]) -> dict:
     difference = np.stack([e.dipole_predicted - e.dipole_reference for e in evaluations])
     norms = [np.linalg.norm(e.dipole_predicted) - np.linalg.norm(e.dipole_reference) for e in evaluations]
     similarity = [e.subspace_similarity for e in evaluations]
-    return {"dipole_component_mae_debye": float(np.abs(difference).mean()),
-            "dipole_norm_mae_debye": float(np.abs(norms).mean()),
-            "dipole_vector_error_mean_debye": float(np.linalg.norm(difference, axis=1).mean()),
-            "occupied_similarity_mean": float(np.mean(similarity)),
-            "occupied_similarity_min": float(np.min(similarity))}
+    return {
+        "dipole_component_mae_debye": float(np.abs(difference).mean()),
+        "dipole_norm_mae_debye": float(np.abs(norms).mean()),
+        "dipole_vector_error_mean_debye": float(np.linalg.norm(difference, axis=1).mean()),
+        "occupied_similarity_mean": float(np.mean(similarity)),
+        "occupied_similarity_min": float(np.min(similarity)),
+    }
 
 
-def block_type_errors(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], basis: AtomicBasis,
-                      numbers: Sequence[np.ndarray]) -> dict[str, float]:
+def block_type_errors(
+    predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], basis: AtomicBasis, numbers: Sequence[np.ndarray]
+) -> dict[str, float]:
     """Matrix-element MAE (µHa) per block family (on-site, same-element +/-, different
     elements), over the coupled (lambda, sigma) blocks of ``basis`` (the target's basis)."""
     layout = MatrixLayout.from_numbers(basis, numbers)
-    blocks = [matrix_to_blocks([torch.as_tensor(np.asarray(m)) for m in matrices], layout)
-              for matrices in (predicted, reference)]
+    blocks = [
+        matrix_to_blocks([torch.as_tensor(np.asarray(m)) for m in matrices], layout)
+        for matrices in (predicted, reference)
+    ]
     errors: dict[int, list[torch.Tensor]] = {}
     for key, block in blocks[1].items():
         errors.setdefault(key.kind.block_type, []).append((blocks[0][key].values - block.values).abs().flatten())
-    return {f"{BLOCK_NAMES[t]}_mae_uha": float(torch.cat(e).mean()) * HARTREE_TO_MICROHARTREE
-            for t, e in sorted(errors.items())}
+    return {
+        f"{BLOCK_NAMES[t]}_mae_uha": float(torch.cat(e).mean()) * HARTREE_TO_MICROHARTREE
+        for t, e in sorted(errors.items())
+    }

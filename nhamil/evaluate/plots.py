@@ -13,8 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator, NullLocator
 
-from ..units import HARTREE_TO_MEV
 from ..atomic import atomic_path
+from ..units import HARTREE_TO_MEV
 from .metrics import orbital_energies
 from .physics import StructureEvaluation
 
@@ -27,24 +27,36 @@ _LINEAR_WITHIN_EV = 50.0
 _SYMLOG_TICKS_EV = (-5000, -1000, -500, -100, -25, 0, 25, 50, 500, 1000)
 
 
-def orbital_energy_parity(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-                          n_occupied: Sequence[int], path: str | Path, title: str = "",
-                          overlaps: Sequence[np.ndarray] | None = None) -> Path:
+def orbital_energy_parity(
+    predicted: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    n_occupied: Sequence[int],
+    path: str | Path,
+    title: str = "",
+    overlaps: Sequence[np.ndarray] | None = None,
+) -> Path:
     """:func:`energy_parity` of the orbital energies of the matrices (Hartree): eigenvalues, or
     generalized ones with the AO ``overlaps`` of a non-orthogonal target; ``n_occupied``:
     occupied states of each structure. Molecules may differ in size."""
-    return energy_parity(orbital_energies(predicted, overlaps), orbital_energies(reference, overlaps), n_occupied,
-                         path, title)
+    return energy_parity(
+        orbital_energies(predicted, overlaps), orbital_energies(reference, overlaps), n_occupied, path, title
+    )
 
 
-def energy_parity(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], n_occupied: Sequence[int],
-                  path: str | Path, title: str = "") -> Path:
+def energy_parity(
+    predicted: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    n_occupied: Sequence[int],
+    path: str | Path,
+    title: str = "",
+) -> Path:
     """Save :func:`energy_error_figure` as a PNG (atomically); returns ``path``."""
     return _save(energy_error_figure(predicted, reference, n_occupied, title), path)
 
 
-def energy_error_figure(predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-                        n_occupied: Sequence[int], title: str = "") -> Figure:
+def energy_error_figure(
+    predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], n_occupied: Sequence[int], title: str = ""
+) -> Figure:
     """Errors of orbital energies, predicted minus reference (meV), against the reference
     energy (eV), occupied and virtual states apart (the first ``n_occupied[k]`` states of
     structure k are occupied), with their MAEs in the legend; and a box plot of the
@@ -56,8 +68,9 @@ def energy_error_figure(predicted: Sequence[np.ndarray], reference: Sequence[np.
     by_state = [np.array([abs(e[k]) for e in errors if len(e) > k]) for k in range(max(len(e) for e in errors))]
     figure = Figure(figsize=(11, 4.5))
     scatter, per_state = figure.subplots(1, 2, width_ratios=(3, 2))
-    _error_scatter(scatter, np.concatenate(reference) * _HARTREE_TO_EV, np.concatenate(errors),
-                   np.concatenate(occupied))
+    _error_scatter(
+        scatter, np.concatenate(reference) * _HARTREE_TO_EV, np.concatenate(errors), np.concatenate(occupied)
+    )
     scatter.set(title=title)
     _per_state(per_state, by_state, set(n_occupied))
     return figure
@@ -78,12 +91,20 @@ def _per_state(ax, by_state: list[np.ndarray], n_occupied: set[int]) -> None:
 def _error_scatter(ax, reference_ev: np.ndarray, errors_mev: np.ndarray, occupied: np.ndarray) -> None:
     """Errors (meV) against reference energies (eV), occupied and virtual in two styles, a zero
     line, and a legend that states the MAE of each set."""
-    for chosen, name, style in ((occupied, "occupied", {"marker": "o", "color": "tab:blue"}),
-                                (~occupied, "virtual", {"marker": "^", "color": "tab:orange"})):
+    for chosen, name, style in (
+        (occupied, "occupied", {"marker": "o", "color": "tab:blue"}),
+        (~occupied, "virtual", {"marker": "^", "color": "tab:orange"}),
+    ):
         if chosen.any():
             mae = float(np.abs(errors_mev[chosen]).mean())
-            ax.scatter(reference_ev[chosen], errors_mev[chosen], s=10, alpha=0.6,
-                       label=f"{name}: MAE {mae:.1f} meV ({chosen.sum()} states)", **style)
+            ax.scatter(
+                reference_ev[chosen],
+                errors_mev[chosen],
+                s=10,
+                alpha=0.6,
+                label=f"{name}: MAE {mae:.1f} meV ({chosen.sum()} states)",
+                **style,
+            )
     ax.axhline(0.0, color="gray", lw=0.8)
     if np.abs(reference_ev).max() > _LINEAR_WITHIN_EV:
         ax.set_xscale("symlog", linthresh=_LINEAR_WITHIN_EV, linscale=2.0)
@@ -100,7 +121,7 @@ def frontier_parity(evaluations: Sequence[StructureEvaluation], path: str | Path
     """Parity plots of HOMO, LUMO and HOMO-LUMO gap (eV)."""
     figure = Figure(figsize=(13, 4.2))
     axes = figure.subplots(1, 3)
-    for ax, name in zip(axes, ("homo", "lumo", "gap")):
+    for ax, name in zip(axes, ("homo", "lumo", "gap"), strict=True):
         reference = [getattr(e.reference, name) * _HARTREE_TO_EV for e in evaluations]
         predicted = [getattr(e.predicted, name) * _HARTREE_TO_EV for e in evaluations]
         _parity(ax, np.array(reference), np.array(predicted))

@@ -16,11 +16,11 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_path
+from ..data import register_resolver
 from ..model import HamiltonianModel
 from ..orbitals import AtomicBasis
 from ..reference import ReferenceRecord, ScfSettings
-from ..atomic import atomic_path
-from ..data import register_resolver
 from .metrics import target_errors
 from .physics import StructureEvaluation, evaluate_structure, summarize
 from .plots import dipole_parity, energy_parity, frontier_parity
@@ -47,19 +47,34 @@ def scf_settings(cfg: DictConfig) -> ScfSettings:
     return ScfSettings(**OmegaConf.to_container(cfg.reference))
 
 
-def evaluate_predictions(model: HamiltonianModel, predicted: Sequence[np.ndarray], frames: Sequence[ase.Atoms],
-                         records: Sequence[ReferenceRecord], settings: ScfSettings, margin: float = 1.0,
-                         progress: bool = True) -> tuple[list[StructureEvaluation], dict]:
+def evaluate_predictions(
+    model: HamiltonianModel,
+    predicted: Sequence[np.ndarray],
+    frames: Sequence[ase.Atoms],
+    records: Sequence[ReferenceRecord],
+    settings: ScfSettings,
+    margin: float = 1.0,
+    progress: bool = True,
+) -> tuple[list[StructureEvaluation], dict]:
     """Per-structure evaluations and the flat metrics (:func:`~nhamil.evaluate.metrics.target_errors`:
     matrix errors in µHa overall and per block family, the field's AO Fock metrics for Fock targets;
     orbital energies in meV, dipoles in Debye) of ``predicted`` target matrices."""
     model.target.check_level_of_theory(settings, "the evaluation's settings")
     species = sorted({int(z) for atoms in frames for z in atoms.numbers})
     targets = model.target.make(records, AtomicBasis.from_pyscf(settings.basis, species))
-    evaluations = [evaluate_structure(p, r, a, model.target, settings, margin) for p, r, a in
-                   tqdm(list(zip(predicted, records, frames)), desc="evaluate", unit="structure", disable=not progress)]
-    metrics = {"n_structures": len(frames), "target": model.target.name, "basis": model.basis.name,
-               **target_errors(predicted, targets, [a.numbers for a in frames]), **summarize(evaluations)}
+    evaluations = [
+        evaluate_structure(p, r, a, model.target, settings, margin)
+        for p, r, a in tqdm(
+            list(zip(predicted, records, frames, strict=True)), desc="evaluate", unit="structure", disable=not progress
+        )
+    ]
+    metrics = {
+        "n_structures": len(frames),
+        "target": model.target.name,
+        "basis": model.basis.name,
+        **target_errors(predicted, targets, [a.numbers for a in frames]),
+        **summarize(evaluations),
+    }
     return evaluations, metrics
 
 
@@ -68,12 +83,17 @@ def write_report(folder: str | Path, evaluations: Sequence[StructureEvaluation],
     folder = Path(folder)
     with atomic_path(folder / "evaluation.json") as temporary:
         temporary.write_text(json.dumps(metrics, indent=2) + "\n")
-    paths = [folder / "evaluation.json",
-             energy_parity([e.predicted.energies for e in evaluations],
-                           [e.reference.energies for e in evaluations], [e.reference.n_occupied for e in evaluations],
-                           folder / "orbital_energies.png",
-                           title=f"{metrics['target']}, {metrics['n_structures']} structures"),
-             frontier_parity(evaluations, folder / "frontier_levels.png")]
+    paths = [
+        folder / "evaluation.json",
+        energy_parity(
+            [e.predicted.energies for e in evaluations],
+            [e.reference.energies for e in evaluations],
+            [e.reference.n_occupied for e in evaluations],
+            folder / "orbital_energies.png",
+            title=f"{metrics['target']}, {metrics['n_structures']} structures",
+        ),
+        frontier_parity(evaluations, folder / "frontier_levels.png"),
+    ]
     if evaluations[0].dipole_predicted is not None:
         paths.append(dipole_parity(evaluations, folder / "dipole.png"))
     return paths

@@ -10,8 +10,17 @@ from .container import EquivariantFeatures
 from .contraction import ChannelContraction
 from .correlations import MAX_CORRELATION_ORDER, density_correlations, fit_contractions
 from .density import density_expansion, pair_density
-from .families import (atom_centered_features, both_centre_pair_features, both_directions, ordered_pair_features,
-                       concatenate_directions, pair_features, select_rows, symmetrize, symmetrized_pair_features)
+from .families import (
+    atom_centered_features,
+    both_centre_pair_features,
+    both_directions,
+    concatenate_directions,
+    ordered_pair_features,
+    pair_features,
+    select_rows,
+    symmetrize,
+    symmetrized_pair_features,
+)
 from .manybody import message_passing_features, triplet_features
 from .ncenter import NCenterFeaturizer, head_inputs
 from .neighbors import neighbor_pairs, neighbor_triplets

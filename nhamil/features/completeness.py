@@ -27,8 +27,9 @@ from .settings import DensitySettings
 Invariants = tuple[torch.Tensor, torch.Tensor]
 
 
-def family_invariants(atoms: ase.Atoms, centre: int, species: Sequence[int],
-                      settings: DensitySettings) -> dict[str, Invariants]:
+def family_invariants(
+    atoms: ase.Atoms, centre: int, species: Sequence[int], settings: DensitySettings
+) -> dict[str, Invariants]:
     """Invariants (lam = 0, both sigmas, concatenated) of atom ``centre`` by family: "nu=1",
     "nu=2", "nu=3" (atom-centred), "pair nu<=1", "pair nu<=2", "both centres" (pairs (centre, j)
     for every neighbour j, labelled by Z_j), "triplets" ((centre, j, k), labelled by (Z_j, Z_k))
@@ -41,9 +42,15 @@ def family_invariants(atoms: ase.Atoms, centre: int, species: Sequence[int],
     triplets = triplets[triplets[:, 1] == centre]
     numbers = structures.numbers
     atom = torch.tensor([centre])
-    result = {f"nu={nu}": (scalar_invariants(atom_centered_features(structures, species, settings, max_lambda=0,
-                                                                      correlation_order=nu))[atom], numbers[atom])
-              for nu in (1, 2, 3)}
+    result = {
+        f"nu={nu}": (
+            scalar_invariants(
+                atom_centered_features(structures, species, settings, max_lambda=0, correlation_order=nu)
+            )[atom],
+            numbers[atom],
+        )
+        for nu in (1, 2, 3)
+    }
     message = message_passing_features(structures, species, settings, max_lambda=0)
     result["message passing"] = (scalar_invariants(message)[atom], numbers[atom])
     for name, order in (("pair nu<=1", 1), ("pair nu<=2", 2)):
@@ -51,8 +58,10 @@ def family_invariants(atoms: ase.Atoms, centre: int, species: Sequence[int],
         result[name] = (scalar_invariants(features), numbers[neighbors])
     both = both_centre_pair_features(structures, species, settings, pairs, max_lambda=0)
     result["both centres"] = (scalar_invariants(both), numbers[neighbors])
-    result["triplets"] = (scalar_invariants(triplet_features(structures, species, settings, triplets)),
-                          numbers[triplets[:, 2]] * 1000 + numbers[triplets[:, 3]])
+    result["triplets"] = (
+        scalar_invariants(triplet_features(structures, species, settings, triplets)),
+        numbers[triplets[:, 2]] * 1000 + numbers[triplets[:, 3]],
+    )
     return result
 
 
@@ -66,8 +75,9 @@ def matched_distance(first: Invariants, second: Invariants) -> float:
     squared = 0.0
     for label in labels_a.unique():
         # direct differences: the matrix-product shortcut loses half the digits of small distances
-        cost = torch.cdist(a[labels_a == label], b[labels_b == label],
-                           compute_mode="donot_use_mm_for_euclid_dist").square()
+        cost = torch.cdist(
+            a[labels_a == label], b[labels_b == label], compute_mode="donot_use_mm_for_euclid_dist"
+        ).square()
         rows, columns = linear_sum_assignment(cost.detach().cpu().numpy())
         squared += float(cost[rows, columns].sum())
     return (squared / (0.5 * float(a.square().sum() + b.square().sum()))) ** 0.5

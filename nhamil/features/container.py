@@ -31,8 +31,10 @@ class EquivariantFeatures:
             raise ValueError(f"samples must be (n, 3) or (n, 4), got shape {tuple(self.samples.shape)}")
         for (lam, sigma), block in self.blocks.items():
             if block.ndim != 3 or block.shape[:2] != (len(self.samples), 2 * lam + 1) or sigma not in (-1, 1):
-                raise ValueError(f"block {(lam, sigma)} has shape {tuple(block.shape)}, "
-                                 f"expected ({len(self.samples)}, {2 * lam + 1}, n_features)")
+                raise ValueError(
+                    f"block {(lam, sigma)} has shape {tuple(block.shape)}, "
+                    f"expected ({len(self.samples)}, {2 * lam + 1}, n_features)"
+                )
 
     @property
     def n_features(self) -> dict[Key, int]:
@@ -45,10 +47,13 @@ class EquivariantFeatures:
         if not torch.equal(self.samples, other.samples):
             raise ValueError("can only concatenate features of the same samples")
         keys = sorted(set(self.blocks) | set(other.blocks))
-        return EquivariantFeatures(self.samples, {
-            key: torch.cat([f.blocks[key] for f in (self, other) if key in f.blocks], dim=-1) for key in keys})
+        return EquivariantFeatures(
+            self.samples,
+            {key: torch.cat([f.blocks[key] for f in (self, other) if key in f.blocks], dim=-1) for key in keys},
+        )
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> EquivariantFeatures:
         """Move to ``device``; ``dtype`` changes the blocks' floating type only."""
-        return EquivariantFeatures(self.samples.to(device),
-                                   {key: block.to(device=device, dtype=dtype) for key, block in self.blocks.items()})
+        return EquivariantFeatures(
+            self.samples.to(device), {key: block.to(device=device, dtype=dtype) for key, block in self.blocks.items()}
+        )

@@ -20,7 +20,8 @@ from .container import Key
 class ChannelContraction:
     """projections: (lam, sigma) -> (n_features, n_channels) orthonormal columns (float64),
     the leading right singular vectors (randomized when few of many are kept) of the block's
-    (n_samples * (2 lam + 1), n_features) matrix. Uncentred, so that lam > 0 blocks stay equivariant (their mean over rotations is 0).
+    (n_samples * (2 lam + 1), n_features) matrix. Uncentred, so that lam > 0 blocks stay
+    equivariant (their mean over rotations is 0).
     """
 
     projections: dict[Key, torch.Tensor]
@@ -32,8 +33,12 @@ class ChannelContraction:
         component positive) so that a fit is reproducible."""
         if n_channels < 1:
             raise ValueError(f"n_channels must be >= 1, got {n_channels}")
-        return cls({key: _principal_directions(block.detach().flatten(0, 1).double(), n_channels)
-                    for key, block in blocks.items()})
+        return cls(
+            {
+                key: _principal_directions(block.detach().flatten(0, 1).double(), n_channels)
+                for key, block in blocks.items()
+            }
+        )
 
     def __call__(self, blocks: dict[Key, torch.Tensor]) -> dict[Key, torch.Tensor]:
         """(lam, sigma) -> (n, 2 lam + 1, n_channels): every block projected, device and dtype of

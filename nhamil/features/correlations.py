@@ -25,8 +25,9 @@ MAX_CORRELATION_ORDER = 3
 Contractions = Mapping[int, ChannelContraction]
 
 
-def density_correlations(rho: dict[int, torch.Tensor], *, order: int, max_lambda: int,
-                         contractions: Contractions | None = None) -> dict[Key, torch.Tensor]:
+def density_correlations(
+    rho: dict[int, torch.Tensor], *, order: int, max_lambda: int, contractions: Contractions | None = None
+) -> dict[Key, torch.Tensor]:
     """(lam, sigma) -> (n_atoms, 2 lam + 1, f) blocks of |rho_i^order> for lam <= ``max_lambda``,
     from the density ``rho`` (l -> (n_atoms, 2l + 1, c), :func:`density_expansion`).
 
@@ -47,8 +48,15 @@ def density_correlations(rho: dict[int, torch.Tensor], *, order: int, max_lambda
     return contraction(blocks) if contraction is not None else blocks
 
 
-def fit_contractions(structures: Structures, species: Sequence[int], settings: DensitySettings, *,
-                     max_lambda: int, correlation_order: int, n_channels: int) -> dict[int, ChannelContraction]:
+def fit_contractions(
+    structures: Structures,
+    species: Sequence[int],
+    settings: DensitySettings,
+    *,
+    max_lambda: int,
+    correlation_order: int,
+    n_channels: int,
+) -> dict[int, ChannelContraction]:
     """Contractions of orders 2 .. ``correlation_order`` fitted (PCA) on ``structures``, each order
     on the features built from the already contracted lower orders. Order nu covers lam up to
     max_lambda + (correlation_order - nu) * max_angular, the range that order

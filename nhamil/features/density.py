@@ -24,8 +24,9 @@ from .settings import DensitySettings
 _PAIRS_PER_CHUNK = 1024
 
 
-def density_expansion(structures: Structures, species: Sequence[int],
-                      settings: DensitySettings) -> dict[int, torch.Tensor]:
+def density_expansion(
+    structures: Structures, species: Sequence[int], settings: DensitySettings
+) -> dict[int, torch.Tensor]:
     """rho_i = sum_j f_cut(r_ij) I_nl(r_ij) Y_lm(r_ij^), with j's density in the channel of j's
     species (the self term j = i weighted by ``center_weight``, l = 0 only).
 
@@ -57,9 +58,13 @@ def packed_neighbor_density(vectors: torch.Tensor, distances: torch.Tensor, sett
     return _packed_product(harmonics, radial)
 
 
-def _weighted_harmonics_and_radial(vectors: torch.Tensor, lengths: torch.Tensor, distances: torch.Tensor,
-                                   weights: torch.Tensor, settings: DensitySettings
-                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def _weighted_harmonics_and_radial(
+    vectors: torch.Tensor,
+    lengths: torch.Tensor,
+    distances: torch.Tensor,
+    weights: torch.Tensor,
+    settings: DensitySettings,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(weights * Y_lm(vectors) packed (n, (max_angular + 1)^2), I_nl(distances) (n, max_angular + 1,
     max_radial)) for ``vectors`` (n, 3) of norms ``lengths`` (n,) > 0, ``distances`` and
     ``weights`` (n,)."""
@@ -81,8 +86,9 @@ def _degree_of_column(max_l: int, device: torch.device) -> torch.Tensor:
 
 
 @lru_cache(maxsize=16)
-def _own_density_table(settings: DensitySettings, n_species: int, dtype: torch.dtype,
-                       device: torch.device) -> torch.Tensor:
+def _own_density_table(
+    settings: DensitySettings, n_species: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """(n_species, n_species, (max_angular + 1)^2, max_radial): [s] is the density of a centre of
     species index s's own Gaussian, center_weight I_n0(0) Y_00 (the harmonic of any direction,
     l = 0 being constant), in its column 0 and species s's channels, zero elsewhere."""
@@ -93,8 +99,9 @@ def _own_density_table(settings: DensitySettings, n_species: int, dtype: torch.d
     return table.to(device=device, dtype=dtype)
 
 
-def sum_by_neighbor_species(blocks: dict, first: torch.Tensor, neighbor_species: torch.Tensor, *,
-                            n_atoms: int, n_species: int) -> dict:
+def sum_by_neighbor_species(
+    blocks: dict, first: torch.Tensor, neighbor_species: torch.Tensor, *, n_atoms: int, n_species: int
+) -> dict:
     """Sum pair blocks key -> (n_pairs, 2 lam + 1, f) over the pairs of each atom ``first``
     (n_pairs,), separately per species index ``neighbor_species`` (n_pairs,) of the neighbour.
     Returns key -> (n_atoms, 2 lam + 1, n_species * f), species-major channels. Same law as the
@@ -113,8 +120,7 @@ def _species_major(sums: torch.Tensor, n_atoms: int, n_species: int) -> torch.Te
     return sums.view(n_atoms, n_species, *sums.shape[1:]).transpose(1, 2).flatten(2)
 
 
-def pair_density(structures: Structures, pairs: torch.Tensor,
-                 settings: DensitySettings) -> dict[int, torch.Tensor]:
+def pair_density(structures: Structures, pairs: torch.Tensor, settings: DensitySettings) -> dict[int, torch.Tensor]:
     """g_ij = f_cut(r_ij) I_nl(r_ij) Y_lm(r_ij^), the density of atom j alone seen from atom i.
 
     ``pairs`` (n_pairs, 3) long rows (system, i, j), atom indices local to the system. Zero beyond
@@ -182,8 +188,9 @@ def _species_lookup(species: tuple[int, ...], device: torch.device) -> torch.Ten
     return lookup.to(device)
 
 
-def single_neighbor_density(structures: Structures, first: torch.Tensor, second: torch.Tensor,
-                            settings: DensitySettings) -> dict[int, torch.Tensor]:
+def single_neighbor_density(
+    structures: Structures, first: torch.Tensor, second: torch.Tensor, settings: DensitySettings
+) -> dict[int, torch.Tensor]:
     """l -> (n, 2l + 1, max_radial) density of atom ``second`` around atom ``first`` (global).
 
     A self pair has no direction: it uses the fixed vector (1, 1, 1), distance 0 (where I_nl = 0 for
@@ -201,7 +208,7 @@ def single_neighbor_density(structures: Structures, first: torch.Tensor, second:
     harmonics, radial = _weighted_harmonics_and_radial(vectors, lengths, distances, weights, settings)
     if len(first) <= _PAIRS_PER_CHUNK:
         return dict(enumerate(_packed_product(harmonics, radial).split(_columns_per_degree(settings.max_angular), 1)))
-    return {l: harmonics[:, l * l:(l + 1) ** 2, None] * radial[:, None, l] for l in range(settings.max_angular + 1)}
+    return {l: harmonics[:, l * l : (l + 1) ** 2, None] * radial[:, None, l] for l in range(settings.max_angular + 1)}
 
 
 def _columns_per_degree(max_l: int) -> list[int]:

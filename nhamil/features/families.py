@@ -14,16 +14,21 @@ import torch
 
 from ..structures import Structures
 from .container import EquivariantFeatures, Key
-from .density import density_expansion, global_pair_indices, pair_density
 from .correlations import Contractions, density_correlations
+from .density import density_expansion, global_pair_indices, pair_density
 from .products import couple, coupled_parts, join_parts
 from .settings import DensitySettings
 
 
-
-def atom_centered_features(structures: Structures, species: Sequence[int], settings: DensitySettings, *,
-                           max_lambda: int, correlation_order: int,
-                           contractions: Contractions | None = None) -> EquivariantFeatures:
+def atom_centered_features(
+    structures: Structures,
+    species: Sequence[int],
+    settings: DensitySettings,
+    *,
+    max_lambda: int,
+    correlation_order: int,
+    contractions: Contractions | None = None,
+) -> EquivariantFeatures:
     """|rho_i^nu; lam mu> of every atom, samples (system, i, i) in structure order.
 
     ``correlation_order`` 1: the density rho_i itself, blocks (l, +1) for l <= min(max_lambda,
@@ -38,9 +43,18 @@ def atom_centered_features(structures: Structures, species: Sequence[int], setti
     return EquivariantFeatures(atom_samples(structures), blocks)
 
 
-def pair_features(structures: Structures, species: Sequence[int], settings: DensitySettings,
-                  pairs: torch.Tensor, *, max_lambda: int, correlation_order: int = 1, both_centres: bool = False,
-                  contractions: Contractions | None = None, density: dict | None = None) -> EquivariantFeatures:
+def pair_features(
+    structures: Structures,
+    species: Sequence[int],
+    settings: DensitySettings,
+    pairs: torch.Tensor,
+    *,
+    max_lambda: int,
+    correlation_order: int = 1,
+    both_centres: bool = False,
+    contractions: Contractions | None = None,
+    density: dict | None = None,
+) -> EquivariantFeatures:
     """Features of ordered pairs ``pairs`` (n, 3) rows (system, i, j), i != j, local indices,
     concatenated in this order:
     |rho_ij^0; lam> = g_ij (blocks (l, +1), max_radial features);
@@ -59,8 +73,9 @@ def pair_features(structures: Structures, species: Sequence[int], settings: Dens
     g = pair_density(structures, pairs, settings)
     parts = {(l, 1): [block] for l, block in g.items() if l <= max_lambda}
     for order in range(1, correlation_order + 1):
-        rho_i = density_correlations(rho, order=order, max_lambda=max_lambda + settings.max_angular,
-                                     contractions=contractions)
+        rho_i = density_correlations(
+            rho, order=order, max_lambda=max_lambda + settings.max_angular, contractions=contractions
+        )
         _extend(parts, coupled_parts(select_rows(rho_i, first), g, max_lambda=max_lambda))
     if both_centres:
         blocks = _both_centre_blocks(rho, g, first, second, max_lambda=max_lambda)
@@ -73,8 +88,9 @@ def _extend(parts: dict[Key, list[torch.Tensor]], more: dict[Key, list[torch.Ten
         parts.setdefault(key, []).extend(blocks)
 
 
-def both_centre_pair_features(structures: Structures, species: Sequence[int], settings: DensitySettings,
-                              pairs: torch.Tensor, *, max_lambda: int) -> EquivariantFeatures:
+def both_centre_pair_features(
+    structures: Structures, species: Sequence[int], settings: DensitySettings, pairs: torch.Tensor, *, max_lambda: int
+) -> EquivariantFeatures:
     """|rho_ij^(1,1); lam mu> = ((rho_i coupled with g_ij)_k coupled with rho_j)_lam of ordered
     pairs (system, i, j), i != j: the pair decorated with both centres' environments.
 
@@ -89,8 +105,9 @@ def both_centre_pair_features(structures: Structures, species: Sequence[int], se
     return EquivariantFeatures(pairs.to(first.device), blocks)
 
 
-def _both_centre_blocks(rho: dict, g: dict, first: torch.Tensor, second: torch.Tensor, *,
-                        max_lambda: int) -> dict[Key, torch.Tensor]:
+def _both_centre_blocks(
+    rho: dict, g: dict, first: torch.Tensor, second: torch.Tensor, *, max_lambda: int
+) -> dict[Key, torch.Tensor]:
     """((rho[first] (x) g)_k (x) rho[second])_lam blocks, lam <= max_lambda."""
     left = couple(select_rows(rho, first), g, max_lambda=max_lambda + max(rho))
     return couple(left, select_rows(rho, second), max_lambda=max_lambda)
@@ -101,43 +118,72 @@ def select_rows(blocks: dict, index: torch.Tensor) -> dict:
     return {key: block[index] for key, block in blocks.items()}
 
 
-def symmetrized_pair_features(structures: Structures, species: Sequence[int], settings: DensitySettings,
-                              pairs: torch.Tensor, *, max_lambda: int, correlation_order: int = 1,
-                              both_centres: bool = False, contractions: Contractions | None = None
-                              ) -> tuple[EquivariantFeatures, EquivariantFeatures]:
+def symmetrized_pair_features(
+    structures: Structures,
+    species: Sequence[int],
+    settings: DensitySettings,
+    pairs: torch.Tensor,
+    *,
+    max_lambda: int,
+    correlation_order: int = 1,
+    both_centres: bool = False,
+    contractions: Contractions | None = None,
+) -> tuple[EquivariantFeatures, EquivariantFeatures]:
     """(f_ij + f_ji) / sqrt(2) and (f_ij - f_ji) / sqrt(2) of same-element pairs (system, i, j),
     given with i < j, f = :func:`pair_features` (with the same options). Samples are ``pairs``. Swapping i and j leaves
     the first unchanged and flips the sign of the second. ``ValueError`` for mixed-element pairs."""
     if not torch.equal(_pair_numbers(structures, pairs, 0), _pair_numbers(structures, pairs, 1)):
         raise ValueError("symmetrized pair features need two atoms of the same element")
-    forward, backward = both_directions(structures, species, settings, pairs, max_lambda=max_lambda,
-                                         correlation_order=correlation_order, both_centres=both_centres,
-                                         contractions=contractions)
+    forward, backward = both_directions(
+        structures,
+        species,
+        settings,
+        pairs,
+        max_lambda=max_lambda,
+        correlation_order=correlation_order,
+        both_centres=both_centres,
+        contractions=contractions,
+    )
     return symmetrize(forward, backward)
 
 
-def symmetrize(forward: EquivariantFeatures, backward: EquivariantFeatures
-               ) -> tuple[EquivariantFeatures, EquivariantFeatures]:
+def symmetrize(
+    forward: EquivariantFeatures, backward: EquivariantFeatures
+) -> tuple[EquivariantFeatures, EquivariantFeatures]:
     """(f_ij + f_ji) / sqrt(2) and (f_ij - f_ji) / sqrt(2) from the features of both directions
     of the same samples."""
-    scale = 2.0 ** -0.5
+    scale = 2.0**-0.5
     plus = {key: scale * (block + backward.blocks[key]) for key, block in forward.blocks.items()}
     minus = {key: scale * (block - backward.blocks[key]) for key, block in forward.blocks.items()}
     return EquivariantFeatures(forward.samples, plus), EquivariantFeatures(forward.samples, minus)
 
 
-def ordered_pair_features(structures: Structures, species: Sequence[int], settings: DensitySettings,
-                          pairs: torch.Tensor, *, max_lambda: int, correlation_order: int = 1,
-                          both_centres: bool = False, contractions: Contractions | None = None
-                          ) -> EquivariantFeatures:
+def ordered_pair_features(
+    structures: Structures,
+    species: Sequence[int],
+    settings: DensitySettings,
+    pairs: torch.Tensor,
+    *,
+    max_lambda: int,
+    correlation_order: int = 1,
+    both_centres: bool = False,
+    contractions: Contractions | None = None,
+) -> EquivariantFeatures:
     """[f_ij, f_ji] along the feature axis for pairs (system, i, j) of different elements, i the
     atom of lower atomic number (``ValueError`` otherwise); f = :func:`pair_features` (with the
     same options)."""
     if not (_pair_numbers(structures, pairs, 0) < _pair_numbers(structures, pairs, 1)).all():
         raise ValueError("ordered pair features need the first atom of lower atomic number than the second")
-    forward, backward = both_directions(structures, species, settings, pairs, max_lambda=max_lambda,
-                                         correlation_order=correlation_order, both_centres=both_centres,
-                                         contractions=contractions)
+    forward, backward = both_directions(
+        structures,
+        species,
+        settings,
+        pairs,
+        max_lambda=max_lambda,
+        correlation_order=correlation_order,
+        both_centres=both_centres,
+        contractions=contractions,
+    )
     return concatenate_directions(forward, backward)
 
 
@@ -147,16 +193,17 @@ def concatenate_directions(forward: EquivariantFeatures, backward: EquivariantFe
     return forward.concatenate(EquivariantFeatures(forward.samples, backward.blocks))
 
 
-def both_directions(structures: Structures, species: Sequence[int], settings: DensitySettings,
-                    pairs: torch.Tensor, **options) -> tuple[EquivariantFeatures, EquivariantFeatures]:
+def both_directions(
+    structures: Structures, species: Sequence[int], settings: DensitySettings, pairs: torch.Tensor, **options
+) -> tuple[EquivariantFeatures, EquivariantFeatures]:
     """:func:`pair_features` (keyword ``options``) of ``pairs`` and of the swapped pairs
     (system, j, i), both with samples ``pairs``, from a single density expansion and a single
     coupling pass."""
     pairs = pairs.to(structures.ptr.device)
     both = torch.cat([pairs, pairs[:, [0, 2, 1]]])
     features = pair_features(structures, species, settings, both, **options)
-    forward = {key: block[:len(pairs)] for key, block in features.blocks.items()}
-    backward = {key: block[len(pairs):] for key, block in features.blocks.items()}
+    forward = {key: block[: len(pairs)] for key, block in features.blocks.items()}
+    backward = {key: block[len(pairs) :] for key, block in features.blocks.items()}
     return EquivariantFeatures(pairs, forward), EquivariantFeatures(pairs, backward)
 
 

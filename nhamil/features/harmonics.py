@@ -70,8 +70,9 @@ def _device_table(max_l: int, dtype: torch.dtype, device: torch.device) -> tuple
 def _monomial_table(max_l: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(exponents (n_monomials, 3) long, coefficients (n_monomials, (max_l + 1)^2) float64):
     Y_l = sum over the degree-l monomials of coefficient * x^a y^b z^c on the unit sphere."""
-    exponents = torch.tensor([(a, b, l - a - b) for l in range(max_l + 1)
-                              for a in range(l, -1, -1) for b in range(l - a, -1, -1)])
+    exponents = torch.tensor(
+        [(a, b, l - a - b) for l in range(max_l + 1) for a in range(l, -1, -1) for b in range(l - a, -1, -1)]
+    )
     generator = torch.Generator().manual_seed(0)
     points = torch.randn(_POINTS_PER_COEFFICIENT * len(exponents), 3, generator=generator, dtype=torch.float64)
     points = points / points.norm(dim=-1, keepdim=True)
@@ -80,7 +81,7 @@ def _monomial_table(max_l: int) -> tuple[torch.Tensor, torch.Tensor]:
     table = torch.zeros(len(exponents), (max_l + 1) ** 2, dtype=torch.float64)
     for l, harmonics in enumerate(real_spherical_harmonics_up_to(max_l, points)):
         rows = degree == l
-        table[rows, l * l:(l + 1) ** 2] = torch.linalg.lstsq(monomials[:, rows], harmonics).solution
+        table[rows, l * l : (l + 1) ** 2] = torch.linalg.lstsq(monomials[:, rows], harmonics).solution
     return exponents, table
 
 

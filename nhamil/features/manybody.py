@@ -14,16 +14,27 @@ import torch
 
 from ..structures import Structures
 from .container import EquivariantFeatures
-from .density import density_expansion, global_pair_indices, single_neighbor_density, species_index
-from .density import sum_by_neighbor_species
+from .density import (
+    density_expansion,
+    global_pair_indices,
+    single_neighbor_density,
+    species_index,
+    sum_by_neighbor_species,
+)
 from .families import atom_samples, select_rows
 from .neighbors import neighbor_pairs
 from .products import couple
 from .settings import DensitySettings
 
 
-def triplet_features(structures: Structures, species: Sequence[int], settings: DensitySettings,
-                     triplets: torch.Tensor, *, max_lambda: int = 0) -> EquivariantFeatures:
+def triplet_features(
+    structures: Structures,
+    species: Sequence[int],
+    settings: DensitySettings,
+    triplets: torch.Tensor,
+    *,
+    max_lambda: int = 0,
+) -> EquivariantFeatures:
     """|rho_{i i1 i2}; lam mu> = ((g_ii1 (x) g_ii2)_k (x) rho_i)_lam of triplets (n, 4) rows
     (system, i, i1, i2), local indices (e.g. :func:`neighbor_triplets`).
 
@@ -37,16 +48,24 @@ def triplet_features(structures: Structures, species: Sequence[int], settings: D
         raise ValueError(f"triplets must be (n, 4) rows (system, i, i1, i2), got shape {tuple(triplets.shape)}")
     centre, first = global_pair_indices(structures, triplets[:, [0, 1, 2]])
     _, second = global_pair_indices(structures, triplets[:, [0, 1, 3]])
-    neighbors = couple(single_neighbor_density(structures, centre, first, settings),
-                       single_neighbor_density(structures, centre, second, settings),
-                       max_lambda=max_lambda + settings.max_angular)
+    neighbors = couple(
+        single_neighbor_density(structures, centre, first, settings),
+        single_neighbor_density(structures, centre, second, settings),
+        max_lambda=max_lambda + settings.max_angular,
+    )
     rho = density_expansion(structures, species, settings)
     blocks = couple(neighbors, select_rows(rho, centre), max_lambda=max_lambda)
     return EquivariantFeatures(triplets.to(centre.device), blocks)
 
 
-def message_passing_features(structures: Structures, species: Sequence[int], settings: DensitySettings, *,
-                             max_lambda: int, density: dict | None = None) -> EquivariantFeatures:
+def message_passing_features(
+    structures: Structures,
+    species: Sequence[int],
+    settings: DensitySettings,
+    *,
+    max_lambda: int,
+    density: dict | None = None,
+) -> EquivariantFeatures:
     """|rho_i^[1<-1]; lam mu> = (rho_i (x) M_i^a)_lam with the message M_i^a = sum over the
     neighbours j != i of element a, closer than the cutoff, of (g_ij (x) rho_j)_k.
 
@@ -59,8 +78,16 @@ def message_passing_features(structures: Structures, species: Sequence[int], set
     first, second = neighbor_pairs(structures, settings.cutoff)
     first, second = first[first != second], second[first != second]
     rho = density if density is not None else density_expansion(structures, species, settings)
-    pair_messages = couple(single_neighbor_density(structures, first, second, settings), select_rows(rho, second),
-                           max_lambda=max_lambda + settings.max_angular)
-    messages = sum_by_neighbor_species(pair_messages, first, species_index(structures.numbers, species)[second],
-                                       n_atoms=len(structures.numbers), n_species=len(species))
+    pair_messages = couple(
+        single_neighbor_density(structures, first, second, settings),
+        select_rows(rho, second),
+        max_lambda=max_lambda + settings.max_angular,
+    )
+    messages = sum_by_neighbor_species(
+        pair_messages,
+        first,
+        species_index(structures.numbers, species)[second],
+        n_atoms=len(structures.numbers),
+        n_species=len(species),
+    )
     return EquivariantFeatures(atom_samples(structures), couple(rho, messages, max_lambda=max_lambda))

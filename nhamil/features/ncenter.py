@@ -22,8 +22,8 @@ import torch
 
 from ..blocks.keys import HETERO, MINUS, ON_SITE, PLUS, Equivariance, PairKind
 from ..structures import Structures
-from .contraction import ChannelContraction
 from .container import EquivariantFeatures
+from .contraction import ChannelContraction
 from .correlations import density_correlations, fit_contractions
 from .density import density_expansion
 from .families import atom_samples, both_directions, concatenate_directions, select_rows, symmetrize
@@ -44,8 +44,13 @@ class NCenterFeaturizer:
     restore it. A sample's features depend on its own molecule only, never on the batch.
     """
 
-    def __init__(self, settings: FeatureSettings, species: Sequence[int], max_lambda: int,
-                 contractions: dict[int, ChannelContraction] | None = None):
+    def __init__(
+        self,
+        settings: FeatureSettings,
+        species: Sequence[int],
+        max_lambda: int,
+        contractions: dict[int, ChannelContraction] | None = None,
+    ):
         self.settings = settings
         self.species = tuple(sorted(int(z) for z in species))
         self.max_lambda = max_lambda
@@ -58,9 +63,14 @@ class NCenterFeaturizer:
         order = max(settings.onsite_correlation_order, settings.pair_correlation_order + 1)
         self.contractions = {}
         if settings.contraction_channels is not None and order >= 2:
-            self.contractions = fit_contractions(structures, self.species, settings.density,
-                                                 max_lambda=self.max_lambda, correlation_order=order,
-                                                 n_channels=settings.contraction_channels)
+            self.contractions = fit_contractions(
+                structures,
+                self.species,
+                settings.density,
+                max_lambda=self.max_lambda,
+                correlation_order=order,
+                n_channels=settings.contraction_channels,
+            )
         return self
 
     def compute(self, structures: Structures, pairs: dict[PairKind, np.ndarray]) -> dict[PairKind, EquivariantFeatures]:
@@ -74,15 +84,16 @@ class NCenterFeaturizer:
         result = {kind: _select_atoms(onsite, structures, pairs[kind]) for kind in onsite_kinds}
         return {**result, **self._pair_features(structures, pairs, rho)}
 
-    def compute_in_chunks(self, frames: Sequence[ase.Atoms], pairs: dict[PairKind, np.ndarray],
-                          device: torch.device | str) -> dict[PairKind, EquivariantFeatures]:
+    def compute_in_chunks(
+        self, frames: Sequence[ase.Atoms], pairs: dict[PairKind, np.ndarray], device: torch.device | str
+    ) -> dict[PairKind, EquivariantFeatures]:
         """:meth:`compute` over many ``frames`` (positions in Å), ``CHUNK`` frames at a time,
         written into blocks allocated once at their final size: the peak memory is about the
         features themselves, not their intermediates."""
         blocks: dict[PairKind, dict[Equivariance, torch.Tensor]] = {}
         filled = dict.fromkeys(pairs, 0)
         for start in range(0, len(frames), CHUNK):
-            chunk = frames[start:start + CHUNK]
+            chunk = frames[start : start + CHUNK]
             part = {kind: _chunk_samples(samples, start, start + len(chunk)) for kind, samples in pairs.items()}
             for kind, features in self.compute(Structures.from_atoms(chunk, device=device), part).items():
                 rows = slice(filled[kind], filled[kind] + len(features.samples))
@@ -93,8 +104,9 @@ class NCenterFeaturizer:
                 filled[kind] = rows.stop
         return {kind: EquivariantFeatures(torch.as_tensor(pairs[kind], device=device), blocks[kind]) for kind in blocks}
 
-    def _pair_features(self, structures: Structures, pairs: dict[PairKind, torch.Tensor], rho: dict
-                       ) -> dict[PairKind, EquivariantFeatures]:
+    def _pair_features(
+        self, structures: Structures, pairs: dict[PairKind, torch.Tensor], rho: dict
+    ) -> dict[PairKind, EquivariantFeatures]:
         """Permutation-adapted features of every pair kind, from one pass over all pairs in both
         directions. The pass runs to ``max_lambda`` whatever kinds are present, so a pair's
         features never depend on the other molecules of the batch."""
@@ -103,9 +115,16 @@ class NCenterFeaturizer:
             return {}
         samples = torch.cat([pairs[kind] for kind in kinds])
         forward, backward = both_directions(
-            structures, self.species, self.settings.density, samples, max_lambda=self.max_lambda, density=rho,
-            correlation_order=self.settings.pair_correlation_order, both_centres=self.settings.both_centres,
-            contractions=self.contractions)
+            structures,
+            self.species,
+            self.settings.density,
+            samples,
+            max_lambda=self.max_lambda,
+            density=rho,
+            correlation_order=self.settings.pair_correlation_order,
+            both_centres=self.settings.both_centres,
+            contractions=self.contractions,
+        )
         result, start = {}, 0
         for kind in kinds:
             rows = slice(start, start + len(pairs[kind]))
@@ -115,7 +134,8 @@ class NCenterFeaturizer:
                 result[kind] = concatenate_directions(ahead, back)
             else:
                 result[kind], result[PairKind(MINUS, kind.first_atom_type, kind.second_atom_type)] = symmetrize(
-                    ahead, back)
+                    ahead, back
+                )
         return result
 
     def _onsite_features(self, structures: Structures, rho: dict) -> EquivariantFeatures:
@@ -125,11 +145,15 @@ class NCenterFeaturizer:
         samples = atom_samples(structures)
         features = EquivariantFeatures(samples, density_correlations(rho, order=1, max_lambda=lam))
         for order in range(2, settings.onsite_correlation_order + 1):
-            features = features.concatenate(EquivariantFeatures(samples, density_correlations(
-                rho, order=order, max_lambda=lam, contractions=self.contractions)))
+            features = features.concatenate(
+                EquivariantFeatures(
+                    samples, density_correlations(rho, order=order, max_lambda=lam, contractions=self.contractions)
+                )
+            )
         if settings.message_passing:
-            features = features.concatenate(message_passing_features(
-                structures, self.species, settings.density, max_lambda=lam, density=rho))
+            features = features.concatenate(
+                message_passing_features(structures, self.species, settings.density, max_lambda=lam, density=rho)
+            )
         return features
 
     def to(self, device: torch.device | str) -> NCenterFeaturizer:
@@ -139,8 +163,12 @@ class NCenterFeaturizer:
 
     def state(self) -> dict:
         """Plain data (tensors, ints, strings) that :meth:`from_state` restores."""
-        return {"settings": self.settings.to_dict(), "species": list(self.species), "max_lambda": self.max_lambda,
-                "contractions": {str(order): c.state() for order, c in self.contractions.items()}}
+        return {
+            "settings": self.settings.to_dict(),
+            "species": list(self.species),
+            "max_lambda": self.max_lambda,
+            "contractions": {str(order): c.state() for order, c in self.contractions.items()},
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> NCenterFeaturizer:
@@ -148,8 +176,9 @@ class NCenterFeaturizer:
         return cls(FeatureSettings.from_dict(state["settings"]), state["species"], state["max_lambda"], contractions)
 
 
-def head_inputs(features: dict[PairKind, EquivariantFeatures], kind: PairKind, equivariance: tuple[int, int]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def head_inputs(
+    features: dict[PairKind, EquivariantFeatures], kind: PairKind, equivariance: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(block (n, 2 lambda + 1, q), invariants (n, 1, q0)) that a head of ``kind`` and
     (lambda, sigma) ``equivariance`` maps. The invariants must not change when the two atoms of a
     pair swap: the - kinds therefore use the invariants of the + features, since their own flip
@@ -160,8 +189,10 @@ def head_inputs(features: dict[PairKind, EquivariantFeatures], kind: PairKind, e
 
 def _block(features: EquivariantFeatures, equivariance: tuple[int, int], kind: PairKind) -> torch.Tensor:
     if equivariance not in features.blocks:
-        raise ValueError(f"no features with (lambda, sigma) = {tuple(equivariance)} for atom pairs {kind}: "
-                         "raise max_angular or the correlation order")
+        raise ValueError(
+            f"no features with (lambda, sigma) = {tuple(equivariance)} for atom pairs {kind}: "
+            "raise max_angular or the correlation order"
+        )
     return features.blocks[equivariance]
 
 

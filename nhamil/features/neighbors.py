@@ -23,8 +23,9 @@ _OFFSETS = tuple(itertools.product((-1, 0, 1), repeat=3))
 _ALL_PAIRS_UP_TO = 128
 
 
-def neighbor_pairs(structures: Structures, cutoff: float, *,
-                   self_pairs: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def neighbor_pairs(
+    structures: Structures, cutoff: float, *, self_pairs: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Global atom indices (first, second), each (n_pairs,), of every ordered pair of distinct atoms
     of the same structure closer than ``cutoff`` (Å), plus every self pair (i, i) if ``self_pairs``.
 
@@ -42,8 +43,9 @@ def _is_one_small_structure(structures: Structures) -> bool:
     return structures.n_systems == 1 and len(structures.numbers) <= _ALL_PAIRS_UP_TO
 
 
-def _pairs_within_one_structure(positions: torch.Tensor, cutoff: float,
-                                self_pairs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _pairs_within_one_structure(
+    positions: torch.Tensor, cutoff: float, self_pairs: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The pairs of :func:`neighbor_pairs` for the ``positions`` (n_atoms, 3), Å, of one small
     structure, from its full matrix of distances |r_j - r_i| (the same differences and norms as
     the other paths, so a pair at the cutoff is chosen alike): a handful of tensor operations,
@@ -55,8 +57,9 @@ def _pairs_within_one_structure(positions: torch.Tensor, cutoff: float,
     return first, second
 
 
-def neighbor_displacements(structures: Structures,
-                           cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def neighbor_displacements(
+    structures: Structures, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(first, second, vectors, distances) of every ordered pair of distinct atoms closer than
     ``cutoff`` (Å): the pairs of ``neighbor_pairs(structures, cutoff, self_pairs=False)``, with
     vectors (n_pairs, 3) = r_second - r_first in Å and distances (n_pairs,) their lengths, both
@@ -71,8 +74,9 @@ def neighbor_displacements(structures: Structures,
     return first[kept], second[kept], vectors[kept], distances[kept]
 
 
-def _candidates_within(structures: Structures, positions: torch.Tensor, cutoff: float, self_pairs: bool
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _candidates_within(
+    structures: Structures, positions: torch.Tensor, cutoff: float, self_pairs: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(first, second, kept, vectors, distances): candidate pairs, the positions ``kept`` (long)
     among them of the pairs of :func:`neighbor_pairs` in its order, and every candidate's vector
     and distance from ``positions`` (n_atoms, 3), Å (a self pair's distance 0 < cutoff)."""
@@ -86,8 +90,9 @@ def _candidates_within(structures: Structures, positions: torch.Tensor, cutoff: 
     return first, second, kept, vectors, distances
 
 
-def _candidates(structures: Structures, cutoff: float,
-                self_pairs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+def _candidates(
+    structures: Structures, cutoff: float, self_pairs: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
     """(first, second, valid, in_order): candidate pairs (global indices) that hold every pair of
     :func:`neighbor_pairs`, where ``valid`` (None: all) is true, whatever their distance; in_order
     says whether they come sorted by first, then second."""
@@ -117,8 +122,9 @@ def neighbor_triplets(structures: Structures, cutoff: float) -> torch.Tensor:
     return torch.stack([structures.system[centre], centre - origin, j - origin, k - origin], dim=1)
 
 
-def _all_pair_candidates(structures: Structures, sizes: torch.Tensor,
-                         largest: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _all_pair_candidates(
+    structures: Structures, sizes: torch.Tensor, largest: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(first, second, valid), each (n_atoms * largest,): every atom i with the ``largest`` atoms
     from the first of its structure on (global indices, sorted by first, then second; the last
     repeated past the end), valid where the second is of i's structure. ``sizes`` (n_systems,):

@@ -85,8 +85,14 @@ class RingsGeometry:
         if sign not in (1, -1):
             raise ValueError(f"sign must be +1 or -1, got {sign}")
         upper = np.asarray(self.azimuths)
-        positions = np.concatenate([np.zeros((1, 3)), self._ring(upper, self.height),
-                                    self._ring(upper + self.twist, -self.height), [[0.0, 0.0, sign * self.cap]]])
+        positions = np.concatenate(
+            [
+                np.zeros((1, 3)),
+                self._ring(upper, self.height),
+                self._ring(upper + self.twist, -self.height),
+                [[0.0, 0.0, sign * self.cap]],
+            ]
+        )
         numbers = [self.centre_element] + [self.ring_element] * (2 * len(upper)) + [self.cap_element]
         return ase.Atoms(numbers=numbers, positions=positions)
 
@@ -95,8 +101,9 @@ class RingsGeometry:
         return self.structure(1), self.structure(-1)
 
     def _ring(self, azimuths: np.ndarray, z: float) -> np.ndarray:
-        return np.stack([self.radius * np.cos(azimuths), self.radius * np.sin(azimuths),
-                         np.full_like(azimuths, z)], axis=1)
+        return np.stack(
+            [self.radius * np.cos(azimuths), self.radius * np.sin(azimuths), np.full_like(azimuths, z)], axis=1
+        )
 
 
 def ring_is_chiral(azimuths) -> bool:
@@ -149,7 +156,9 @@ def _random_gaps(rng: np.random.Generator, ranges: GeometryRanges) -> np.ndarray
     """(n_ring,) azimuth gaps summing to 2 pi, each >= min_gap, pairwise >= min_chirality apart
     (rejection sampling)."""
     while True:
-        gaps = ranges.min_gap + rng.dirichlet(np.full(ranges.n_ring, 2.0)) * (2 * np.pi - ranges.n_ring * ranges.min_gap)
+        gaps = ranges.min_gap + rng.dirichlet(np.full(ranges.n_ring, 2.0)) * (
+            2 * np.pi - ranges.n_ring * ranges.min_gap
+        )
         differences = np.abs(gaps[:, None] - gaps[None, :])[np.triu_indices(ranges.n_ring, 1)]
         if differences.min() >= ranges.min_chirality:
             return gaps
@@ -179,6 +188,8 @@ def centre_invariants(frames: list[ase.Atoms], species, settings: DensitySetting
     triplets = neighbor_triplets(structures, settings.cutoff)
     triplets = triplets[(triplets[:, 1] == 0) & (triplets[:, 2] < triplets[:, 3])]
     swapped = triplets[:, [0, 1, 3, 2]]
-    pairs = sum(scalar_invariants(triplet_features(structures, species, settings, rows)) for rows in (triplets, swapped))
+    pairs = sum(
+        scalar_invariants(triplet_features(structures, species, settings, rows)) for rows in (triplets, swapped)
+    )
     elements = structures.numbers[centres[triplets[:, 0]][:, None] + triplets[:, 2:]]
     return CentreInvariants(scalar_invariants(nu3)[centres], pairs, triplets[:, 0], elements.sort(dim=1).values)

@@ -37,8 +37,9 @@ def couple(first: dict, second: dict, *, max_lambda: int, symmetric: bool = Fals
     return join_parts(coupled_parts(first, second, max_lambda=max_lambda, symmetric=symmetric))
 
 
-def coupled_parts(first: dict, second: dict, *, max_lambda: int, symmetric: bool = False
-                  ) -> dict[Key, list[torch.Tensor]]:
+def coupled_parts(
+    first: dict, second: dict, *, max_lambda: int, symmetric: bool = False
+) -> dict[Key, list[torch.Tensor]]:
     """The products of :func:`couple` before they are joined: (lam, sigma) -> its parts
     (n, 2 lam + 1, c1 c2), one per key pair, in order (for callers that join more parts)."""
     first, second = _with_sigma(first), _with_sigma(second)
@@ -49,7 +50,7 @@ def coupled_parts(first: dict, second: dict, *, max_lambda: int, symmetric: bool
             if (symmetric and k2 < k1) or not lambdas:
                 continue
             coupled = couple_blocks(first[k1], second[k2], lambdas)
-            for lam, block in zip(lambdas, coupled.split([2 * lam + 1 for lam in lambdas], dim=1)):
+            for lam, block in zip(lambdas, coupled.split([2 * lam + 1 for lam in lambdas], dim=1), strict=True):
                 sigma = k1[1] * k2[1] * (-1) ** (k1[0] + k2[0] + lam)
                 if symmetric and k1 == k2:
                     block = _upper_triangle(block, strict=sigma < 0)
@@ -73,7 +74,7 @@ def couple_blocks(a: torch.Tensor, b: torch.Tensor, lambdas: range) -> torch.Ten
     return torch.bmm(partial, b).view(n, big_m, c1, b.shape[-1])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stacked_coefficients(l1: int, l2: int, first_lambda: int, stop_lambda: int) -> torch.Tensor:
     """(m2 M, m1) Clebsch-Gordan coefficients of (l1, l2) for lam in [first_lambda, stop_lambda),
     stacked along M and laid out so that one matrix product with a (n, m1, c1) gives (n, m2, M, c1)."""

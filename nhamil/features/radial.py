@@ -80,8 +80,15 @@ def _spline_coefficients(settings: DensitySettings) -> np.ndarray:
     values, derivatives = radial_integral_reference(np.linspace(0.0, settings.cutoff, n_nodes), settings)
     slopes = derivatives * (settings.cutoff / (n_nodes - 1))  # per unit of u
     left, right, slope_left, slope_right = values[:-1], values[1:], slopes[:-1], slopes[1:]
-    cubics = np.stack([left, slope_left, 3 * (right - left) - 2 * slope_left - slope_right,
-                       2 * (left - right) + slope_left + slope_right], axis=1)
+    cubics = np.stack(
+        [
+            left,
+            slope_left,
+            3 * (right - left) - 2 * slope_left - slope_right,
+            2 * (left - right) + slope_left + slope_right,
+        ],
+        axis=1,
+    )
     end = np.stack([values[-1], slopes[-1], np.zeros_like(values[-1]), np.zeros_like(values[-1])])
     return np.concatenate([cubics, end[None]])
 
@@ -93,10 +100,10 @@ def radial_integral_reference(distances: np.ndarray, settings: DensitySettings) 
     exp(-(r - d)^2/(2 sigma^2)) * [exp(-x) i_l(x)], which neither overflows nor underflows.
     Derivative: i_l'(x) = (l i_(l-1)(x) + (l + 1) i_(l+1)(x)) / (2l + 1).
     """
-    sigma2 = settings.gaussian_width ** 2
+    sigma2 = settings.gaussian_width**2
     r, weights = _quadrature(_integration_extent(settings))
     d = np.asarray(distances, dtype=np.float64)[:, None]
-    basis = orthonormal_gto_basis(r, settings) * (weights * r ** 2)[:, None]
+    basis = orthonormal_gto_basis(r, settings) * (weights * r**2)[:, None]
     gaussian = np.exp(-((r - d) ** 2) / (2 * sigma2))
     bessel = _scaled_spherical_in(settings.max_angular + 1, r * d / sigma2)
     ls = np.arange(settings.max_angular + 1)
@@ -128,7 +135,7 @@ def _gto_overlap(settings: DensitySettings) -> np.ndarray:
     rate = inverse[:, None] + inverse[None, :]
     k = (n[:, None] + n[None, :] + 3) / 2
     radius = settings.cutoff if settings.radial_domain == "cutoff" else np.inf
-    return gamma(k) * gammainc(k, rate * radius ** 2) / (2 * rate ** k)
+    return gamma(k) * gammainc(k, rate * radius**2) / (2 * rate**k)
 
 
 def _integration_extent(settings: DensitySettings) -> float:
@@ -164,7 +171,11 @@ def _scaled_spherical_in(max_l: int, x: np.ndarray) -> np.ndarray:
     safe = np.maximum(x, _SERIES_BELOW)
     closed = np.sqrt(np.pi / (2 * safe)) * ive(l + 0.5, safe)
     double_factorial = np.cumprod(2 * l + 1)
-    half_x2 = 0.5 * x ** 2
-    series = np.exp(-x) * x ** l / double_factorial * (
-        1 + half_x2 / (2 * l + 3) + half_x2 ** 2 / (2 * (2 * l + 3) * (2 * l + 5)))
+    half_x2 = 0.5 * x**2
+    series = (
+        np.exp(-x)
+        * x**l
+        / double_factorial
+        * (1 + half_x2 / (2 * l + 3) + half_x2**2 / (2 * (2 * l + 3) * (2 * l + 5)))
+    )
     return np.where(x < _SERIES_BELOW, series, closed)

@@ -84,11 +84,27 @@ class GatedHead(nn.Module):
     (a parameter only with ``intercept``), and the MLP ``gate_net`` (q0 -> q or q t outputs).
     """
 
-    def __init__(self, n_features: int, n_invariants: int, n_targets: int, *, hidden: int, layers: int,
-                 gate: str, intercept: bool):
+    def __init__(
+        self,
+        n_features: int,
+        n_invariants: int,
+        n_targets: int,
+        *,
+        hidden: int,
+        layers: int,
+        gate: str,
+        intercept: bool,
+    ):
         super().__init__()
-        self.shape = {"n_features": n_features, "n_invariants": n_invariants, "n_targets": n_targets,
-                      "hidden": hidden, "layers": layers, "gate": gate, "intercept": intercept}
+        self.shape = {
+            "n_features": n_features,
+            "n_invariants": n_invariants,
+            "n_targets": n_targets,
+            "hidden": hidden,
+            "layers": layers,
+            "gate": gate,
+            "intercept": intercept,
+        }
         options = {"dtype": torch.float64}
         self.register_buffer("scale", torch.ones(n_features, **options))
         self.register_buffer("feature_mean", torch.zeros(n_features, **options))
@@ -109,8 +125,9 @@ class GatedHead(nn.Module):
         self.gate_net = nn.Sequential(*stack, last)
 
     @classmethod
-    def from_linear(cls, fit: LinearFit, invariants: torch.Tensor, *, hidden: int, layers: int, gate: str,
-                    intercept: bool) -> GatedHead:
+    def from_linear(
+        cls, fit: LinearFit, invariants: torch.Tensor, *, hidden: int, layers: int, gate: str, intercept: bool
+    ) -> GatedHead:
         """The head that predicts exactly what ``fit`` predicts (its gate at zero), with the
         invariants' standardization from ``invariants`` (n, 1, q0) of the training samples."""
         q, t = fit.weights.shape
@@ -154,8 +171,15 @@ class GatedHead(nn.Module):
         return head
 
 
-def fit_gated(features: torch.Tensor, invariants: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor, *,
-              intercept: bool, settings: GatedSettings) -> GatedHead:
+def fit_gated(
+    features: torch.Tensor,
+    invariants: torch.Tensor,
+    targets: torch.Tensor,
+    groups: torch.Tensor,
+    *,
+    intercept: bool,
+    settings: GatedSettings,
+) -> GatedHead:
     """Fit one block: features (n, 2 lambda + 1, q), invariants (n, 1, q0), targets
     (n, 2 lambda + 1, t), groups (n,) molecule of each sample. Ridge on the training molecules
     starts W; then Adam on the block's mean squared error, early-stopped on the validation
@@ -165,11 +189,17 @@ def fit_gated(features: torch.Tensor, invariants: torch.Tensor, targets: torch.T
     groups = groups.to(device)
     train, valid = split_molecules(groups.unique(), settings.validation_fraction, settings.seed)
     in_train = torch.isin(groups, train)
-    ridge = fit_ridge(x[in_train], y[in_train], groups[in_train], intercept=intercept,
-                      settings=RidgeSettings(alphas=settings.alphas, n_folds=settings.n_folds, seed=settings.seed))
+    ridge = fit_ridge(
+        x[in_train],
+        y[in_train],
+        groups[in_train],
+        intercept=intercept,
+        settings=RidgeSettings(alphas=settings.alphas, n_folds=settings.n_folds, seed=settings.seed),
+    )
     torch.manual_seed(settings.seed)
-    head = GatedHead.from_linear(ridge, u[in_train], hidden=settings.hidden, layers=settings.layers,
-                                 gate=settings.gate, intercept=intercept)
+    head = GatedHead.from_linear(
+        ridge, u[in_train], hidden=settings.hidden, layers=settings.layers, gate=settings.gate, intercept=intercept
+    )
     _train_block(head, (x, u, y, groups), train, valid, settings)
     return head.to(features.device)
 
@@ -179,13 +209,16 @@ def split_molecules(molecules: torch.Tensor, fraction: float, seed: int) -> tupl
     least one left to train on) drawn with ``seed``."""
     if len(molecules) < 2:
         raise InputError(f"a validation split needs at least two molecules, got {len(molecules)}: add training data")
-    order = molecules[torch.randperm(len(molecules), generator=torch.Generator().manual_seed(seed)).to(molecules.device)]
+    order = molecules[
+        torch.randperm(len(molecules), generator=torch.Generator().manual_seed(seed)).to(molecules.device)
+    ]
     n_valid = min(max(1, math.ceil(fraction * len(molecules))), len(molecules) - 1)
     return order[n_valid:].sort().values, order[:n_valid].sort().values
 
 
-def _train_block(head: GatedHead, data: tuple[torch.Tensor, ...], train: torch.Tensor, valid: torch.Tensor,
-                 settings: GatedSettings) -> None:
+def _train_block(
+    head: GatedHead, data: tuple[torch.Tensor, ...], train: torch.Tensor, valid: torch.Tensor, settings: GatedSettings
+) -> None:
     """Adam on the mean squared error over minibatches of training molecules; keeps the
     parameters of the epoch with the lowest validation error (the ridge start counts as one)."""
     x, u, y, groups = data

@@ -30,7 +30,7 @@ class KernelSettings:
 
     zeta: int = 2
     n_active: Optional[int] = None
-    alphas: tuple[float, ...] = tuple(10.0 ** k for k in range(-12, 1))
+    alphas: tuple[float, ...] = tuple(10.0**k for k in range(-12, 1))
     n_folds: int = 5
     seed: int = 0
 
@@ -57,25 +57,45 @@ class KernelFit:
 
     def feature_map(self, features: torch.Tensor, invariants: torch.Tensor) -> torch.Tensor:
         """(n, 2 lambda + 1, r) Nyström features phi."""
-        kernel = lambda_kernel(features.to(self.active) / self.scale, unit_invariants(invariants.to(self.active)),
-                               self.active, self.active_invariants, self.zeta)
+        kernel = lambda_kernel(
+            features.to(self.active) / self.scale,
+            unit_invariants(invariants.to(self.active)),
+            self.active,
+            self.active_invariants,
+            self.zeta,
+        )
         return kernel.flatten(2) @ self.projection
 
     def to(self, device: torch.device | str) -> KernelFit:
-        tensors = {name: getattr(self, name).to(device) for name in ("active", "active_invariants", "projection", "scale")}
+        tensors = {
+            name: getattr(self, name).to(device) for name in ("active", "active_invariants", "projection", "scale")
+        }
         return KernelFit(**tensors, zeta=self.zeta, ridge=self.ridge.to(device))
 
     def state(self) -> dict:
-        return {"active": self.active, "active_invariants": self.active_invariants, "projection": self.projection,
-                "scale": self.scale, "zeta": self.zeta, "ridge": self.ridge.state()}
+        return {
+            "active": self.active,
+            "active_invariants": self.active_invariants,
+            "projection": self.projection,
+            "scale": self.scale,
+            "zeta": self.zeta,
+            "ridge": self.ridge.state(),
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> KernelFit:
         return cls(**{**state, "ridge": RidgeFit.from_state(state["ridge"])})
 
 
-def fit_kernel_ridge(features: torch.Tensor, invariants: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor,
-                     *, intercept: bool, settings: KernelSettings) -> KernelFit:
+def fit_kernel_ridge(
+    features: torch.Tensor,
+    invariants: torch.Tensor,
+    targets: torch.Tensor,
+    groups: torch.Tensor,
+    *,
+    intercept: bool,
+    settings: KernelSettings,
+) -> KernelFit:
     """Kernel ridge for t targets sharing one kernel, in float64.
 
     features (n, 2 lambda + 1, q); invariants (n, 1, q0) the samples' lambda = 0, sigma = +1
@@ -93,8 +113,9 @@ def fit_kernel_ridge(features: torch.Tensor, invariants: torch.Tensor, targets: 
     return KernelFit(active, active_u, projection, scale, settings.zeta, ridge)
 
 
-def lambda_kernel(x: torch.Tensor, u: torch.Tensor, active: torch.Tensor, active_u: torch.Tensor,
-                  zeta: int) -> torch.Tensor:
+def lambda_kernel(
+    x: torch.Tensor, u: torch.Tensor, active: torch.Tensor, active_u: torch.Tensor, zeta: int
+) -> torch.Tensor:
     """(n, 2 lambda + 1, m, 2 lambda + 1) kernel between n samples and m active ones."""
     linear = torch.einsum("nkq,mjq->nkmj", x, active)
     invariant = (u @ active_u.T).pow(zeta - 1)

@@ -38,8 +38,9 @@ _WHITENING_ROWS = 20_000
 _WHITENING_FLOOR = 1e-12
 
 
-def fit_minibatch(features: torch.Tensor, targets: torch.Tensor, *, intercept: bool,
-                  settings: MinibatchSettings) -> LinearFit:
+def fit_minibatch(
+    features: torch.Tensor, targets: torch.Tensor, *, intercept: bool, settings: MinibatchSettings
+) -> LinearFit:
     """Fit t targets on shared features (n, 2 lambda + 1, q) -> (n, 2 lambda + 1, t), float64."""
     x, y = features.to(torch.float64), targets.to(torch.float64)
     feature_mean = x.mean(dim=(0, 1)) if intercept else x.new_zeros(x.shape[-1])

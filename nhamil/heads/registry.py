@@ -68,12 +68,15 @@ def _minibatch(features, invariants, targets, groups, *, intercept, settings) ->
 
 
 #: Every head kind, by name.
-HEADS: dict[str, HeadKind] = {kind.name: kind for kind in (
-    HeadKind("ridge", RidgeSettings, _ridge, RidgeFit),
-    HeadKind("kernel", KernelSettings, fit_kernel_ridge, KernelFit),
-    HeadKind("minibatch", MinibatchSettings, _minibatch, LinearFit),
-    HeadKind("gated", GatedSettings, fit_gated, GatedHead),
-)}
+HEADS: dict[str, HeadKind] = {
+    kind.name: kind
+    for kind in (
+        HeadKind("ridge", RidgeSettings, _ridge, RidgeFit),
+        HeadKind("kernel", KernelSettings, fit_kernel_ridge, KernelFit),
+        HeadKind("minibatch", MinibatchSettings, _minibatch, LinearFit),
+        HeadKind("gated", GatedSettings, fit_gated, GatedHead),
+    )
+}
 
 HeadSettings = Any
 HeadFit = Head
@@ -90,8 +93,16 @@ def kind_of_settings(settings: HeadSettings) -> HeadKind:
     return next(kind for kind in HEADS.values() if type(settings) is kind.settings)
 
 
-def fit_head(settings: HeadSettings, features: torch.Tensor, invariants: torch.Tensor, targets: torch.Tensor,
-             groups: torch.Tensor, *, intercept: bool, equivariance: tuple[int, int] = (0, 1)) -> Head:
+def fit_head(
+    settings: HeadSettings,
+    features: torch.Tensor,
+    invariants: torch.Tensor,
+    targets: torch.Tensor,
+    groups: torch.Tensor,
+    *,
+    intercept: bool,
+    equivariance: tuple[int, int] = (0, 1),
+) -> Head:
     """Fit the head that ``settings`` names. features (n, 2 lambda + 1, q); invariants (n, 1, q0)
     the same samples' lambda = 0 features; targets (n, 2 lambda + 1, t); groups (n,) molecule of
     each sample; ``equivariance`` (lambda, sigma) of the block, checked against the kind's ``maps``."""
@@ -108,8 +119,10 @@ def predict_head(fit: Head, features: torch.Tensor, invariants: torch.Tensor) ->
 
 def settings_to_dict(settings: HeadSettings) -> dict:
     """Plain data with the kind's name under ``kind`` (tuples as lists)."""
-    return {"kind": kind_of_settings(settings).name,
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}}
+    return {
+        "kind": kind_of_settings(settings).name,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
+    }
 
 
 def settings_from_dict(data: dict) -> HeadSettings:

@@ -23,7 +23,7 @@ class RidgeSettings:
     """alphas: regularization strengths relative to the mean eigenvalue of the (scaled) Gram
     matrix; n_folds: folds for choosing alpha; seed: fold assignment."""
 
-    alphas: tuple[float, ...] = tuple(10.0 ** k for k in range(-12, 1))
+    alphas: tuple[float, ...] = tuple(10.0**k for k in range(-12, 1))
     n_folds: int = 5
     seed: int = 0
 
@@ -67,8 +67,9 @@ class RidgeFit(LinearFit):
     alphas: torch.Tensor
 
 
-def fit_ridge(features: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor, *, intercept: bool,
-              settings: RidgeSettings) -> RidgeFit:
+def fit_ridge(
+    features: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor, *, intercept: bool, settings: RidgeSettings
+) -> RidgeFit:
     """Fit t targets on shared features, in float64.
 
     features (n, 2 lambda + 1, q); targets (n, 2 lambda + 1, t); groups (n,) the molecule of each
@@ -132,8 +133,9 @@ class _Gram:
             predicted = self.gram[valid][:, train] @ coefficients
         else:
             x_valid = self.x[valid]
-            weights = self._coefficients(self.gram - x_valid.T @ x_valid,
-                                         self.moment - x_valid.T @ self.y[valid], alphas[:, None, None])
+            weights = self._coefficients(
+                self.gram - x_valid.T @ x_valid, self.moment - x_valid.T @ self.y[valid], alphas[:, None, None]
+            )
             predicted = x_valid @ weights
         return (self.y[valid] - predicted).pow(2).sum(dim=1)
 

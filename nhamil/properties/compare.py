@@ -66,8 +66,9 @@ def random_rotations(count: int, seed: int) -> np.ndarray:
 
 
 def rpr_model(molecule: Molecule, signs: str = "third_moment") -> Model:
-    model = RotatePredictRotate(masses=molecule.masses, reference=molecule.reference, regressor=GaussianKernelRidge(),
-                                signs=signs)
+    model = RotatePredictRotate(
+        masses=molecule.masses, reference=molecule.reference, regressor=GaussianKernelRidge(), signs=signs
+    )
     return lambda positions, targets: model.fit(positions, targets).predict
 
 
@@ -75,20 +76,27 @@ def equivariant_model(molecule: Molecule, model: EquivariantPropertyModel) -> Mo
     def fit(positions: np.ndarray, targets: np.ndarray) -> Predictor:
         fitted = model.fit(molecule.frames(positions), targets)
         return lambda new: fitted.predict(molecule.frames(new))
+
     return fit
 
 
 def cartesian_model(molecule: Molecule, n_augment: int = 0, seed: int = 0) -> Model:
     """Kernel ridge on lab-frame coordinates; ``n_augment`` > 0 adds that many randomly rotated
     copies of each training frame (with rotated targets)."""
+
     def fit(positions: np.ndarray, targets: np.ndarray) -> Predictor:
         if n_augment:
             rotations = random_rotations(n_augment * len(positions), seed)
             copies = np.repeat(np.arange(len(positions)), n_augment)  # copies of a frame stay together, in time order
             positions = np.einsum("mij,maj->mai", rotations, positions[copies])
             targets = rotate_targets(targets[copies], rotations)
-        fitted = GaussianKernelRidge().fit(centred_coordinates(positions, molecule.masses), targets.reshape(len(targets), -1))
-        return lambda new: fitted.predict(centred_coordinates(new, molecule.masses)).reshape(len(new), *targets.shape[1:])
+        fitted = GaussianKernelRidge().fit(
+            centred_coordinates(positions, molecule.masses), targets.reshape(len(targets), -1)
+        )
+        return lambda new: fitted.predict(centred_coordinates(new, molecule.masses)).reshape(
+            len(new), *targets.shape[1:]
+        )
+
     return fit
 
 
@@ -121,8 +129,10 @@ def steps(values: np.ndarray) -> np.ndarray:
 def smoothness(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """Largest and 99th-percentile step of the predictions, each relative to the reference's."""
     mine, theirs = steps(predicted), steps(reference)
-    return {"max_step_ratio": float(mine.max() / theirs.max()),
-            "p99_step_ratio": float(np.percentile(mine, 99) / np.percentile(theirs, 99))}
+    return {
+        "max_step_ratio": float(mine.max() / theirs.max()),
+        "p99_step_ratio": float(np.percentile(mine, 99) / np.percentile(theirs, 99)),
+    }
 
 
 def frame_jumps(rotations: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -4,17 +4,23 @@ node of the training config. Positions in Å, dipoles in Debye, polarizabilities
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 from hydra.core.config_store import ConfigStore
 
-from nhamil.schemas import DensityConfig, ReferenceConfig, mutable_schema
 from nhamil.properties.data import TrajectorySettings
-
+from nhamil.schemas import DensityConfig, ReferenceConfig, mutable_schema
 
 #: The ab initio MD (``nhamil.properties.data.TrajectorySettings``): n_frames frames, and the
 #: level of theory as a ``nhamil.schemas.ReferenceConfig`` (default RHF/STO-3G) in place of ``scf``.
-TrajectoryConfig = mutable_schema(TrajectorySettings, "TrajectoryConfig", exclude=("scf",), extra=(
-    ("n_frames", int, field(default=2200)),
-    ("reference", ReferenceConfig, field(default_factory=lambda: ReferenceConfig(basis="sto-3g", conv_tol=1e-9)))))
+TrajectoryConfig = mutable_schema(
+    TrajectorySettings,
+    "TrajectoryConfig",
+    exclude=("scf",),
+    extra=(
+        ("n_frames", int, field(default=2200)),
+        ("reference", ReferenceConfig, field(default_factory=lambda: ReferenceConfig(basis="sto-3g", conv_tol=1e-9))),
+    ),
+)
 
 
 @dataclass

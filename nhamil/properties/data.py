@@ -110,8 +110,9 @@ def settings_hash(settings: TrajectorySettings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build_trajectory(settings: TrajectorySettings, n_frames: int, cache_dir: str | Path,
-                     progress: bool = True) -> Trajectory:
+def build_trajectory(
+    settings: TrajectorySettings, n_frames: int, cache_dir: str | Path, progress: bool = True
+) -> Trajectory:
     """The first ``n_frames`` frames of the trajectory, computing and caching missing chunks
     (one process; set ``OPENBLAS_NUM_THREADS`` for PySCF's threads)."""
     if n_frames < 1:
@@ -119,14 +120,23 @@ def build_trajectory(settings: TrajectorySettings, n_frames: int, cache_dir: str
     folder = _cache_folder(cache_dir, settings)
     n_chunks = -(-n_frames // settings.chunk_size)
     missing = [k for k in range(n_chunks) if not _chunk_path(folder, k).exists()]
-    with tqdm(total=len(missing) * settings.chunk_size, desc="DCE ab initio MD", unit="frame",
-              disable=not progress or not missing) as bar:
+    with tqdm(
+        total=len(missing) * settings.chunk_size,
+        desc="DCE ab initio MD",
+        unit="frame",
+        disable=not progress or not missing,
+    ) as bar:
         for k in range(n_chunks):
             if not _chunk_path(folder, k).exists():
                 _run_chunk(settings, folder, k, bar)
     chunks = [_read_chunk(_chunk_path(folder, k)) for k in range(n_chunks)]
-    return Trajectory(chunks[0]["numbers"], *(np.concatenate([c[name] for c in chunks])[:n_frames]
-                                              for name in ("positions", "dipoles", "polarizabilities", "energies")))
+    return Trajectory(
+        chunks[0]["numbers"],
+        *(
+            np.concatenate([c[name] for c in chunks])[:n_frames]
+            for name in ("positions", "dipoles", "polarizabilities", "energies")
+        ),
+    )
 
 
 def _cache_folder(cache_dir: str | Path, settings: TrajectorySettings) -> Path:
@@ -151,14 +161,22 @@ def _run_chunk(settings: TrajectorySettings, folder: Path, k: int, bar) -> None:
     atoms = _chunk_start(settings, folder, k)
     calculator = _PySCFCalculator(settings.scf)
     atoms.calc = calculator
-    dynamics = Langevin(atoms, settings.timestep_fs * units.fs, temperature_K=settings.temperature_K,
-                        friction=settings.friction / units.fs, rng=np.random.RandomState([settings.seed, k]))
+    dynamics = Langevin(
+        atoms,
+        settings.timestep_fs * units.fs,
+        temperature_K=settings.temperature_K,
+        friction=settings.friction / units.fs,
+        rng=np.random.RandomState([settings.seed, k]),
+    )
     records = {name: [] for name in ("positions", "velocities", "dipoles", "polarizabilities", "energies")}
     for _ in range(settings.chunk_size):
         dynamics.run(1)
         calculator.calculate(atoms)
-        for name, value in (("positions", atoms.positions), ("velocities", atoms.get_velocities()),
-                            *calculator.properties.items()):
+        for name, value in (
+            ("positions", atoms.positions),
+            ("velocities", atoms.get_velocities()),
+            *calculator.properties.items(),
+        ):
             records[name].append(np.array(value, dtype=np.float64))
         bar.update()
     _write_chunk(_chunk_path(folder, k), atoms.numbers, {name: np.stack(v) for name, v in records.items()})
@@ -173,8 +191,9 @@ def _chunk_start(settings: TrajectorySettings, folder: Path, k: int) -> ase.Atom
         atoms.set_velocities(previous["velocities"][-1])
         return atoms
     atoms = dichloroethane()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature_K,
-                                 rng=np.random.RandomState([settings.seed, 2**31 - 1]))
+    MaxwellBoltzmannDistribution(
+        atoms, temperature_K=settings.temperature_K, rng=np.random.RandomState([settings.seed, 2**31 - 1])
+    )
     Stationary(atoms)
     return atoms
 

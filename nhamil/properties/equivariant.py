@@ -53,14 +53,21 @@ def spherical_to_tensor(parts: dict[int, torch.Tensor]) -> np.ndarray:
     return canonical[:, [2, 0, 1]][:, :, [2, 0, 1]].numpy()
 
 
-def molecular_features(frames: Sequence[ase.Atoms], species: Sequence[int], settings: DensitySettings, *,
-                       max_lambda: int, correlation_order: int) -> dict[tuple[int, int], torch.Tensor]:
+def molecular_features(
+    frames: Sequence[ase.Atoms],
+    species: Sequence[int],
+    settings: DensitySettings,
+    *,
+    max_lambda: int,
+    correlation_order: int,
+) -> dict[tuple[int, int], torch.Tensor]:
     """(lam, sigma) -> (m, 2 lam + 1, len(species) q): per molecule, the sums over the atoms of
     each element of |rho_i^nu; lam mu> (element blocks side by side). Law as the atomic blocks:
     block(R x) = irrep_wigner(lam, sigma (-1)^lam, R) block(x)."""
     structures = Structures.from_atoms(frames)
-    atomic = atom_centered_features(structures, species, settings, max_lambda=max_lambda,
-                                    correlation_order=correlation_order)
+    atomic = atom_centered_features(
+        structures, species, settings, max_lambda=max_lambda, correlation_order=correlation_order
+    )
     element = torch.as_tensor([list(species).index(int(z)) for z in structures.numbers])
     slot = structures.system * len(species) + element
     summed = {}
@@ -81,8 +88,9 @@ class EquivariantPropertyModel:
     head: RidgeSettings | KernelSettings = field(default_factory=RidgeSettings)
 
     def features(self, frames: Sequence[ase.Atoms]) -> dict[tuple[int, int], torch.Tensor]:
-        return molecular_features(frames, self.species, self.density, max_lambda=2,
-                                  correlation_order=self.correlation_order)
+        return molecular_features(
+            frames, self.species, self.density, max_lambda=2, correlation_order=self.correlation_order
+        )
 
     def fit(self, frames: Sequence[ase.Atoms], targets: np.ndarray) -> FittedEquivariant:
         """frames (Å), in trajectory order: the cross-validation folds are contiguous stretches;

@@ -23,8 +23,9 @@ def inertia_tensor(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return np.eye(3) * np.sum(weighted * centred) - weighted.T @ centred
 
 
-def principal_frame(positions: np.ndarray, masses: np.ndarray,
-                    tolerance: float = 1e-3) -> tuple[np.ndarray, np.ndarray, bool]:
+def principal_frame(
+    positions: np.ndarray, masses: np.ndarray, tolerance: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """(rotation (3, 3), moments (3,) amu Å^2 ascending, degenerate).
 
     Rows of ``rotation`` are the principal axes (see the module docstring for their signs), so
@@ -43,8 +44,9 @@ def principal_frame(positions: np.ndarray, masses: np.ndarray,
     return rotation, moments, degenerate
 
 
-def align_to_reference(rotation: np.ndarray, centred: np.ndarray, reference: np.ndarray,
-                       masses: np.ndarray) -> np.ndarray:
+def align_to_reference(
+    rotation: np.ndarray, centred: np.ndarray, reference: np.ndarray, masses: np.ndarray
+) -> np.ndarray:
     """An alternative sign convention for molecules whose atoms keep their order (a trajectory):
     of the four proper sign choices diag(s1, s2, s1 s2) @ rotation, the one whose frame
     coordinates best overlap ``reference`` (n, 3), Å, the reference geometry in its own
@@ -56,8 +58,9 @@ def align_to_reference(rotation: np.ndarray, centred: np.ndarray, reference: np.
     return best[:, None] * rotation
 
 
-def principal_frames(positions: np.ndarray, masses: np.ndarray,
-                     tolerance: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def principal_frames(
+    positions: np.ndarray, masses: np.ndarray, tolerance: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`principal_frame` of each structure: positions (m, n, 3) Å -> rotations (m, 3, 3),
     moments (m, 3), degenerate (m,) bool."""
     frames = [principal_frame(p, masses, tolerance) for p in positions]

@@ -63,15 +63,17 @@ class GaussianKernelRidge:
     the row order (rows in trajectory order: a stretch of time); float64."""
 
     width_factors: tuple[float, ...] = (0.5, 1.0, 2.0)
-    alphas: tuple[float, ...] = tuple(10.0 ** k for k in range(-10, 0))
+    alphas: tuple[float, ...] = tuple(10.0**k for k in range(-10, 0))
 
     def fit(self, features: np.ndarray, targets: np.ndarray) -> _KernelModel:
         """features (m, q), targets (m, t)."""
         x, y = np.asarray(features, dtype=np.float64), np.asarray(targets, dtype=np.float64)
         valid = blocks(len(x)) == 4
         median = _median_distance(x)
-        best = min(((f * median, a) for f in self.width_factors for a in self.alphas),
-                   key=lambda wa: _validation_error(x[~valid], y[~valid], x[valid], y[valid], *wa))
+        best = min(
+            ((f * median, a) for f in self.width_factors for a in self.alphas),
+            key=lambda wa: _validation_error(x[~valid], y[~valid], x[valid], y[valid], *wa),
+        )
         return _solve(x, y, *best)
 
 
@@ -83,7 +85,7 @@ def _median_distance(x: np.ndarray) -> float:
 
 def _gaussian(a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
     squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T
-    return np.exp(-np.maximum(squared, 0.0) / (2 * width ** 2))
+    return np.exp(-np.maximum(squared, 0.0) / (2 * width**2))
 
 
 def _solve(x: np.ndarray, y: np.ndarray, width: float, alpha: float) -> _KernelModel:
@@ -158,7 +160,9 @@ class RotatePredictRotate:
         centred = positions - (np.einsum("a,mac->mc", self.masses, positions) / self.masses.sum())[:, None]
         if self.signs == "reference":
             reference = self.frames_of_reference()
-            rotations = np.stack([align_to_reference(r, c, reference, self.masses) for r, c in zip(rotations, centred)])
+            rotations = np.stack(
+                [align_to_reference(r, c, reference, self.masses) for r, c in zip(rotations, centred, strict=True)]
+            )
         return rotations, np.einsum("mij,maj->mai", rotations, centred)
 
     def frames_of_reference(self) -> np.ndarray:

@@ -13,10 +13,18 @@ from tqdm.auto import tqdm
 from nhamil.atomic import atomic_path
 from nhamil.features import DensitySettings
 from nhamil.heads import KernelSettings, RidgeSettings
-from nhamil.properties.compare import (Molecule, cartesian_model, equivariance_error, equivariant_model, errors,
-                                       frame_jumps, rpr_model, smoothness, split_indices)
-from nhamil.properties.data import (Trajectory, TrajectorySettings, build_trajectory, chlorine_dihedral,
-                                    dichloroethane)
+from nhamil.properties.compare import (
+    Molecule,
+    cartesian_model,
+    equivariance_error,
+    equivariant_model,
+    errors,
+    frame_jumps,
+    rpr_model,
+    smoothness,
+    split_indices,
+)
+from nhamil.properties.data import Trajectory, TrajectorySettings, build_trajectory, chlorine_dihedral, dichloroethane
 from nhamil.properties.equivariant import EquivariantPropertyModel
 from nhamil.properties.frames import principal_frames
 from nhamil.properties.plots import plot_learning_curves, plot_trajectory
@@ -28,8 +36,14 @@ TARGETS = {"dipole": "dipoles", "polarizability": "polarizabilities"}
 def trajectory_settings(cfg: DictConfig) -> TrajectorySettings:
     """The ``properties.trajectory`` node as :class:`TrajectorySettings`."""
     scf = ScfSettings(**OmegaConf.to_container(cfg.reference))
-    return TrajectorySettings(timestep_fs=cfg.timestep_fs, temperature_K=cfg.temperature_K, friction=cfg.friction,
-                              chunk_size=cfg.chunk_size, seed=cfg.seed, scf=scf)
+    return TrajectorySettings(
+        timestep_fs=cfg.timestep_fs,
+        temperature_K=cfg.temperature_K,
+        friction=cfg.friction,
+        chunk_size=cfg.chunk_size,
+        seed=cfg.seed,
+        scf=scf,
+    )
 
 
 def make_models(cfg: DictConfig, molecule: Molecule, seed: int) -> dict:
@@ -40,11 +54,16 @@ def make_models(cfg: DictConfig, molecule: Molecule, seed: int) -> dict:
         raise ValueError(f"equivariant.head must be 'ridge' or 'kernel', got {eq.head!r}")
     density = DensitySettings(**OmegaConf.to_container(eq.density))
     species = tuple(sorted({int(z) for z in molecule.numbers}))
-    equivariant = EquivariantPropertyModel(species=species, density=density, correlation_order=eq.correlation_order,
-                                           head=head)
-    return {"rpr": rpr_model(molecule), "rpr_reference": rpr_model(molecule, "reference"),
-            "equivariant": equivariant_model(molecule, equivariant),
-            "cartesian": cartesian_model(molecule), "cartesian_augmented": cartesian_model(molecule, cfg.n_augment, seed)}
+    equivariant = EquivariantPropertyModel(
+        species=species, density=density, correlation_order=eq.correlation_order, head=head
+    )
+    return {
+        "rpr": rpr_model(molecule),
+        "rpr_reference": rpr_model(molecule, "reference"),
+        "equivariant": equivariant_model(molecule, equivariant),
+        "cartesian": cartesian_model(molecule),
+        "cartesian_augmented": cartesian_model(molecule, cfg.n_augment, seed),
+    }
 
 
 def compare(cfg: DictConfig, trajectory: Trajectory, seed: int = 0) -> tuple[dict, dict]:
@@ -65,8 +84,9 @@ def compare(cfg: DictConfig, trajectory: Trajectory, seed: int = 0) -> tuple[dic
         predictions.setdefault(prop, {})[name] = predicted
         metrics.update({f"{prop}/{name}/{k}": v for k, v in errors(predicted, targets[test]).items()})
         metrics.update({f"{prop}/{name}/{k}": v for k, v in smoothness(predicted, targets[test]).items()})
-        metrics[f"{prop}/{name}/equivariance_rms"] = equivariance_error(predict, trajectory.positions[test],
-                                                                        cfg.n_rotations, seed)
+        metrics[f"{prop}/{name}/equivariance_rms"] = equivariance_error(
+            predict, trajectory.positions[test], cfg.n_rotations, seed
+        )
     return metrics, predictions
 
 
@@ -77,8 +97,12 @@ def frame_statistics(trajectory: Trajectory, test: np.ndarray) -> tuple[dict, np
     rotations, _, degenerate = principal_frames(trajectory.positions[test], masses)
     jumps = frame_jumps(rotations)
     gauche = np.abs(chlorine_dihedral(trajectory.positions)) < 120.0
-    return {"frames/degenerate": int(degenerate.sum()), "frames/jumps": len(jumps),
-            "frames/gauche_fraction": float(gauche.mean()), "frames/conformer_changes": int(np.diff(gauche).sum())}, jumps
+    return {
+        "frames/degenerate": int(degenerate.sum()),
+        "frames/jumps": len(jumps),
+        "frames/gauche_fraction": float(gauche.mean()),
+        "frames/conformer_changes": int(np.diff(gauche).sum()),
+    }, jumps
 
 
 def train_properties(cfg: DictConfig, run_dir: str | Path, seed: int = 0) -> dict[str, float]:

@@ -20,7 +20,18 @@ from nhamil.reference.store import (
 )
 
 __all__ = [
-    "FORMAT_VERSION", "CorruptCacheError", "ProjectionSettings", "ReferenceRecord", "ScfResult", "ScfSettings",
-    "UnconvergedSCFError", "build_reference_set", "compute_reference", "lowdin_orthogonalize",
-    "projected_valence_hamiltonian", "read_frames", "read_record", "run_scf",
+    "FORMAT_VERSION",
+    "CorruptCacheError",
+    "ProjectionSettings",
+    "ReferenceRecord",
+    "ScfResult",
+    "ScfSettings",
+    "UnconvergedSCFError",
+    "build_reference_set",
+    "compute_reference",
+    "lowdin_orthogonalize",
+    "projected_valence_hamiltonian",
+    "read_frames",
+    "read_record",
+    "run_scf",
 ]

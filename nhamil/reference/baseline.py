@@ -15,7 +15,7 @@ and atom permutation P, exactly up to integral round-off (the fitted potentials 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 
 import ase
 import numpy as np
@@ -51,23 +51,29 @@ def baseline_fock(name: str, atoms: ase.Atoms, basis: AtomicBasis) -> tuple[np.n
     return fock[order], molecule.intor("int1e_ovlp")[order]
 
 
-def orthogonal_baselines(name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis,
-                         progress: bool = False) -> list[np.ndarray]:
+def orthogonal_baselines(
+    name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis, progress: bool = False
+) -> list[np.ndarray]:
     """Löwdin-orthogonalized baselines ``S^-1/2 F_baseline S^-1/2``, one (n_ao, n_ao) array per
     frame: what a ``fock_orthogonal`` model with this baseline learns the difference to."""
-    return [lowdin_orthogonalize(*baseline_fock(name, atoms, basis))
-            for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)]
+    return [
+        lowdin_orthogonalize(*baseline_fock(name, atoms, basis))
+        for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)
+    ]
 
 
-def ao_baselines(name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis,
-                 progress: bool = False) -> list[np.ndarray]:
+def ao_baselines(
+    name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis, progress: bool = False
+) -> list[np.ndarray]:
     """AO baselines ``F_baseline`` (canonical order), one (n_ao, n_ao) array per frame: what a
     ``fock`` model with this baseline learns the difference to."""
-    return [baseline_fock(name, atoms, basis)[0]
-            for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)]
+    return [
+        baseline_fock(name, atoms, basis)[0]
+        for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)
+    ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sap_fit(symbol: str) -> np.ndarray:
     """(n, 2) exponents and weights of the Gaussian fit of one element's atomic potential.
     Cached: parsing the fit file costs about 1 ms per element."""

@@ -26,13 +26,17 @@ def read_frames(path: str | Path, index: str | int | slice = ":") -> list[ase.At
     try:
         frames = ase.io.read(path, index=index)
     except UnknownFileTypeError as err:
-        raise DataFileError(f"structure file {path}: ASE cannot read it ({err}); give a file in a format ASE "
-                            f"knows (.xyz, .extxyz, .pdb, ...) or with its usual extension") from None
+        raise DataFileError(
+            f"structure file {path}: ASE cannot read it ({err}); give a file in a format ASE "
+            f"knows (.xyz, .extxyz, .pdb, ...) or with its usual extension"
+        ) from None
     except (TypeError, ValueError) as err:
         raise _bad_index_or_content(path, index, err) from None
     except Exception:  # noqa: BLE001 - ASE's error for an index beyond the frames depends on the format
-        raise InputError(f"structure file {path} has {_count_frames(path)} frames; index {index!r} is beyond them "
-                         "(indices count from 0)") from None
+        raise InputError(
+            f"structure file {path} has {_count_frames(path)} frames; index {index!r} is beyond them "
+            "(indices count from 0)"
+        ) from None
     frames = [frames] if isinstance(frames, ase.Atoms) else list(frames)
     if not frames:
         raise InputError(f"index {index!r} selects none of the {_count_frames(path)} frames of {path}")
@@ -56,5 +60,7 @@ def _bad_index_or_content(path: Path, index, err: Exception) -> InputError:
     """The error for a ``TypeError``/``ValueError`` of ``ase.io.read``: a malformed index if the
     whole file reads, else damaged content."""
     _count_frames(path)
-    return InputError(f"frame index {index!r} for {path} is not one ase.io.read takes ({err}); "
-                      "give an integer (0, -1) or a slice ('10:20', '::10')")
+    return InputError(
+        f"frame index {index!r} for {path} is not one ase.io.read takes ({err}); "
+        "give an integer (0, -1) or a slice ('10:20', '::10')"
+    )

@@ -24,7 +24,7 @@ from nhamil.reference.settings import ProjectionSettings
 def overlap_power(overlap: np.ndarray, power: float) -> np.ndarray:
     """(n, n) S^power of a symmetric positive definite overlap matrix (n, n), e.g. S^-1/2."""
     values, vectors = np.linalg.eigh(overlap)
-    return (vectors * values ** power) @ vectors.T
+    return (vectors * values**power) @ vectors.T
 
 
 def lowdin_orthogonalize(fock: np.ndarray, overlap: np.ndarray) -> np.ndarray:
@@ -37,7 +37,7 @@ def lowdin_orthogonalize(fock: np.ndarray, overlap: np.ndarray) -> np.ndarray:
 def subset_ao_indices(basis: AtomicBasis, subset: AtomicBasis, numbers) -> np.ndarray:
     """(n_ao_subset,) canonical AO indices, in ``basis``, of the shells of ``subset``."""
     indices = []
-    for start, z in zip(basis.atom_offsets(numbers)[:-1].tolist(), np.asarray(numbers).tolist()):
+    for start, z in zip(basis.atom_offsets(numbers)[:-1].tolist(), np.asarray(numbers).tolist(), strict=True):
         offsets = basis.shell_offsets(z)
         for shell in subset.shells[int(z)]:
             indices.extend(range(start + offsets[shell], start + offsets[shell] + shell.size))
@@ -57,8 +57,10 @@ def independent_columns(vectors: np.ndarray, n_keep: int, threshold: float) -> n
             kept.append(k)
         if len(kept) == n_keep:
             return np.asarray(kept, dtype=np.int64)
-    raise ValueError(f"only {len(kept)} of {vectors.shape[1]} candidate orbitals project independently onto "
-                     f"the {n_keep} minimal-basis functions: raise extra_candidates or lower the threshold")
+    raise ValueError(
+        f"only {len(kept)} of {vectors.shape[1]} candidate orbitals project independently onto "
+        f"the {n_keep} minimal-basis functions: raise extra_candidates or lower the threshold"
+    )
 
 
 def n_core_orbitals(numbers, projection: ProjectionSettings) -> int:
@@ -66,8 +68,9 @@ def n_core_orbitals(numbers, projection: ProjectionSettings) -> int:
     return sum(projection.n_core(z) for z in np.asarray(numbers).tolist())
 
 
-def projected_valence_hamiltonian(scf_result: ScfResult, numbers, basis: AtomicBasis,
-                                  projection: ProjectionSettings) -> tuple[np.ndarray, np.ndarray, AtomicBasis]:
+def projected_valence_hamiltonian(
+    scf_result: ScfResult, numbers, basis: AtomicBasis, projection: ProjectionSettings
+) -> tuple[np.ndarray, np.ndarray, AtomicBasis]:
     """SAPH of one structure.
 
     ``scf_result`` holds canonical-order matrices in the full ``basis``. Returns ``saph``

@@ -86,6 +86,14 @@ def run_scf(atoms: ase.Atoms, settings: ScfSettings) -> ScfResult:
     mo_energy, mo_coeff = solver.eig(fock, overlap)
     wall_time = time.perf_counter() - start
     perm = pyscf_to_canonical(basis, atoms.numbers)
-    return ScfResult(fock=fock[np.ix_(perm, perm)], overlap=overlap[np.ix_(perm, perm)], mo_energy=mo_energy,
-                     mo_coeff=mo_coeff[perm], mo_occ=np.asarray(solver.mo_occ, dtype=np.float64), e_tot=float(e_tot),
-                     converged=bool(solver.converged), n_cycles=len(cycles), wall_time=wall_time)
+    return ScfResult(
+        fock=fock[np.ix_(perm, perm)],
+        overlap=overlap[np.ix_(perm, perm)],
+        mo_energy=mo_energy,
+        mo_coeff=mo_coeff[perm],
+        mo_occ=np.asarray(solver.mo_occ, dtype=np.float64),
+        e_tot=float(e_tot),
+        converged=bool(solver.converged),
+        n_cycles=len(cycles),
+        wall_time=wall_time,
+    )

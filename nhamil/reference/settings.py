@@ -43,7 +43,9 @@ class ScfSettings:
         if self.method not in _METHODS:
             raise ValueError(f"unknown SCF method {self.method!r}; choose one of {_METHODS}")
         if (self.method == "rks") != (self.xc is not None):
-            raise ValueError(f"method {self.method!r} with xc={self.xc!r}: 'rks' needs an xc functional, 'rhf' takes none")
+            raise ValueError(
+                f"method {self.method!r} with xc={self.xc!r}: 'rks' needs an xc functional, 'rhf' takes none"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,15 +106,20 @@ class ProjectionSettings:
 
     def to_dict(self) -> dict:
         """Plain JSON data; keys of the per-element tables are strings of Z."""
-        return {"minimal_shells": {str(z): [list(s) for s in v] for z, v in self.minimal_shells},
-                "core_orbitals": {str(z): v for z, v in self.core_orbitals},
-                "extra_candidates": self.extra_candidates, "threshold": self.threshold}
+        return {
+            "minimal_shells": {str(z): [list(s) for s in v] for z, v in self.minimal_shells},
+            "core_orbitals": {str(z): v for z, v in self.core_orbitals},
+            "extra_candidates": self.extra_candidates,
+            "threshold": self.threshold,
+        }
 
     def _lookup(self, name: str, z: int):
         table = dict(getattr(self, name))
         if int(z) not in table:
             from pyscf.data.elements import ELEMENTS
 
-            raise ValueError(f"ProjectionSettings.{name} has no entry for element {ELEMENTS[int(z)]} (Z={int(z)}); "
-                             f"it covers Z={sorted(table)}")
+            raise ValueError(
+                f"ProjectionSettings.{name} has no entry for element {ELEMENTS[int(z)]} (Z={int(z)}); "
+                f"it covers Z={sorted(table)}"
+            )
         return table[int(z)]

@@ -85,9 +85,11 @@ class UnconvergedSCFError(InputError):
 
     def __init__(self, frames: list[int], folder: Path):
         self.frames = frames
-        super().__init__(f"SCF did not converge for frame(s) {_listed(frames)} of the data file (stored, flagged, in "
-                         f"{folder}); raise reference.max_cycle, or set data.allow_unconverged=true "
-                         "(allow_unconverged=True) to use them flagged")
+        super().__init__(
+            f"SCF did not converge for frame(s) {_listed(frames)} of the data file (stored, flagged, in "
+            f"{folder}); raise reference.max_cycle, or set data.allow_unconverged=true "
+            "(allow_unconverged=True) to use them flagged"
+        )
 
 
 def _listed(items: Sequence) -> str:
@@ -134,10 +136,21 @@ def compute_reference(atoms: ase.Atoms, scf: ScfSettings, projection: Projection
     basis = AtomicBasis.from_pyscf(scf.basis, atoms.numbers)
     saph, energies, _ = projected_valence_hamiltonian(result, atoms.numbers, basis, projection)
     return ReferenceRecord(
-        numbers=np.asarray(atoms.numbers, dtype=np.int64), positions=np.asarray(atoms.positions, dtype=np.float64),
-        fock=result.fock, overlap=result.overlap, mo_energy=result.mo_energy, mo_coeff=result.mo_coeff,
-        mo_occ=result.mo_occ, saph=saph, saph_energies=energies, e_tot=result.e_tot, converged=result.converged,
-        n_cycles=result.n_cycles, wall_time=result.wall_time, n_core=n_core_orbitals(atoms.numbers, projection))
+        numbers=np.asarray(atoms.numbers, dtype=np.int64),
+        positions=np.asarray(atoms.positions, dtype=np.float64),
+        fock=result.fock,
+        overlap=result.overlap,
+        mo_energy=result.mo_energy,
+        mo_coeff=result.mo_coeff,
+        mo_occ=result.mo_occ,
+        saph=saph,
+        saph_energies=energies,
+        e_tot=result.e_tot,
+        converged=result.converged,
+        n_cycles=result.n_cycles,
+        wall_time=result.wall_time,
+        n_core=n_core_orbitals(atoms.numbers, projection),
+    )
 
 
 def settings_record(scf: ScfSettings, projection: ProjectionSettings) -> dict:
@@ -225,8 +238,12 @@ def _same_structure(arrays: dict[str, np.ndarray], atoms: ase.Atoms) -> bool:
     """Stored numbers and positions equal those of ``atoms`` exactly (int64, float64 Å)."""
     numbers = np.asarray(atoms.numbers, dtype=np.int64)
     positions = np.asarray(atoms.positions, dtype=np.float64)
-    return (arrays["numbers"].shape == numbers.shape and arrays["positions"].shape == positions.shape
-            and np.array_equal(arrays["numbers"], numbers) and np.array_equal(arrays["positions"], positions))
+    return (
+        arrays["numbers"].shape == numbers.shape
+        and arrays["positions"].shape == positions.shape
+        and np.array_equal(arrays["numbers"], numbers)
+        and np.array_equal(arrays["positions"], positions)
+    )
 
 
 def cache_folder(cache_dir: str | Path, scf: ScfSettings, projection: ProjectionSettings) -> Path:
@@ -247,10 +264,17 @@ def cache_folder(cache_dir: str | Path, scf: ScfSettings, projection: Projection
     return folder
 
 
-def build_reference_set(frames: Sequence[ase.Atoms], scf: ScfSettings, projection: ProjectionSettings,
-                        cache_dir: str | Path, n_workers: int = 2, progress: bool = True,
-                        allow_unconverged: bool = False, labels: Sequence[int] | None = None,
-                        rebuild_damaged: bool = False) -> list[ReferenceRecord]:
+def build_reference_set(
+    frames: Sequence[ase.Atoms],
+    scf: ScfSettings,
+    projection: ProjectionSettings,
+    cache_dir: str | Path,
+    n_workers: int = 2,
+    progress: bool = True,
+    allow_unconverged: bool = False,
+    labels: Sequence[int] | None = None,
+    rebuild_damaged: bool = False,
+) -> list[ReferenceRecord]:
     """One :class:`ReferenceRecord` per frame (positions in Å), computed once and cached.
 
     Frames missing from the cache are computed in ``n_workers`` single-threaded worker
@@ -275,7 +299,9 @@ def build_reference_set(frames: Sequence[ase.Atoms], scf: ScfSettings, projectio
         raise InputError(f"{len(labels)} labels for {len(frames)} frames; give one frame number per frame")
     folder = cache_folder(cache_dir, scf, projection)
     paths = [folder / f"{geometry_hash(a.numbers, a.positions)}.h5" for a in frames]
-    wanted = {path: (ase.Atoms(a.numbers, a.positions), label) for path, a, label in zip(paths, frames, labels)}
+    wanted = {
+        path: (ase.Atoms(a.numbers, a.positions), label) for path, a, label in zip(paths, frames, labels, strict=True)
+    }
     check_elements([a.numbers for a, _ in wanted.values()], scf, projection)
     cached, damaged = _read_cache(wanted)
     if damaged and not rebuild_damaged:
@@ -285,20 +311,25 @@ def build_reference_set(frames: Sequence[ase.Atoms], scf: ScfSettings, projectio
     jobs = {path: atoms for path, (atoms, _) in wanted.items() if path not in cached}
     cached.update(_compute(jobs, scf, projection, n_workers, progress))
     records = [cached[path] for path in paths]
-    unconverged = [label for label, record in zip(labels, records) if not record.converged]
+    unconverged = [label for label, record in zip(labels, records, strict=True) if not record.converged]
     if progress:
-        print(f"PySCF reference: {len(jobs)} computed, {len(wanted) - len(jobs)} reused from {folder}, "
-              f"{len(set(unconverged))} not converged", file=sys.stderr)
+        print(
+            f"PySCF reference: {len(jobs)} computed, {len(wanted) - len(jobs)} reused from {folder}, "
+            f"{len(set(unconverged))} not converged",
+            file=sys.stderr,
+        )
     if unconverged and not allow_unconverged:
         raise UnconvergedSCFError(unconverged, folder)
     if unconverged:
-        warnings.warn(f"using unconverged SCF results (flagged converged=False) for frame(s) {_listed(unconverged)}",
-                      stacklevel=2)
+        warnings.warn(
+            f"using unconverged SCF results (flagged converged=False) for frame(s) {_listed(unconverged)}", stacklevel=2
+        )
     return records
 
 
-def _read_cache(wanted: dict[Path, tuple[ase.Atoms, int]]
-                ) -> tuple[dict[Path, ReferenceRecord], list[tuple[Path, int, str]]]:
+def _read_cache(
+    wanted: dict[Path, tuple[ase.Atoms, int]],
+) -> tuple[dict[Path, ReferenceRecord], list[tuple[Path, int, str]]]:
     """The sound cached records, and (path, frame label, problem) of each damaged or misplaced one."""
     cached, damaged = {}, []
     for path, (atoms, label) in wanted.items():
@@ -328,8 +359,9 @@ def check_elements(numbers: Sequence, scf: ScfSettings, projection: ProjectionSe
         projection.minimal_basis(AtomicBasis.from_pyscf(scf.basis, elements))
 
 
-def _compute(jobs: dict[Path, ase.Atoms], scf: ScfSettings, projection: ProjectionSettings, n_workers: int,
-             progress: bool) -> Iterator[tuple[Path, ReferenceRecord]]:
+def _compute(
+    jobs: dict[Path, ase.Atoms], scf: ScfSettings, projection: ProjectionSettings, n_workers: int, progress: bool
+) -> Iterator[tuple[Path, ReferenceRecord]]:
     """Compute and store every job, yielding (path, record) as each finishes."""
     if not jobs:
         return
@@ -355,8 +387,9 @@ def _in_process(jobs, scf, projection) -> Iterator[tuple[Path, ReferenceRecord]]
 
 
 def _in_pool(jobs, scf, projection, n_workers: int) -> Iterator[tuple[Path, ReferenceRecord]]:
-    pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                               initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(
+        n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
+    )
     try:
         futures = {pool.submit(_compute_and_store, atoms, scf, projection, path): path for path, atoms in jobs.items()}
         for future in as_completed(futures):
@@ -365,8 +398,9 @@ def _in_pool(jobs, scf, projection, n_workers: int) -> Iterator[tuple[Path, Refe
         pool.shutdown(cancel_futures=True)
 
 
-def _compute_and_store(atoms: ase.Atoms, scf: ScfSettings, projection: ProjectionSettings,
-                       path: Path) -> ReferenceRecord:
+def _compute_and_store(
+    atoms: ase.Atoms, scf: ScfSettings, projection: ProjectionSettings, path: Path
+) -> ReferenceRecord:
     record = compute_reference(atoms, scf, projection)
     write_record(record, path)
     return record

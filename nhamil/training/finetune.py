@@ -47,8 +47,16 @@ from ..model import HamiltonianModel, _feature_groups, _has_intercept
 OPTIMIZERS = ("adam", "lbfgs")
 CHECKPOINT = "finetune.pt"
 LOG = "finetune_log.csv"
-LOG_COLUMNS = ("epoch", "train_loss", "train_matrix_mse", "train_energy_mse", "validation_loss",
-               "validation_matrix_mse", "validation_energy_mse", "seconds")
+LOG_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_matrix_mse",
+    "train_energy_mse",
+    "validation_loss",
+    "validation_matrix_mse",
+    "validation_energy_mse",
+    "seconds",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,8 +92,10 @@ class FinetuneSettings:
         if self.gate not in GATES:
             raise InputError(f"finetune.gate={self.gate!r} is not a gate; choose one of {', '.join(GATES)}")
         if min(self.matrix_weight, self.energy_weight) < 0 or self.matrix_weight + self.energy_weight == 0:
-            raise InputError(f"finetune weights matrix={self.matrix_weight}, energy={self.energy_weight}: "
-                             "both must be >= 0 and one > 0")
+            raise InputError(
+                f"finetune weights matrix={self.matrix_weight}, energy={self.energy_weight}: "
+                "both must be >= 0 and one > 0"
+            )
         if not 0.0 < self.validation_fraction < 1.0:
             raise InputError(f"finetune.validation_fraction={self.validation_fraction} must lie in (0, 1)")
         for name in ("epochs", "batch_size", "patience", "lbfgs_iterations", "hidden", "layers"):
@@ -109,8 +119,14 @@ class _Batches:
     """The model's heads over cached features of all training frames: predictions of any
     batch of molecules, and its loss."""
 
-    def __init__(self, model: HamiltonianModel, data: TrainingData, settings: FinetuneSettings, device: torch.device,
-                 progress: bool):
+    def __init__(
+        self,
+        model: HamiltonianModel,
+        data: TrainingData,
+        settings: FinetuneSettings,
+        device: torch.device,
+        progress: bool,
+    ):
         self.model, self.data, self.settings, self.device = model, data, settings, device
         layout = MatrixLayout.from_numbers(model.basis, [atoms.numbers for atoms in data.frames])
         self.inputs, self.rows, self.samples = {}, {}, {}
@@ -144,16 +160,16 @@ class _Batches:
             values[group] = torch.cat(outputs, dim=1) @ self.transforms[group]
         matrices = assemble(values, layout)
         if self.baselines is not None:
-            matrices = [m + self.baselines[i] for m, i in zip(matrices, molecules)]
+            matrices = [m + self.baselines[i] for m, i in zip(matrices, molecules, strict=True)]
         return matrices
 
     def loss(self, molecules: np.ndarray) -> tuple[torch.Tensor, float, float]:
         """(weighted loss with gradients, matrix MSE, occupied-energy MSE), Hartree^2."""
         predicted = self.predict(molecules)
         squared = sum(float(self.targets[i].numel()) for i in molecules)
-        matrix = sum((p - self.targets[i]).pow(2).sum() for p, i in zip(predicted, molecules)) / squared
+        matrix = sum((p - self.targets[i]).pow(2).sum() for p, i in zip(predicted, molecules, strict=True)) / squared
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.settings.energy_weight > 0):
-            errors = [self._energies(p, i) - self.energies[i] for p, i in zip(predicted, molecules)]
+            errors = [self._energies(p, i) - self.energies[i] for p, i in zip(predicted, molecules, strict=True)]
             energy = sum(e.pow(2).sum() for e in errors) / sum(len(e) for e in errors)
         total = self.settings.matrix_weight * matrix + self.settings.energy_weight * energy
         return total, float(matrix.detach()), float(energy.detach())
@@ -162,11 +178,12 @@ class _Batches:
         """(n_occupied,) lowest orbital energies of one full matrix, Hartree."""
         if self.metrics is not None:
             matrix = self.metrics[molecule] @ matrix @ self.metrics[molecule].T
-        return torch.linalg.eigvalsh(matrix)[:self.data.n_occupied[molecule]]
+        return torch.linalg.eigvalsh(matrix)[: self.data.n_occupied[molecule]]
 
 
-def trainable_heads(model: HamiltonianModel, inputs: dict, settings: FinetuneSettings,
-                    device: torch.device | str) -> dict[tuple[PairKind, tuple[int, int]], nn.Module]:
+def trainable_heads(
+    model: HamiltonianModel, inputs: dict, settings: FinetuneSettings, device: torch.device | str
+) -> dict[tuple[PairKind, tuple[int, int]], nn.Module]:
     """The model's heads as torch modules on ``device``, in the model's head order: gated heads
     as they are, linear (ridge, minibatch) heads as gated heads that predict the same (their gate
     at zero), with ``settings``' gate; they replace the model's heads. ``inputs``: {head key:
@@ -174,19 +191,33 @@ def trainable_heads(model: HamiltonianModel, inputs: dict, settings: FinetuneSet
     heads = {}
     for key, (keys, fit) in model.heads.items():
         if isinstance(fit, LinearFit):
-            fit = GatedHead.from_linear(fit.to(device), inputs[key][1], hidden=settings.hidden, layers=settings.layers,
-                                        gate=settings.gate, intercept=_has_intercept(*key))
+            fit = GatedHead.from_linear(
+                fit.to(device),
+                inputs[key][1],
+                hidden=settings.hidden,
+                layers=settings.layers,
+                gate=settings.gate,
+                intercept=_has_intercept(*key),
+            )
         if not isinstance(fit, GatedHead):
-            raise InputError(f"fine-tuning trains gated or linear heads, not {type(fit).__name__}: use head=gated or "
-                             "head=ridge, or finetune.epochs=0")
+            raise InputError(
+                f"fine-tuning trains gated or linear heads, not {type(fit).__name__}: use head=gated or "
+                "head=ridge, or finetune.epochs=0"
+            )
         heads[key] = fit.to(device)
         model.heads[key] = (keys, heads[key])
     return heads
 
 
-def finetune(model: HamiltonianModel, data: TrainingData, settings: FinetuneSettings, *,
-             directory: str | Path | None = None, device: torch.device | str = "cpu",
-             progress: bool = True) -> list[dict[str, float]]:
+def finetune(
+    model: HamiltonianModel,
+    data: TrainingData,
+    settings: FinetuneSettings,
+    *,
+    directory: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> list[dict[str, float]]:
     """Train the heads of the fitted ``model`` together (in place) and return the log, one
     dict per epoch (:data:`LOG_COLUMNS`). With ``directory``, the checkpoint ``finetune.pt``
     and the log ``finetune_log.csv`` are written there after every epoch (atomically), and a run
@@ -197,16 +228,29 @@ def finetune(model: HamiltonianModel, data: TrainingData, settings: FinetuneSett
     batches = _Batches(model, data, settings, device, progress)
     parameters = [p for head in batches.heads.values() for p in head.parameters()]
     optimizer = _optimizer(parameters, settings)
-    train, valid = (part.numpy() for part in split_molecules(torch.arange(len(data.frames)),
-                                                             settings.validation_fraction, settings.seed))
+    train, valid = (
+        part.numpy()
+        for part in split_molecules(torch.arange(len(data.frames)), settings.validation_fraction, settings.seed)
+    )
     generator = torch.Generator().manual_seed(settings.seed)
-    state = {"epoch": 0, "history": [], "best_loss": _evaluate(batches, valid, settings)[0], "waited": 0,
-             "best_heads": _head_states(batches.heads), "stopped": False}
+    state = {
+        "epoch": 0,
+        "history": [],
+        "best_loss": _evaluate(batches, valid, settings)[0],
+        "waited": 0,
+        "best_heads": _head_states(batches.heads),
+        "stopped": False,
+    }
     path = None if directory is None else Path(directory) / CHECKPOINT
     if path is not None and settings.resume and path.exists():
         state = _resume(path, batches.heads, optimizer, generator, settings)
-    with tqdm(total=settings.epochs, initial=min(state["epoch"], settings.epochs), desc="fine-tuning",
-              unit="epoch", disable=not progress) as bar:
+    with tqdm(
+        total=settings.epochs,
+        initial=min(state["epoch"], settings.epochs),
+        desc="fine-tuning",
+        unit="epoch",
+        disable=not progress,
+    ) as bar:
         while state["epoch"] < settings.epochs and not state["stopped"]:
             start = time.perf_counter()
             train_losses = _epoch(batches, train, optimizer, generator, settings)
@@ -217,24 +261,31 @@ def finetune(model: HamiltonianModel, data: TrainingData, settings: FinetuneSett
                 _write_log(path.parent / LOG, state["history"])
             bar.update()
             bar.set_postfix(train=f"{train_losses[0]:.3g}", validation=f"{valid_losses[0]:.3g}")
-    for head, best in zip(batches.heads.values(), state["best_heads"]):
+    for head, best in zip(batches.heads.values(), state["best_heads"], strict=True):
         head.load_state_dict(best)
     return state["history"]
 
 
 def _optimizer(parameters: list[nn.Parameter], settings: FinetuneSettings) -> torch.optim.Optimizer:
     if settings.optimizer == "lbfgs":
-        return torch.optim.LBFGS(parameters, lr=settings.learning_rate, max_iter=settings.lbfgs_iterations,
-                                 line_search_fn="strong_wolfe")
+        return torch.optim.LBFGS(
+            parameters, lr=settings.learning_rate, max_iter=settings.lbfgs_iterations, line_search_fn="strong_wolfe"
+        )
     return torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
 
 
-def _epoch(batches: _Batches, train: np.ndarray, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-           settings: FinetuneSettings) -> tuple[float, float, float]:
+def _epoch(
+    batches: _Batches,
+    train: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    settings: FinetuneSettings,
+) -> tuple[float, float, float]:
     """One pass over the training molecules; (loss, matrix MSE, energy MSE) averaged over them."""
     order = train[torch.randperm(len(train), generator=generator).numpy()]
     chunks = [np.sort(chunk) for chunk in np.array_split(order, math.ceil(len(order) / settings.batch_size))]
     if isinstance(optimizer, torch.optim.LBFGS):
+
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
             total = 0.0
@@ -243,6 +294,7 @@ def _epoch(batches: _Batches, train: np.ndarray, optimizer: torch.optim.Optimize
                 loss.backward()
                 total += float(loss.detach())
             return torch.tensor(total, dtype=torch.float64)
+
         optimizer.step(closure)
         return _evaluate(batches, train, settings)
     sums = np.zeros(3)
@@ -269,7 +321,7 @@ def _record(state: dict, heads: dict, train: tuple, valid: tuple, seconds: float
     """Append the epoch to the log; keep the heads if the validation loss improved; stop after
     ``patience`` epochs without improvement."""
     state["epoch"] += 1
-    state["history"].append(dict(zip(LOG_COLUMNS, (state["epoch"], *train, *valid, seconds))))
+    state["history"].append(dict(zip(LOG_COLUMNS, (state["epoch"], *train, *valid, seconds), strict=True)))
     if valid[0] < state["best_loss"]:
         state["best_loss"], state["best_heads"], state["waited"] = valid[0], _head_states(heads), 0
     else:
@@ -281,18 +333,33 @@ def _head_states(heads: dict) -> list[dict[str, torch.Tensor]]:
     return [{name: value.detach().clone() for name, value in head.state_dict().items()} for head in heads.values()]
 
 
-def _save(path: Path, state: dict, heads: dict, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-          settings: FinetuneSettings) -> None:
+def _save(
+    path: Path,
+    state: dict,
+    heads: dict,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    settings: FinetuneSettings,
+) -> None:
     """The checkpoint: training state, current heads, optimizer and batch-order generator."""
     buffer = io.BytesIO()
-    torch.save({**state, "heads": _head_states(heads), "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(), "settings": asdict(settings)}, buffer)
+    torch.save(
+        {
+            **state,
+            "heads": _head_states(heads),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "settings": asdict(settings),
+        },
+        buffer,
+    )
     with atomic_path(path) as temporary:
         temporary.write_bytes(buffer.getbuffer())
 
 
-def _resume(path: Path, heads: dict, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-            settings: FinetuneSettings) -> dict:
+def _resume(
+    path: Path, heads: dict, optimizer: torch.optim.Optimizer, generator: torch.Generator, settings: FinetuneSettings
+) -> dict:
     """Restore heads, optimizer and generator from ``path``; the training state it held."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -301,11 +368,15 @@ def _resume(path: Path, heads: dict, optimizer: torch.optim.Optimizer, generator
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"])
     except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
-        raise DataFileError(f"fine-tuning checkpoint {path} does not match this model ({err}); delete it to "
-                            "start again, or set finetune.resume=false") from err
+        raise DataFileError(
+            f"fine-tuning checkpoint {path} does not match this model ({err}); delete it to "
+            "start again, or set finetune.resume=false"
+        ) from err
     if saved["settings"]["optimizer"] != settings.optimizer:
-        raise DataFileError(f"fine-tuning checkpoint {path} was written with optimizer "
-                            f"{saved['settings']['optimizer']!r}, not {settings.optimizer!r}: delete it or keep it")
+        raise DataFileError(
+            f"fine-tuning checkpoint {path} was written with optimizer "
+            f"{saved['settings']['optimizer']!r}, not {settings.optimizer!r}: delete it or keep it"
+        )
     return {name: saved[name] for name in ("epoch", "history", "best_loss", "waited", "best_heads", "stopped")}
 
 
@@ -320,7 +391,7 @@ def _rows_by_molecule(samples: np.ndarray, n_molecules: int) -> list[np.ndarray]
     """Row indices of each molecule's samples, in their order."""
     order = np.argsort(samples[:, 0], kind="stable")
     bounds = np.searchsorted(samples[order, 0], np.arange(n_molecules + 1))
-    return [order[bounds[m]:bounds[m + 1]] for m in range(n_molecules)]
+    return [order[bounds[m] : bounds[m + 1]] for m in range(n_molecules)]
 
 
 def _check_order(cached: np.ndarray, layout_samples: np.ndarray, molecules: np.ndarray) -> None:
@@ -333,5 +404,6 @@ def _check_order(cached: np.ndarray, layout_samples: np.ndarray, molecules: np.n
 def _inverse_cholesky(overlap: np.ndarray, device: torch.device) -> torch.Tensor:
     """L^-1 with S = L L^T: L^-1 F L^-T has the generalized eigenvalues of (F, S)."""
     cholesky = torch.linalg.cholesky(torch.as_tensor(overlap, dtype=torch.float64, device=device))
-    return torch.linalg.solve_triangular(cholesky, torch.eye(len(cholesky), dtype=torch.float64, device=device),
-                                         upper=False)
+    return torch.linalg.solve_triangular(
+        cholesky, torch.eye(len(cholesky), dtype=torch.float64, device=device), upper=False
+    )
