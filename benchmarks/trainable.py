@@ -27,8 +27,8 @@ from nhamil.evaluate import prediction_errors
 from nhamil.heads import GatedHead, GatedSettings, settings_from_dict
 from nhamil.model import HamiltonianModel, _has_intercept
 from nhamil.orbitals import AtomicBasis
-from nhamil.reference import build_reference_set, read_frames
-from nhamil.train import _make_model, target_from_config
+from nhamil.reference import read_frames
+from nhamil.train import _make_model, reference_records, target_from_config
 from nhamil.training import FinetuneSettings, TrainingData, finetune
 from nhamil.training.finetune import CHECKPOINT
 
@@ -124,19 +124,7 @@ def _data(cfg) -> dict:
     frames = read_frames(cfg.data.frames)
     used = sorted(set(train_ids) | set(test_ids))
     target = target_from_config(cfg)
-    records = dict(
-        zip(
-            used,
-            build_reference_set(
-                [frames[i] for i in used],
-                target.scf,
-                target.projection,
-                cfg.data.cache_dir,
-                n_workers=cfg.data.n_workers,
-            ),
-            strict=True,
-        )
-    )
+    records = reference_records(cfg, frames, used, target)
     basis = AtomicBasis.from_pyscf(target.scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
     sets = {}
     for part, ids in (("train", train_ids), ("test", test_ids)):

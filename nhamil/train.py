@@ -46,22 +46,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     check_geometries([frames[i] for i in used], labels=used)
     _warn_duplicates(frames, train_ids, test_ids)
     target = target_from_config(cfg)
-    records = dict(
-        zip(
-            used,
-            build_reference_set(
-                [frames[i] for i in used],
-                target.scf,
-                target.projection,
-                cfg.data.cache_dir,
-                n_workers=cfg.data.n_workers,
-                labels=used,
-                allow_unconverged=cfg.data.allow_unconverged,
-                rebuild_damaged=cfg.data.rebuild_damaged,
-            ),
-            strict=True,
-        )
-    )
+    records = reference_records(cfg, frames, used, target)
     basis = AtomicBasis.from_pyscf(target.scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
     targets = target.make([records[i] for i in used], basis)
     position = {frame: k for k, frame in enumerate(used)}
@@ -91,6 +76,22 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         ),
     )
     return metrics
+
+
+def reference_records(cfg: DictConfig, frames: list[ase.Atoms], used: list[int], target: Target) -> dict:
+    """{frame index: ReferenceRecord} of the frames ``used`` of ``frames`` at the target's level of
+    theory, computed once into ``cfg.data.cache_dir`` (messages name the frames by their index)."""
+    records = build_reference_set(
+        [frames[i] for i in used],
+        target.scf,
+        target.projection,
+        cfg.data.cache_dir,
+        n_workers=cfg.data.n_workers,
+        labels=used,
+        allow_unconverged=cfg.data.allow_unconverged,
+        rebuild_damaged=cfg.data.rebuild_damaged,
+    )
+    return dict(zip(used, records, strict=True))
 
 
 def target_from_config(cfg: DictConfig) -> Target:
