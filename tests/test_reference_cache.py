@@ -18,6 +18,7 @@ import faulty_jobs  # tests/ is on sys.path; the spawned workers import it from 
 import h5py
 import numpy as np
 import pytest
+from test_reference import _waters
 
 from nhamil.config import compose_config
 from nhamil.errors import DataFileError, one_line, reported_as_one_line
@@ -34,17 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 RHF = ScfSettings(basis="sto-3g")
 PROJECTION = ProjectionSettings()
 LABELS = [104, 105, 114, 503]
-
-
-def _waters(n: int, seed: int = 0) -> list[ase.Atoms]:
-    """``n`` water molecules with distinct random distortions (0.05 Å)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = ase.build.molecule("H2O")
-        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
-        frames.append(atoms)
-    return frames
 
 
 def _build(frames, cache, **options):
