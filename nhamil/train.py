@@ -21,12 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from .atomic import atomic_path
 from .config import CONFIG_DIR, check_known_keys, register_configs
 from .errors import InputError, reported_as_one_line
-from .evaluate import errors_by_size, orbital_energy_parity, target_errors
+from .evaluate import errors_by_size, orbital_energy_parity, scf_settings, target_errors
 from .heads import settings_from_dict
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
 from .properties import train_properties
-from .reference import ProjectionSettings, ScfSettings, build_reference_set, read_frames
+from .reference import ProjectionSettings, build_reference_set, read_frames
 from .structures import check_geometries
 from .targets import Target, TargetSet
 from .training import FinetuneSettings, TrainingData, finetune
@@ -98,7 +98,7 @@ def target_from_config(cfg: DictConfig) -> Target:
     """The run's :class:`Target`: ``target`` at the ``reference`` level of theory, with ``projection``."""
     return Target(
         cfg.target,
-        ScfSettings(**OmegaConf.to_container(cfg.reference)),
+        scf_settings(cfg),
         ProjectionSettings(**OmegaConf.to_container(cfg.projection)),
     )
 
