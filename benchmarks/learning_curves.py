@@ -57,16 +57,24 @@ def collect(folder: Path) -> list[dict]:
 
 
 def table(runs: list[dict]) -> str:
+    """A Markdown table of the runs with the field's metrics; "-" where a run's target has none
+    (the AO Fock error and orbital similarity exist for Fock targets only)."""
+    columns = (
+        ("H MAE (µHa)", "hamiltonian_mae_uha", ".1f"),
+        ("AO Fock MAE (µHa)", "fock_ao_mae_uha", ".1f"),
+        ("occ. E MAE (µHa)", "occupied_energy_mae_uha", ".1f"),
+        ("occ. E MAE (meV)", "occupied_energy_mae_mev", ".2f"),
+        ("orbital sim. (%)", "orbital_similarity_pct", ".3f"),
+        ("gap MAE (meV)", "gap_mae_mev", ".1f"),
+        ("fit (s)", "fit_seconds", ".1f"),
+    )
     lines = [
-        "| head | train | test | H MAE (µHa) | occ. E MAE (meV) | E RMSE all (meV) | gap MAE (meV) | fit (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| head | train | test | " + " | ".join(name for name, _, _ in columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
     ]
-    lines += [
-        f"| {m['head']} | {m['n_train']} | {m['n_test']} | {m['hamiltonian_mae_uha']:.1f} | "
-        f"{m['occupied_energy_mae_mev']:.2f} | {m['energy_rmse_mev']:.2f} | {m['gap_mae_mev']:.2f} | "
-        f"{m['fit_seconds']:.1f} |"
-        for m in runs
-    ]
+    for run in runs:
+        values = [format(run[key], spec) if key in run else "-" for _, key, spec in columns]
+        lines.append(f"| {run['head']} | {run['n_train']} | {run['n_test']} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from .atomic import atomic_path
 from .config import CONFIG_DIR, check_known_keys, register_configs
 from .errors import InputError, reported_as_one_line
 from .evaluate import errors_by_size, orbital_energy_parity, scf_settings, target_errors
-from .heads import settings_from_dict
+from .heads import settings_from_dict, split_molecules
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
 from .properties import train_properties
@@ -53,7 +53,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     train_set, test_set = (targets.subset([position[i] for i in ids]) for ids in (train_ids, test_ids))
     model = _make_model(cfg, targets.basis, basis.shells, target)
     start = time.perf_counter()
-    model.fit([frames[i] for i in train_ids], [torch.as_tensor(m) for m in train_set.matrices], device=cfg.device)
+    fitted = _first_fit_positions(cfg, len(train_ids))
+    fit_frames = [frames[train_ids[k]] for k in fitted]
+    model.fit(fit_frames, [torch.as_tensor(train_set.matrices[k]) for k in fitted], device=cfg.device)
     _finetune(cfg, model, [frames[i] for i in train_ids], train_set, run_dir)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -119,6 +121,18 @@ def _finetune(cfg: DictConfig, model: HamiltonianModel, frames, train_set: Targe
             frames, [torch.as_tensor(m) for m in train_set.matrices], train_set.n_occupied, train_set.overlaps
         )
         finetune(model, data, settings, directory=run_dir, device=cfg.device)
+
+
+def _first_fit_positions(cfg: DictConfig, n_train: int) -> list[int]:
+    """Positions (into the training frames) of the frames the heads are first fitted on: all of
+    them, or, when fine-tuning follows, all but its validation molecules (the split
+    :func:`nhamil.training.finetune` draws with the same seed), so that early stopping judges
+    molecules the starting heads have never seen."""
+    settings = FinetuneSettings(**OmegaConf.to_container(cfg.finetune), seed=cfg.seed)
+    if not settings.epochs:
+        return list(range(n_train))
+    fitted, _ = split_molecules(torch.arange(n_train), settings.validation_fraction, settings.seed)
+    return fitted.tolist()
 
 
 def _split_ranges(split: DictConfig, n_frames: int, path: str) -> tuple[range, range]:

@@ -12,9 +12,10 @@ import torch
 from nhamil.config import compose_config
 from nhamil.errors import InputError
 from nhamil.features import DensitySettings
-from nhamil.heads import GatedHead, KernelSettings
+from nhamil.heads import GatedHead, KernelSettings, split_molecules
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import basis_wigner, random_rotation
+from nhamil.reference import read_frames
 from nhamil.train import train
 from nhamil.training import FinetuneSettings, TrainingData, finetune
 from nhamil.training.finetune import CHECKPOINT, LOG, LOG_COLUMNS, _inverse_cholesky
@@ -158,3 +159,36 @@ def test_train_entry_point_fine_tunes_and_logs(tmp_path):
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]
     model = HamiltonianModel.load(tmp_path / "run" / "model.pt")
     assert all(isinstance(fit, GatedHead) for _, fit in model.heads.values())
+
+
+def test_starting_heads_never_see_the_validation_molecules(tmp_path, monkeypatch):
+    """With fine-tuning, the closed-form fit that starts it leaves out the molecules that
+    fine-tuning validates on (the same seeded split), so early stopping is not judged on
+    molecules the starting heads were fitted to."""
+    fitted_on = []
+    original_fit = HamiltonianModel.fit
+
+    def recording_fit(self, frames, matrices, **kwargs):
+        fitted_on.extend(atoms.positions.tobytes() for atoms in frames)
+        return original_fit(self, frames, matrices, **kwargs)
+
+    monkeypatch.setattr(HamiltonianModel, "fit", recording_fit)
+    overrides = [
+        "+experiment=water",
+        "split.train=[0,10]",
+        "split.test=[10,12]",
+        "+finetune=matrix",
+        "finetune.epochs=1",
+        "finetune.validation_fraction=0.2",
+        "finetune.hidden=4",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.n_workers=1",
+        "features.density.max_radial=4",
+        "features.density.max_angular=3",
+    ]
+    cfg = compose_config(overrides)
+    train(cfg, tmp_path / "run")
+    frames = read_frames(cfg.data.frames)[:10]
+    _, validation = split_molecules(torch.arange(10), 0.2, cfg.seed)
+    assert len(fitted_on) == 8
+    assert not {frames[int(k)].positions.tobytes() for k in validation} & set(fitted_on)
