@@ -1,0 +1,299 @@
+"""Fast prediction for one or a few molecules of one composition: everything that does not depend
+on the geometry is computed once.
+
+:class:`Predictor` is built from a fitted :class:`~nhamil.model.HamiltonianModel` and the atomic
+numbers of a composition (in order). It keeps the matrix layout, the pair lists, the head outputs'
+maps to matrix elements and the destinations of every element in the flat matrix, and for linear
+heads (ridge, minibatch) the weights of every group of atom pairs folded together: the + and -
+kinds of an element pair, the (f_ij +- f_ji) / sqrt 2 symmetrization and, for pairs of different
+elements, the concatenation [f_ij, f_ji] become two matrix products of the features of the two
+directions, so the symmetrized and concatenated features are never written out. Per call only the
+geometry-dependent work runs: densities, Clebsch-Gordan products, one product per block with the
+folded weights, one product with the element map per group, one scatter.
+
+Symmetry law (the model's): ``predict(P R x) = P_ao D F(x) D^T P_ao^T`` for proper and improper
+rotations R and permutations P of the atoms (within the composition's own order of elements),
+to float64 round-off; the predictions equal :meth:`HamiltonianModel.predict` to 1e-10 Ha in
+float64 (the same features and weights, summed in another order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ase
+import numpy as np
+import torch
+
+from .blocks import ON_SITE, MatrixLayout, PairKind
+from .blocks.assembly import element_destinations, element_transform, group_of, layout_groups
+from .blocks.keys import HETERO, MINUS, PLUS
+from .errors import InputError
+from .features import head_inputs
+from .features.density import density_expansion
+from .features.families import pair_features
+from .heads import LinearFit, predict_head
+from .reference.baseline import ao_baselines, orthogonal_baselines
+from .structures import Structures, check_geometries
+
+_SQRT_HALF = math.sqrt(0.5)
+
+
+@dataclass(frozen=True)
+class _FoldedBlock:
+    """The weights of one (lambda, sigma) block of one group: outputs (n, 2 lambda + 1, t) =
+    X_forward @ forward + X_backward @ backward + bias (pairs), or X @ forward + bias (on-site)."""
+
+    key: tuple[int, int]
+    forward: torch.Tensor
+    backward: torch.Tensor | None
+    bias: torch.Tensor
+
+
+class Predictor:
+    """Predicted matrices (Hartree, canonical AO order) of one composition ``numbers``.
+
+    ``model``: a fitted model. ``dtype``: float64 (exactly the model's predictions) or float32
+    (features and heads; the baseline stays float64). ``device``: where the work runs (the model's
+    weights are copied there once). :meth:`predict` takes positions (n_atoms, 3) or a few
+    geometries (n_geometries, n_atoms, 3), Å, atoms in the order of ``numbers``.
+    Raises ``InputError`` for elements or atom pairs the model was not trained on.
+    """
+
+    def __init__(
+        self,
+        model,
+        numbers: Sequence[int],
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ):
+        if not model.heads:
+            raise InputError("the model is not fitted: train it (nhamil.train) before building a Predictor")
+        self.model, self.dtype, self.device = model, dtype, torch.device(device)
+        self.numbers = np.asarray(numbers, dtype=np.int64)
+        probe = ase.Atoms(numbers=self.numbers, positions=np.arange(3 * len(self.numbers)).reshape(-1, 3) * 1.5)
+        try:
+            model.check_atom_pairs([probe])
+        except ValueError as err:
+            raise InputError(f"composition {probe.get_chemical_formula()}: {err}") from err
+        self._transforms: dict[PairKind, torch.Tensor] = {}
+        self._linear = all(isinstance(fit, LinearFit) for _, fit in model.heads.values())
+        self._groups = self._folded_groups() if self._linear else {}
+        self._layouts: dict[int, _Layout] = {}
+
+    @property
+    def linear(self) -> bool:
+        """Whether every head is linear, so that the folded path runs (otherwise the model's)."""
+        return self._linear
+
+    def predict(self, positions, baseline: bool = True) -> torch.Tensor:
+        """(n_ao, n_ao) matrix for positions (n_atoms, 3), or (n_geometries, n_ao, n_ao) for
+        (n_geometries, n_atoms, 3), Å, on the predictor's device, in its dtype (float64 when a
+        baseline is added). ``baseline``: add the model's baseline, if it has one (the PySCF
+        part, ~8 ms for ethanol on one core)."""
+        coordinates = torch.as_tensor(np.asarray(positions, dtype=np.float64))
+        single = coordinates.ndim == 2
+        coordinates = coordinates[None] if single else coordinates
+        if coordinates.ndim != 3 or coordinates.shape[1:] != (len(self.numbers), 3):
+            raise InputError(
+                f"positions have shape {tuple(coordinates.shape)}; give (n_atoms, 3) or (n_geometries, n_atoms, 3) "
+                f"with n_atoms = {len(self.numbers)}, the atoms of the predictor's composition in order"
+            )
+        frames = [ase.Atoms(numbers=self.numbers, positions=c.numpy()) for c in coordinates]
+        check_geometries(frames)
+        matrices = self._learned(frames)
+        if baseline and self.model.baseline is not None:
+            make = orthogonal_baselines if self.model.target.orthogonal else ao_baselines
+            bases = make(self.model.baseline, frames, self.model.basis)
+            matrices = matrices.to(torch.float64) + torch.as_tensor(np.stack(bases), device=matrices.device)
+        return matrices[0] if single else matrices
+
+    def _learned(self, frames: list[ase.Atoms]) -> torch.Tensor:
+        """(n_geometries, n_ao, n_ao) learned part of the matrices of ``frames``."""
+        layout = self._layout(len(frames))
+        structures = Structures.from_atoms(frames, dtype=self.dtype, device=self.device)
+        values = self._folded_values(structures, layout) if self._linear else self._model_values(structures, layout)
+        flat = values.new_empty(layout.n_elements)
+        flat[layout.destinations] = values
+        return flat.view(len(frames), layout.n_ao, layout.n_ao)
+
+    def _model_values(self, structures: Structures, layout: _Layout) -> torch.Tensor:
+        """Every group's matrix elements by the model's own features and heads (any head kind)."""
+        features = self.model.featurizer.compute(structures, layout.matrix.pairs())
+        values = []
+        for group in layout.rows:
+            heads = [(kind, eq, fit) for (kind, eq), (_, fit) in self.model.heads.items() if group_of(kind) == group]
+            outputs = [predict_head(fit, *head_inputs(features, kind, eq)).flatten(1) for kind, eq, fit in heads]
+            values.append((torch.cat(outputs, dim=1) @ self._transform(group)).reshape(-1))
+        return torch.cat(values)
+
+    def _transform(self, group: PairKind) -> torch.Tensor:
+        """The group's (K, E) map from the model's head outputs (in its order) to matrix elements,
+        on the predictor's device and in its dtype; computed once."""
+        if group not in self._transforms:
+            outputs = [keys for (kind, _), (keys, _) in self.model.heads.items() if group_of(kind) == group]
+            self._transforms[group] = element_transform(self.model.basis, group, outputs).to(self.device, self.dtype)
+        return self._transforms[group]
+
+    def _folded_values(self, structures: Structures, layout: _Layout) -> torch.Tensor:
+        """Every group's matrix elements through the folded weights, in the order of the layout's
+        destinations."""
+        featurizer = self.model.featurizer
+        rho = _density(featurizer, structures)
+        values = []
+        onsite = featurizer._onsite_features(structures, rho).blocks if layout.has_onsite else None
+        pairs = self._pair_blocks(featurizer, structures, layout, rho) if layout.n_pairs else None
+        for group, rows in layout.rows.items():
+            folded = self._groups[group]
+            if group.block_type == ON_SITE:
+                outputs = [_apply(onsite[block.key][rows], None, block) for block in folded.blocks]
+            else:
+                back = slice(rows.start + layout.n_pairs, rows.stop + layout.n_pairs)
+                outputs = [_apply(pairs[block.key][rows], pairs[block.key][back], block) for block in folded.blocks]
+            values.append((torch.cat([out.flatten(1) for out in outputs], dim=1) @ folded.transform).reshape(-1))
+        return torch.cat(values)
+
+    def _pair_blocks(self, featurizer, structures: Structures, layout: _Layout, rho: dict) -> dict:
+        """(lam, sigma) -> (2 n_pairs, 2 lam + 1, q) pair features of every pair in both directions
+        (forward rows first), from one density expansion and one coupling pass."""
+        settings = featurizer.settings
+        return pair_features(
+            structures,
+            featurizer.species,
+            settings.density,
+            layout.both_directions,
+            max_lambda=featurizer.max_lambda,
+            correlation_order=settings.pair_correlation_order,
+            both_centres=settings.both_centres,
+            contractions=featurizer.contractions,
+            density=rho,
+        ).blocks
+
+    def _layout(self, n_geometries: int) -> _Layout:
+        """The cached layout of ``n_geometries`` copies of the composition."""
+        if n_geometries not in self._layouts:
+            self._layouts[n_geometries] = _Layout.build(self.model.basis, self.numbers, n_geometries, self.device)
+        return self._layouts[n_geometries]
+
+    def _folded_groups(self) -> dict[PairKind, _FoldedGroup]:
+        """The folded weights and element map of every group of the composition."""
+        layout = MatrixLayout.from_numbers(self.model.basis, [self.numbers])
+        return {group: self._fold_group(group) for group in layout_groups(layout)}
+
+    def _fold_group(self, group: PairKind) -> _FoldedGroup:
+        """One group's heads folded per (lambda, sigma): their outputs side by side, + kind first,
+        with the rows of the model's element map reordered to match."""
+        heads = [(kind, eq, fit) for (kind, eq), (_, fit) in self.model.heads.items() if group_of(kind) == group]
+        transform = self._transform(group)
+        starts = np.cumsum([0] + [(2 * eq[0] + 1) * fit.weights.shape[1] for _, eq, fit in heads])
+        blocks, order = [], []
+        for key in sorted({eq for _, eq, _ in heads}):
+            chosen = [(index, head) for index, head in enumerate(heads) if head[1] == key]
+            blocks.append(self._fold_block(group, key, [head for _, head in chosen]))
+            order.append(_output_rows(key, [(starts[index], head[2].weights.shape[1]) for index, head in chosen]))
+        rows = torch.as_tensor(np.concatenate(order))
+        return _FoldedGroup(blocks, transform[rows.to(transform.device)])
+
+    def _fold_block(self, group: PairKind, key: tuple[int, int], heads: list) -> _FoldedBlock:
+        """The weights of the heads of one (lambda, sigma) block of ``group`` (kinds in ``heads``
+        order) acting on the unsymmetrized features of both directions."""
+        forward, backward, bias = [], [], []
+        for kind, _, fit in heads:
+            weights = fit.weights / fit.scale[:, None]
+            bias.append(fit.intercept - fit.feature_mean @ weights)
+            if kind.block_type == ON_SITE:
+                forward.append(weights)
+            elif kind.block_type == HETERO:
+                half = weights.shape[0] // 2
+                forward.append(weights[:half])
+                backward.append(weights[half:])
+            else:
+                sign = -1.0 if kind.block_type == MINUS else 1.0
+                forward.append(_SQRT_HALF * weights)
+                backward.append(sign * _SQRT_HALF * weights)
+        move = {"device": self.device, "dtype": self.dtype}
+        return _FoldedBlock(
+            key,
+            torch.cat(forward, dim=1).to(**move),
+            torch.cat(backward, dim=1).to(**move) if backward else None,
+            torch.cat(bias).to(**move),
+        )
+
+
+@dataclass(frozen=True)
+class _FoldedGroup:
+    """The folded blocks of one group and the (K, E) map from their outputs to its elements."""
+
+    blocks: list[_FoldedBlock]
+    transform: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a batch of ``n`` geometries of one composition needs and that never changes: the
+    matrix layout, rows of each group's samples among the atoms (on-site) or pairs (forward
+    direction; the backward rows follow all forward ones), both directions of every pair, and
+    where each group's elements go in the flat vector of all matrices."""
+
+    matrix: MatrixLayout
+    rows: dict[PairKind, torch.Tensor | slice]
+    both_directions: torch.Tensor
+    n_pairs: int
+    has_onsite: bool
+    destinations: torch.Tensor
+    n_ao: int
+    n_elements: int
+
+    @classmethod
+    def build(cls, basis, numbers: np.ndarray, n: int, device: torch.device) -> _Layout:
+        matrix = MatrixLayout.from_numbers(basis, [numbers] * n)
+        groups = layout_groups(matrix)
+        pair_groups = [group for group in groups if group.block_type in (PLUS, HETERO)]
+        pairs = np.concatenate([groups[group] for group in pair_groups]) if pair_groups else np.zeros((0, 3), int)
+        rows, start = {}, 0
+        for group, samples in groups.items():
+            if group.block_type == ON_SITE:
+                atoms = matrix.atom_ptr[samples[:, 0]] + samples[:, 1]
+                rows[group] = torch.as_tensor(atoms, device=device)
+            else:
+                rows[group] = slice(start, start + len(samples))
+                start += len(samples)
+        both = torch.as_tensor(np.concatenate([pairs, pairs[:, [0, 2, 1]]]), device=device)
+        destinations = torch.cat([element_destinations(matrix, g, s).reshape(-1) for g, s in groups.items()])
+        n_ao = int(matrix.n_ao[0])
+        return cls(
+            matrix,
+            rows,
+            both,
+            len(pairs),
+            any(group.block_type == ON_SITE for group in groups),
+            destinations.to(device),
+            n_ao,
+            n * n_ao * n_ao,
+        )
+
+
+def _density(featurizer, structures: Structures) -> dict:
+    """The atom densities rho_i of ``structures`` for ``featurizer``'s species and settings."""
+    return density_expansion(structures, featurizer.species, featurizer.settings.density)
+
+
+def _apply(forward: torch.Tensor, backward: torch.Tensor | None, block: _FoldedBlock) -> torch.Tensor:
+    """(n, 2 lam + 1, t) outputs of one folded block from the features of both directions."""
+    outputs = torch.matmul(forward, block.forward).add_(block.bias)
+    if backward is not None:
+        outputs.add_(torch.matmul(backward, block.backward))
+    return outputs
+
+
+def _output_rows(key: tuple[int, int], heads: list[tuple[int, int]]) -> np.ndarray:
+    """Rows of the model's element map, in the order of a folded block's flattened outputs
+    (n, 2 lambda + 1, sum t): for each mu, the targets of each head (start row, t) in turn; the
+    model's rows of one head run mu-major over its own t targets."""
+    size = 2 * key[0] + 1
+    return np.concatenate(
+        [np.concatenate([start + mu * t + np.arange(t) for start, t in heads]) for mu in range(size)]
+    ).astype(np.int64)
