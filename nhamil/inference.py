@@ -34,7 +34,10 @@ from .errors import InputError
 from .features import head_inputs
 from .features.density import density_expansion
 from .features.families import pair_features
+from .features.harmonics import packed_real_harmonics
+from .features.radial import cutoff_function, radial_integrals
 from .heads import LinearFit, predict_head
+from .orbitals import clebsch_gordan
 from .reference.baseline import ao_baselines, orthogonal_baselines
 from .structures import Structures, check_geometries
 
@@ -81,6 +84,7 @@ class Predictor:
             raise InputError(f"composition {probe.get_chemical_formula()}: {err}") from err
         self._transforms: dict[PairKind, torch.Tensor] = {}
         self._linear = all(isinstance(fit, LinearFit) for _, fit in model.heads.values())
+        self._plan = self._pair_plan() if self._linear else None
         self._groups = self._folded_groups() if self._linear else {}
         self._layouts: dict[int, _Layout] = {}
 
@@ -158,8 +162,17 @@ class Predictor:
 
     def _pair_blocks(self, featurizer, structures: Structures, layout: _Layout, rho: dict) -> dict:
         """(lam, sigma) -> (2 n_pairs, 2 lam + 1, q) pair features of every pair in both directions
-        (forward rows first), from one density expansion and one coupling pass."""
+        (forward rows first): through the plan for order-1 pair features, else
+        :func:`~nhamil.features.families.pair_features`."""
         settings = featurizer.settings
+        if self._plan is not None:
+            density = settings.density
+            positions = structures.positions
+            vectors = positions.index_select(0, layout.second) - positions.index_select(0, layout.first)
+            lengths = vectors.norm(dim=-1)
+            harmonics = packed_real_harmonics(density.max_angular, vectors, lengths)
+            harmonics = harmonics * cutoff_function(lengths, density)[:, None]
+            return self._plan.features(rho, harmonics, radial_integrals(lengths, density), layout.first)
         return pair_features(
             structures,
             featurizer.species,
@@ -177,6 +190,17 @@ class Predictor:
         if n_geometries not in self._layouts:
             self._layouts[n_geometries] = _Layout.build(self.model.basis, self.numbers, n_geometries, self.device)
         return self._layouts[n_geometries]
+
+    def _pair_plan(self) -> _PairPlan | None:
+        """The plan of the order-1 pair features (None for other pair features)."""
+        settings, featurizer = self.model.features, self.model.featurizer
+        if settings.pair_correlation_order != 1 or settings.both_centres:
+            return None
+        density = settings.density
+        n_density = len(featurizer.species) * density.max_radial
+        return _PairPlan.build(
+            density.max_angular, featurizer.max_lambda, n_density, density.max_radial, self.dtype, self.device
+        )
 
     def _folded_groups(self) -> dict[PairKind, _FoldedGroup]:
         """The folded weights and element map of every group of the composition."""
@@ -201,9 +225,12 @@ class Predictor:
         """The weights of the heads of one (lambda, sigma) block of ``group`` (kinds in ``heads``
         order) acting on the unsymmetrized features of both directions."""
         forward, backward, bias = [], [], []
+        order = None if group.block_type == ON_SITE or self._plan is None else self._plan.order(key)
         for kind, _, fit in heads:
             weights = fit.weights / fit.scale[:, None]
             bias.append(fit.intercept - fit.feature_mean @ weights)
+            if order is not None:
+                weights = weights.view(-1, len(order), weights.shape[1])[:, order].flatten(0, 1)
             if kind.block_type == ON_SITE:
                 forward.append(weights)
             elif kind.block_type == HETERO:
@@ -241,6 +268,8 @@ class _Layout:
     matrix: MatrixLayout
     rows: dict[PairKind, torch.Tensor | slice]
     both_directions: torch.Tensor
+    first: torch.Tensor
+    second: torch.Tensor
     n_pairs: int
     has_onsite: bool
     destinations: torch.Tensor
@@ -261,13 +290,16 @@ class _Layout:
             else:
                 rows[group] = slice(start, start + len(samples))
                 start += len(samples)
-        both = torch.as_tensor(np.concatenate([pairs, pairs[:, [0, 2, 1]]]), device=device)
+        both = np.concatenate([pairs, pairs[:, [0, 2, 1]]])
+        first, second = (torch.as_tensor(matrix.atom_ptr[both[:, 0]] + both[:, k], device=device) for k in (1, 2))
         destinations = torch.cat([element_destinations(matrix, g, s).reshape(-1) for g, s in groups.items()])
         n_ao = int(matrix.n_ao[0])
         return cls(
             matrix,
             rows,
-            both,
+            torch.as_tensor(both, device=device),
+            first,
+            second,
             len(pairs),
             any(group.block_type == ON_SITE for group in groups),
             destinations.to(device),
@@ -297,3 +329,93 @@ def _output_rows(key: tuple[int, int], heads: list[tuple[int, int]]) -> np.ndarr
     return np.concatenate(
         [np.concatenate([start + mu * t + np.arange(t) for start, t in heads]) for mu in range(size)]
     ).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Product:
+    """One Clebsch-Gordan product rho_i^(l1) (x) g_ij^(l2) of the pair features: ``coefficients``
+    (m1 m2, M) for every lam of ``outputs``, each (lam, key, first feature, first of its M rows)."""
+
+    l1: int
+    l2: int
+    coefficients: torch.Tensor
+    outputs: list[tuple[int, tuple[int, int], int, int]]
+
+
+@dataclass(frozen=True)
+class _PairPlan:
+    """Where every part of the order-1 pair features |rho_ij^0>, |rho_ij^1> lands in its block:
+    ``sizes`` {key: features}, ``zeroth`` [(l, first feature)] of g_ij itself, ``products``;
+    ``n_density`` channels of rho_i, ``n_radial`` of g_ij. Blocks and parts come in the order of
+    :func:`nhamil.features.families.pair_features`, the channels of a product in the order of
+    :meth:`order`."""
+
+    sizes: dict[tuple[int, int], int]
+    zeroth: list[tuple[int, int]]
+    products: list[_Product]
+    n_density: int
+    n_radial: int
+
+    @classmethod
+    def build(cls, max_angular: int, max_lambda: int, n_density: int, n_radial: int, dtype, device) -> _PairPlan:
+        sizes: dict[tuple[int, int], int] = {}
+
+        def place(key: tuple[int, int], width: int) -> int:
+            start = sizes.get(key, 0)
+            sizes[key] = start + width
+            return start
+
+        zeroth = [(l, place((l, 1), n_radial)) for l in range(min(max_angular, max_lambda) + 1)]
+        products = []
+        for l1 in range(max_angular + 1):
+            for l2 in range(max_angular + 1):
+                lambdas = range(abs(l1 - l2), min(l1 + l2, max_lambda) + 1)
+                if not lambdas:
+                    continue
+                outputs, row = [], 0
+                for lam in lambdas:
+                    key = (lam, (-1) ** (l1 + l2 + lam))
+                    outputs.append((lam, key, place(key, n_density * n_radial), row))
+                    row += 2 * lam + 1
+                stacked = torch.cat([clebsch_gordan(l1, l2, lam) for lam in lambdas], dim=-1)
+                products.append(_Product(l1, l2, stacked.reshape(-1, row).to(device, dtype), outputs))
+        return cls(sizes, zeroth, products, n_density, n_radial)
+
+    def features(self, rho: dict, harmonics: torch.Tensor, radial: torch.Tensor, first: torch.Tensor) -> dict:
+        """(lam, sigma) -> (n, 2 lam + 1, q) features of n ordered pairs, in the order of
+        :attr:`order`: ``harmonics`` (n, (L + 1)^2) the cutoff-weighted Y_lm of each pair's
+        vector, ``radial`` (n, L + 1, n_radial) its I_nl, ``first`` (n,) the first atoms (global)
+        whose densities ``rho`` they couple with. g_ij = Y (x) I factorizes, so each product is
+        the coupling of rho_i with Y alone (one matrix product) times I, written once into its
+        final block with the density channels innermost."""
+        n = len(first)
+        blocks = {key: harmonics.new_empty(n, 2 * key[0] + 1, size) for key, size in self.sizes.items()}
+        n_radial = radial.shape[-1]
+        for l, start in self.zeroth:
+            target = blocks[(l, 1)][:, :, start : start + n_radial]
+            torch.mul(harmonics[:, l * l : (l + 1) ** 2, None], radial[:, None, l], out=target)
+        selected = {l: block.index_select(0, first).transpose(1, 2).contiguous() for l, block in rho.items()}
+        for product in self.products:
+            density = selected[product.l1]  # (n, c1, m1)
+            n_density = density.shape[1]
+            own = harmonics[:, product.l2**2 : (product.l2 + 1) ** 2]  # (n, m2)
+            outer = (density[:, :, :, None] * own[:, None, None, :]).view(n * n_density, -1)
+            coupled = (outer @ product.coefficients).view(n, n_density, -1).transpose(1, 2).contiguous()  # (n, M, c1)
+            r = radial[:, None, product.l2, :, None]  # (n, 1, c2, 1)
+            for lam, key, start, row in product.outputs:
+                target = blocks[key][:, :, start : start + n_density * n_radial].view(n, 2 * lam + 1, n_radial, -1)
+                torch.mul(coupled[:, row : row + 2 * lam + 1, None, :], r, out=target)
+        return blocks
+
+    def order(self, key: tuple[int, int]) -> torch.Tensor:
+        """(q,) long: for each feature of block ``key`` in this plan's order, its index in
+        :func:`~nhamil.features.families.pair_features`' order (products there run density
+        channel major, here radial channel major)."""
+        index = torch.arange(self.sizes[key])
+        width = self.n_density * self.n_radial
+        swapped = torch.arange(width).view(self.n_density, self.n_radial).T.reshape(-1)
+        for product in self.products:
+            for _, output_key, start, _ in product.outputs:
+                if output_key == key:
+                    index[start : start + width] = start + swapped
+        return index
