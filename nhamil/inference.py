@@ -149,21 +149,24 @@ class Predictor:
         rho = _density(featurizer, structures)
         values = []
         onsite = featurizer._onsite_features(structures, rho).blocks if layout.has_onsite else None
-        pairs = self._pair_blocks(featurizer, structures, layout, rho) if layout.n_pairs else None
+        pairs, starts = self._pair_blocks(featurizer, structures, layout, rho) if layout.n_pairs else (None, None)
         for group, rows in layout.rows.items():
             folded = self._groups[group]
             if group.block_type == ON_SITE:
                 outputs = [_apply(onsite[block.key][rows], None, block) for block in folded.blocks]
             else:
-                back = slice(rows.start + layout.n_pairs, rows.stop + layout.n_pairs)
-                outputs = [_apply(pairs[block.key][rows], pairs[block.key][back], block) for block in folded.blocks]
+                outputs = [
+                    _apply(*(_rows(pairs, starts, block.key, direction) for direction in rows), block)
+                    for block in folded.blocks
+                ]
             values.append((torch.cat([out.flatten(1) for out in outputs], dim=1) @ folded.transform).reshape(-1))
         return torch.cat(values)
 
-    def _pair_blocks(self, featurizer, structures: Structures, layout: _Layout, rho: dict) -> dict:
-        """(lam, sigma) -> (2 n_pairs, 2 lam + 1, q) pair features of every pair in both directions
-        (forward rows first): through the plan for order-1 pair features, else
-        :func:`~nhamil.features.families.pair_features`."""
+    def _pair_blocks(self, featurizer, structures: Structures, layout: _Layout, rho: dict) -> tuple[dict, dict]:
+        """((lam, sigma) -> (2 n_pairs - start, 2 lam + 1, q) pair features of the pairs of the
+        layout's rows from ``start`` on, {(lam, sigma): start}): through the plan for order-1
+        pair features (each block only for the groups from the first that uses it), else
+        :func:`~nhamil.features.families.pair_features` (every row, start 0)."""
         settings = featurizer.settings
         if self._plan is not None:
             density = settings.density
@@ -172,7 +175,8 @@ class Predictor:
             lengths = vectors.norm(dim=-1)
             harmonics = packed_real_harmonics(density.max_angular, vectors, lengths)
             harmonics = harmonics * cutoff_function(lengths, density)[:, None]
-            return self._plan.features(rho, harmonics, radial_integrals(lengths, density), layout.first)
+            radial = radial_integrals(lengths, density)
+            return self._plan.features(rho, harmonics, radial, layout.first, layout.key_start), layout.key_start
         return pair_features(
             structures,
             featurizer.species,
@@ -183,12 +187,15 @@ class Predictor:
             both_centres=settings.both_centres,
             contractions=featurizer.contractions,
             density=rho,
-        ).blocks
+        ).blocks, {}
 
     def _layout(self, n_geometries: int) -> _Layout:
         """The cached layout of ``n_geometries`` copies of the composition."""
         if n_geometries not in self._layouts:
-            self._layouts[n_geometries] = _Layout.build(self.model.basis, self.numbers, n_geometries, self.device)
+            needs = {group: {block.key for block in folded.blocks} for group, folded in self._groups.items()}
+            self._layouts[n_geometries] = _Layout.build(
+                self.model.basis, self.numbers, n_geometries, needs, self.device
+            )
         return self._layouts[n_geometries]
 
     def _pair_plan(self) -> _PairPlan | None:
@@ -260,16 +267,19 @@ class _FoldedGroup:
 
 @dataclass(frozen=True)
 class _Layout:
-    """What a batch of ``n`` geometries of one composition needs and that never changes: the
-    matrix layout, rows of each group's samples among the atoms (on-site) or pairs (forward
-    direction; the backward rows follow all forward ones), both directions of every pair, and
+    """What a batch of geometries of one composition needs and that never changes: the matrix
+    layout; each group's rows among the atoms (on-site) or, for pairs, its (forward, backward)
+    rows among the pairs of both directions, those of one group together, groups that use fewer
+    feature blocks first; those pairs (system, i, j) and their global atoms ``first`` and
+    ``second``; from which row on each feature block is used (``key_start``, for linear heads);
     where each group's elements go in the flat vector of all matrices."""
 
     matrix: MatrixLayout
-    rows: dict[PairKind, torch.Tensor | slice]
+    rows: dict[PairKind, torch.Tensor | tuple[slice, slice]]
     both_directions: torch.Tensor
     first: torch.Tensor
     second: torch.Tensor
+    key_start: dict[tuple[int, int], int]
     n_pairs: int
     has_onsite: bool
     destinations: torch.Tensor
@@ -277,20 +287,21 @@ class _Layout:
     n_elements: int
 
     @classmethod
-    def build(cls, basis, numbers: np.ndarray, n: int, device: torch.device) -> _Layout:
+    def build(cls, basis, numbers: np.ndarray, n: int, needs: dict, device: torch.device) -> _Layout:
+        """``n`` copies of ``numbers``; ``needs`` {group: feature keys its heads use}."""
         matrix = MatrixLayout.from_numbers(basis, [numbers] * n)
         groups = layout_groups(matrix)
-        pair_groups = [group for group in groups if group.block_type in (PLUS, HETERO)]
-        pairs = np.concatenate([groups[group] for group in pair_groups]) if pair_groups else np.zeros((0, 3), int)
-        rows, start = {}, 0
-        for group, samples in groups.items():
-            if group.block_type == ON_SITE:
-                atoms = matrix.atom_ptr[samples[:, 0]] + samples[:, 1]
-                rows[group] = torch.as_tensor(atoms, device=device)
-            else:
-                rows[group] = slice(start, start + len(samples))
-                start += len(samples)
-        both = np.concatenate([pairs, pairs[:, [0, 2, 1]]])
+        pair_groups = sorted((g for g in groups if g.block_type != ON_SITE), key=lambda g: len(needs.get(g, ())))
+        rows: dict = {g: torch.as_tensor(matrix.atom_ptr[s[:, 0]] + s[:, 1], device=device) for g, s in groups.items()}
+        both, start, key_start = [], 0, {}
+        for group in pair_groups:
+            samples = groups[group]
+            both.extend([samples, samples[:, [0, 2, 1]]])
+            rows[group] = (slice(start, start + len(samples)), slice(start + len(samples), start + 2 * len(samples)))
+            for key in needs.get(group, ()):
+                key_start.setdefault(key, start)
+            start += 2 * len(samples)
+        both = np.concatenate(both) if both else np.zeros((0, 3), dtype=np.int64)
         first, second = (torch.as_tensor(matrix.atom_ptr[both[:, 0]] + both[:, k], device=device) for k in (1, 2))
         destinations = torch.cat([element_destinations(matrix, g, s).reshape(-1) for g, s in groups.items()])
         n_ao = int(matrix.n_ao[0])
@@ -300,12 +311,19 @@ class _Layout:
             torch.as_tensor(both, device=device),
             first,
             second,
-            len(pairs),
+            key_start,
+            len(both) // 2,
             any(group.block_type == ON_SITE for group in groups),
             destinations.to(device),
             n_ao,
             n * n_ao * n_ao,
         )
+
+
+def _rows(blocks: dict, starts: dict, key: tuple[int, int], rows: slice) -> torch.Tensor:
+    """Rows ``rows`` (of all pairs) of block ``key`` that holds the rows from ``starts[key]`` on."""
+    start = starts.get(key, 0)
+    return blocks[key][rows.start - start : rows.stop - start]
 
 
 def _density(featurizer, structures: Structures) -> dict:
@@ -381,30 +399,42 @@ class _PairPlan:
                 products.append(_Product(l1, l2, stacked.reshape(-1, row).to(device, dtype), outputs))
         return cls(sizes, zeroth, products, n_density, n_radial)
 
-    def features(self, rho: dict, harmonics: torch.Tensor, radial: torch.Tensor, first: torch.Tensor) -> dict:
-        """(lam, sigma) -> (n, 2 lam + 1, q) features of n ordered pairs, in the order of
-        :attr:`order`: ``harmonics`` (n, (L + 1)^2) the cutoff-weighted Y_lm of each pair's
-        vector, ``radial`` (n, L + 1, n_radial) its I_nl, ``first`` (n,) the first atoms (global)
-        whose densities ``rho`` they couple with. g_ij = Y (x) I factorizes, so each product is
-        the coupling of rho_i with Y alone (one matrix product) times I, written once into its
-        final block with the density channels innermost."""
+    def features(
+        self, rho: dict, harmonics: torch.Tensor, radial: torch.Tensor, first: torch.Tensor, key_start: dict
+    ) -> dict:
+        """(lam, sigma) -> (n - key_start[key], 2 lam + 1, q) features of the last rows of n
+        ordered pairs, only for the keys of ``key_start``, in the order of :meth:`order`:
+        ``harmonics`` (n, (L + 1)^2) the cutoff-weighted Y_lm of each pair's vector, ``radial``
+        (n, L + 1, n_radial) its I_nl, ``first`` (n,) the first atoms (global) whose densities
+        ``rho`` they couple with. g_ij = Y (x) I factorizes, so each product is the coupling of
+        rho_i with Y alone (one matrix product) times I, written once into its final block with
+        the density channels innermost."""
         n = len(first)
-        blocks = {key: harmonics.new_empty(n, 2 * key[0] + 1, size) for key, size in self.sizes.items()}
+        blocks = {
+            key: harmonics.new_empty(n - start, 2 * key[0] + 1, self.sizes[key]) for key, start in key_start.items()
+        }
         n_radial = radial.shape[-1]
         for l, start in self.zeroth:
-            target = blocks[(l, 1)][:, :, start : start + n_radial]
-            torch.mul(harmonics[:, l * l : (l + 1) ** 2, None], radial[:, None, l], out=target)
+            if (l, 1) in blocks:
+                rows = slice(key_start[(l, 1)], n)
+                target = blocks[(l, 1)][:, :, start : start + n_radial]
+                torch.mul(harmonics[rows, l * l : (l + 1) ** 2, None], radial[rows, None, l], out=target)
         selected = {l: block.index_select(0, first).transpose(1, 2).contiguous() for l, block in rho.items()}
         for product in self.products:
-            density = selected[product.l1]  # (n, c1, m1)
-            n_density = density.shape[1]
-            own = harmonics[:, product.l2**2 : (product.l2 + 1) ** 2]  # (n, m2)
-            outer = (density[:, :, :, None] * own[:, None, None, :]).view(n * n_density, -1)
-            coupled = (outer @ product.coefficients).view(n, n_density, -1).transpose(1, 2).contiguous()  # (n, M, c1)
-            r = radial[:, None, product.l2, :, None]  # (n, 1, c2, 1)
-            for lam, key, start, row in product.outputs:
-                target = blocks[key][:, :, start : start + n_density * n_radial].view(n, 2 * lam + 1, n_radial, -1)
-                torch.mul(coupled[:, row : row + 2 * lam + 1, None, :], r, out=target)
+            used = [output for output in product.outputs if output[1] in blocks]
+            if not used:
+                continue
+            begin = min(key_start[output[1]] for output in used)
+            density = selected[product.l1][begin:]  # (m, c1, m1)
+            m, n_density = density.shape[:2]
+            own = harmonics[begin:, product.l2**2 : (product.l2 + 1) ** 2]  # (m, m2)
+            outer = (density[:, :, :, None] * own[:, None, None, :]).view(m * n_density, -1)
+            coupled = (outer @ product.coefficients).view(m, n_density, -1).transpose(1, 2).contiguous()  # (m, M, c1)
+            r = radial[begin:, None, product.l2, :, None]  # (m, 1, c2, 1)
+            for lam, key, start, row in used:
+                skip = key_start[key] - begin
+                target = blocks[key][:, :, start : start + n_density * n_radial].view(m - skip, 2 * lam + 1, n_radial, -1)
+                torch.mul(coupled[skip:, row : row + 2 * lam + 1, None, :], r[skip:], out=target)
         return blocks
 
     def order(self, key: tuple[int, int]) -> torch.Tensor:
