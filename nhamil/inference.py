@@ -32,6 +32,7 @@ from .blocks.assembly import element_destinations, element_transform, group_of, 
 from .blocks.keys import HETERO, MINUS, PLUS
 from .errors import InputError
 from .features import head_inputs
+from .features.correlations import density_correlations
 from .features.density import density_expansion
 from .features.families import pair_features
 from .features.harmonics import packed_real_harmonics
@@ -148,12 +149,12 @@ class Predictor:
         featurizer = self.model.featurizer
         rho = _density(featurizer, structures)
         values = []
-        onsite = featurizer._onsite_features(structures, rho).blocks if layout.has_onsite else None
         pairs, starts = self._pair_blocks(featurizer, structures, layout, rho) if layout.n_pairs else (None, None)
         for group, rows in layout.rows.items():
             folded = self._groups[group]
             if group.block_type == ON_SITE:
-                outputs = [_apply(onsite[block.key][rows], None, block) for block in folded.blocks]
+                onsite = self._onsite_blocks(structures, rho, rows, folded)
+                outputs = [_apply(onsite[block.key], None, block) for block in folded.blocks]
             else:
                 outputs = [
                     _apply(*(_rows(pairs, starts, block.key, direction) for direction in rows), block)
@@ -161,6 +162,25 @@ class Predictor:
                 ]
             values.append((torch.cat([out.flatten(1) for out in outputs], dim=1) @ folded.transform).reshape(-1))
         return torch.cat(values)
+
+    def _onsite_blocks(self, structures: Structures, rho: dict, atoms: torch.Tensor, folded: _FoldedGroup) -> dict:
+        """(lam, sigma) -> (n, 2 lam + 1, q) on-site features of ``atoms`` (global indices, one
+        element), up to the highest lambda that element's heads use (the features of a block do
+        not depend on how far lambda goes); with message passing, the model's features of all atoms."""
+        featurizer = self.model.featurizer
+        settings = featurizer.settings
+        if settings.message_passing:
+            return {key: block[atoms] for key, block in featurizer._onsite_features(structures, rho).blocks.items()}
+        own = {l: block.index_select(0, atoms) for l, block in rho.items()}
+        top = max(block.key[0] for block in folded.blocks)
+        blocks = density_correlations(own, order=1, max_lambda=top)
+        for order in range(2, settings.onsite_correlation_order + 1):
+            more = density_correlations(own, order=order, max_lambda=top, contractions=featurizer.contractions)
+            blocks = {
+                key: torch.cat([part[key] for part in (blocks, more) if key in part], dim=-1)
+                for key in sorted(set(blocks) | set(more))
+            }
+        return blocks
 
     def _pair_blocks(self, featurizer, structures: Structures, layout: _Layout, rho: dict) -> tuple[dict, dict]:
         """((lam, sigma) -> (2 n_pairs - start, 2 lam + 1, q) pair features of the pairs of the
