@@ -372,7 +372,8 @@ def _output_rows(key: tuple[int, int], heads: list[tuple[int, int]]) -> np.ndarr
 @dataclass(frozen=True)
 class _Product:
     """One Clebsch-Gordan product rho_i^(l1) (x) g_ij^(l2) of the pair features: ``coefficients``
-    (m1 m2, M) for every lam of ``outputs``, each (lam, key, first feature, first of its M rows)."""
+    (m2, M m1) for every lam of ``outputs`` (stacked along M), each (lam, key, first feature,
+    first of its M rows)."""
 
     l1: int
     l2: int
@@ -415,8 +416,9 @@ class _PairPlan:
                     key = (lam, (-1) ** (l1 + l2 + lam))
                     outputs.append((lam, key, place(key, n_density * n_radial), row))
                     row += 2 * lam + 1
-                stacked = torch.cat([clebsch_gordan(l1, l2, lam) for lam in lambdas], dim=-1)
-                products.append(_Product(l1, l2, stacked.reshape(-1, row).to(device, dtype), outputs))
+                stacked = torch.cat([clebsch_gordan(l1, l2, lam) for lam in lambdas], dim=-1)  # (m1, m2, M)
+                coefficients = stacked.permute(1, 2, 0).reshape(2 * l2 + 1, -1)  # (m2, M m1)
+                products.append(_Product(l1, l2, coefficients.to(device, dtype), outputs))
         return cls(sizes, zeroth, products, n_density, n_radial)
 
     def features(
@@ -427,8 +429,8 @@ class _PairPlan:
         ``harmonics`` (n, (L + 1)^2) the cutoff-weighted Y_lm of each pair's vector, ``radial``
         (n, L + 1, n_radial) its I_nl, ``first`` (n,) the first atoms (global) whose densities
         ``rho`` they couple with. g_ij = Y (x) I factorizes, so each product is the coupling of
-        rho_i with Y alone (one matrix product) times I, written once into its final block with
-        the density channels innermost."""
+        rho_i with Y alone (the coefficients times Y, then a product over m1) times I, written
+        once into its final block with the density channels innermost."""
         n = len(first)
         blocks = {
             key: harmonics.new_empty(n - start, 2 * key[0] + 1, self.sizes[key]) for key, start in key_start.items()
@@ -439,17 +441,17 @@ class _PairPlan:
                 rows = slice(key_start[(l, 1)], n)
                 target = blocks[(l, 1)][:, :, start : start + n_radial]
                 torch.mul(harmonics[rows, l * l : (l + 1) ** 2, None], radial[rows, None, l], out=target)
-        selected = {l: block.index_select(0, first).transpose(1, 2).contiguous() for l, block in rho.items()}
+        selected = {l: block.index_select(0, first) for l, block in rho.items()}
         for product in self.products:
             used = [output for output in product.outputs if output[1] in blocks]
             if not used:
                 continue
             begin = min(key_start[output[1]] for output in used)
-            density = selected[product.l1][begin:]  # (m, c1, m1)
-            m, n_density = density.shape[:2]
+            density = selected[product.l1][begin:]  # (m, m1, c1)
+            m, n_density = len(density), density.shape[2]
             own = harmonics[begin:, product.l2**2 : (product.l2 + 1) ** 2]  # (m, m2)
-            outer = (density[:, :, :, None] * own[:, None, None, :]).view(m * n_density, -1)
-            coupled = (outer @ product.coefficients).view(m, n_density, -1).transpose(1, 2).contiguous()  # (m, M, c1)
+            angular = (own @ product.coefficients).view(m, -1, density.shape[1])  # (m, M, m1)
+            coupled = torch.bmm(angular, density)  # (m, M, c1)
             r = radial[begin:, None, product.l2, :, None]  # (m, 1, c2, 1)
             for lam, key, start, row in used:
                 skip = key_start[key] - begin
