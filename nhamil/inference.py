@@ -455,7 +455,9 @@ class _PairPlan:
             r = radial[begin:, None, product.l2, :, None]  # (m, 1, c2, 1)
             for lam, key, start, row in used:
                 skip = key_start[key] - begin
-                target = blocks[key][:, :, start : start + n_density * n_radial].view(m - skip, 2 * lam + 1, n_radial, -1)
+                target = blocks[key][:, :, start : start + n_density * n_radial].view(
+                    m - skip, 2 * lam + 1, n_radial, -1
+                )
                 torch.mul(coupled[skip:, row : row + 2 * lam + 1, None, :], r[skip:], out=target)
         return blocks
 
