@@ -29,7 +29,7 @@ import torch
 
 from .blocks import ON_SITE, MatrixLayout, PairKind
 from .blocks.assembly import element_destinations, element_transform, group_of, layout_groups
-from .blocks.keys import HETERO, MINUS, PLUS
+from .blocks.keys import HETERO, MINUS
 from .errors import InputError
 from .features import head_inputs
 from .features.correlations import density_correlations

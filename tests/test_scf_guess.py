@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from water_fock_run import WATER, reference_cache, water_fock_run
 
+from nhamil.errors import InputError
 from nhamil.evaluate import density_matrix, orbitals_from_orthogonal, to_pyscf_order
+from nhamil.inference import Predictor
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
-from nhamil.errors import InputError
-from nhamil.inference import Predictor
 from nhamil.scf_guess import (
     MODEL_GUESS,
     compare_guesses,
@@ -77,7 +77,8 @@ def _water_mole(atoms, **options):
     """A PySCF Mole of ``atoms`` built the way a user builds one."""
     from pyscf import gto
 
-    return gto.M(atom=list(zip(atoms.get_chemical_symbols(), atoms.positions.tolist())), verbose=0, **options)
+    atom = list(zip(atoms.get_chemical_symbols(), atoms.positions.tolist(), strict=True))
+    return gto.M(atom=atom, verbose=0, **options)
 
 
 def test_initial_density_of_a_mole_starts_rhf_at_the_minao_energy_in_fewer_cycles(model):
