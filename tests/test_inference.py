@@ -110,3 +110,28 @@ def test_bad_input_is_refused_in_one_line(ridge):
         Predictor(model, [7, 1, 1, 1])
     with pytest.raises(InputError, match="not fitted"):
         Predictor(HamiltonianModel(model.basis, [1, 6, 8], target="fock_orthogonal"), frames[0].numbers)
+
+
+def test_other_feature_families_take_the_featurizer_path_and_agree():
+    """Order-2 pair features (contracted) and message-passing on-site features go through the
+    featurizer's own functions, with the folded weights."""
+    features = FeatureSettings(
+        density=DensitySettings(max_radial=2, max_angular=2),
+        pair_correlation_order=2,
+        contraction_channels=6,
+        message_passing=True,
+    )
+    atoms = ase.build.molecule("H2O")
+    rng = np.random.default_rng(2)
+    frames = [ase.Atoms(atoms.numbers, atoms.positions + rng.normal(scale=0.1, size=(3, 3))) for _ in range(4)]
+    basis = AtomicBasis.from_pyscf("def2-svp", atoms.numbers)
+    n_ao = basis.n_ao(atoms.numbers)
+    targets = [torch.as_tensor(a + a.T) for a in rng.normal(size=(4, n_ao, n_ao))]
+    model = HamiltonianModel(basis, [1, 8], target="fock_orthogonal", features=features)
+    model.fit(frames, targets, progress=False)
+    predictor = Predictor(model, atoms.numbers)
+    assert predictor.linear and predictor._plan is None
+    moved = ase.Atoms(atoms.numbers, frames[0].positions + rng.normal(scale=0.03, size=(3, 3)))
+    torch.testing.assert_close(
+        predictor.predict(moved.positions), model.predict([moved], check_domain=False)[0], atol=1e-10, rtol=0
+    )
