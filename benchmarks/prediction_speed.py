@@ -13,6 +13,14 @@ PySCF RHF and B3LYP/def2-SVP single points from minao on ``--scf-threads`` threa
 cores), and the ratios of those to the prediction.
 
 Writes ``benchmarks/results/prediction_speed_<molecule>_<device>.json`` and prints a Markdown table.
+
+With ``--single``: one molecule at a time on the CPU (one thread: ``--torch-threads 1
+--scf-threads 1``), as an SCF start or a single point would use it, for any full Fock
+checkpoint: the model's own ``predict`` against :class:`nhamil.inference.Predictor` in float64
+and float32, each including the model's baseline if it has one, the AO overlap (PySCF
+``int1e_ovlp``) and the orbital energies (LAPACK ``eigh``); the baseline, overlap and
+diagonalization alone; RHF and B3LYP single points in the same run, and the ratios. Writes
+``prediction_speed_<molecule>_single_cpu.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import pyscf
+import scipy.linalg
 import torch
 from scf_guess import DATA, FILES, single_point_seconds
 from threadpoolctl import threadpool_limits
@@ -33,8 +43,10 @@ from timing import median_seconds
 
 from nhamil.atomic import atomic_path
 from nhamil.evaluate.electronic import overlap_matrix
+from nhamil.inference import Predictor
 from nhamil.model import HamiltonianModel
 from nhamil.reference import ScfSettings, read_frames
+from nhamil.reference.baseline import ao_baselines, orthogonal_baselines
 
 
 def orbital_energies(model: HamiltonianModel, frames, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -130,6 +142,73 @@ def machine(device: torch.device) -> dict:
     }
 
 
+def _energies(fock: np.ndarray, overlap: np.ndarray, orthogonal: bool) -> np.ndarray:
+    """Orbital energies (Hartree) of a Löwdin-orthogonal (plain eigenvalues) or AO Fock matrix."""
+    return scipy.linalg.eigh(fock, None if orthogonal else overlap, eigvals_only=True)
+
+
+def single_molecule_seconds(model: HamiltonianModel, frames, repeats: int) -> dict:
+    """Median seconds of one molecule's matrix and orbital energies (overlap included), cycling
+    through ``frames`` (new geometries each call): the model's ``predict``, the Predictor in
+    float64 and float32, the Predictor's learned part alone, and the baseline, overlap and
+    diagonalization alone."""
+    orthogonal, settings = model.target.orthogonal, ScfSettings(basis=model.target.scf.basis)
+    predictors = {dtype: Predictor(model, frames[0].numbers, dtype=dtype) for dtype in (torch.float64, torch.float32)}
+    cycle = itertools.cycle(frames)
+
+    def full(predict):
+        atoms = next(cycle)
+        _energies(predict(atoms).double().numpy(), overlap_matrix(atoms, settings), orthogonal)
+
+    fock = model.predict([frames[0]], check_domain=False)[0].numpy()
+    make = orthogonal_baselines if orthogonal else ao_baselines
+    timed = {
+        "model_predict": lambda: full(lambda atoms: model.predict([atoms], check_domain=False)[0]),
+        "predictor_float64": lambda: full(lambda atoms: predictors[torch.float64].predict(atoms.positions)),
+        "predictor_float32": lambda: full(lambda atoms: predictors[torch.float32].predict(atoms.positions)),
+        "predictor_float64_learned_only": lambda: predictors[torch.float64].predict(next(cycle).positions, False),
+        "overlap": lambda: overlap_matrix(next(cycle), settings),
+        "diagonalization": lambda: _energies(fock, overlap_matrix(frames[0], settings), orthogonal),
+    }
+    if model.baseline is not None:
+        timed["baseline"] = lambda: make(model.baseline, [next(cycle)], model.basis)
+    return {f"{name}_seconds": median_seconds(function, repeats) for name, function in timed.items()}
+
+
+def single_molecule_result(model: HamiltonianModel, frames, repeats: int) -> dict:
+    """:func:`single_molecule_seconds` and RHF, B3LYP single points of the first frame (one
+    thread each), with the ratios of the single points to each full prediction, and the load
+    average before and after."""
+    load = os.getloadavg()[0]
+    times = single_molecule_seconds(model, frames, repeats)
+    times.update(single_point_seconds(frames[0], max(3, repeats // 10)))
+    times["load_average_before_after"] = [load, os.getloadavg()[0]]
+    for name in ("model_predict", "predictor_float64", "predictor_float32"):
+        for method in ("rhf", "b3lyp"):
+            times[f"{method}_ratio_{name}"] = times[f"{method}_seconds"] / times[f"{name}_seconds"]
+    return times
+
+
+def single_markdown(times: dict) -> str:
+    """A Markdown table of :func:`single_molecule_result`."""
+    lines = [
+        f"RHF {times['rhf_seconds'] * 1e3:.0f} ms, B3LYP {times['b3lyp_seconds'] * 1e3:.0f} ms (one thread); "
+        f"load average {times['load_average_before_after']}",
+        "",
+        "| one molecule, matrix + overlap + orbital energies | ms | RHF ratio | B3LYP ratio |",
+        "|---|---|---|---|",
+    ]
+    for name in ("model_predict", "predictor_float64", "predictor_float32"):
+        lines.append(
+            f"| {name} | {times[f'{name}_seconds'] * 1e3:.2f} | {times[f'rhf_ratio_{name}']:.0f}x | "
+            f"{times[f'b3lyp_ratio_{name}']:.0f}x |"
+        )
+    parts = ("predictor_float64_learned_only", "baseline", "overlap", "diagonalization")
+    chosen = [name for name in parts if f"{name}_seconds" in times]
+    lines += [f"| {name} alone | {times[f'{name}_seconds'] * 1e3:.2f} | | |" for name in chosen]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="a fock_orthogonal checkpoint (model.pt of a run)")
@@ -140,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--torch-threads", type=int, default=1, help="threads of torch for a CPU prediction")
     parser.add_argument("--scf-threads", type=int, default=os.cpu_count(), help="threads of PySCF")
+    parser.add_argument("--single", action="store_true", help="one molecule on the CPU: Predictor against predict")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results")
     return parser
 
@@ -150,6 +230,15 @@ def main() -> None:
     device = torch.device(args.device)
     model = HamiltonianModel.load(args.model).to(device)
     frames = read_frames(DATA / FILES[args.molecule])[-args.n_frames :]
+    if args.single:
+        pyscf.lib.num_threads(args.scf_threads)
+        result = {"molecule": args.molecule, "model": str(args.model), "machine": machine(device)}
+        result["single"] = single_molecule_result(model, frames, args.repeats)
+        args.output.mkdir(parents=True, exist_ok=True)
+        with atomic_path(args.output / f"prediction_speed_{args.molecule}_single_cpu.json") as path:
+            path.write_text(json.dumps(result, indent=2))
+        print(single_markdown(result["single"]))
+        return
     rows = prediction_rows(model, frames, args.batch_sizes, device, args.repeats)
     scf = scf_seconds(frames[0], args.scf_threads, max(3, args.repeats // 3))
     result = {

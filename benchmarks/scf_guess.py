@@ -47,7 +47,12 @@ from nhamil.targets import Target
 #: The structure files shipped with nhamil (or those in $NHAMIL_DATA_DIR): DATA / FILES[molecule].
 DATA = data_folder()
 FILES = {"water": data_file("water_coords_1000.xyz").name, "ethanol": data_file("ethanol-structures.xyz").name}
-LEVELS = {"rhf": ScfSettings(method="rhf"), "pbe": ScfSettings(method="rks", xc="pbe")}
+LEVELS = {
+    "rhf": ScfSettings(method="rhf"),
+    "pbe": ScfSettings(method="rks", xc="pbe"),
+    "b3lyp": ScfSettings(method="rks", xc="b3lyp"),
+    "pbe0": ScfSettings(method="rks", xc="pbe0"),
+}
 
 
 def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
@@ -143,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
         help="learn the difference to this cheap Fock matrix "
         "(nhamil.reference.baseline), which the prediction then includes",
     )
+    parser.add_argument(
+        "--any-level",
+        action="store_true",
+        help="let a model of another level of theory start the SCF (an RHF model for B3LYP)",
+    )
     parser.add_argument("--head", choices=["ridge", "sparse_kernel"], default="ridge")
     parser.add_argument("--n-active", type=int, default=500, help="active samples per block of the sparse kernel")
     parser.add_argument("--guesses", nargs="+", default=["minao", "atom", "huckel", "1e"], help="PySCF guesses")
@@ -163,9 +173,12 @@ def main() -> None:
     start = time.perf_counter()
     model_method = args.model_method or args.method
     model = HamiltonianModel.load(args.model) if args.model else train_model(train, LEVELS[model_method], args)
+    if args.model:
+        model_method = model.target.scf.xc or model.target.scf.method
     fit_seconds = time.perf_counter() - start
     settings = ScfSettings(**{**LEVELS[args.method].to_dict(), "conv_tol": args.conv_tol})
-    runs = compare_guesses(model, test, settings, args.guesses)
+    load_before = os.getloadavg()
+    runs = compare_guesses(model, test, settings, args.guesses, same_level=not args.any_level)
     result = {
         "molecule": args.molecule,
         "method": args.method,
@@ -181,6 +194,7 @@ def main() -> None:
         "checkpoint": str(args.model) if args.model else None,
         "train_and_fit_seconds": fit_seconds,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "summary": summarize_runs(runs),
         "runs": runs_as_rows(runs),
     }

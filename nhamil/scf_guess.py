@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 from .evaluate.electronic import density_matrix, orbitals_of, overlap_matrix, to_pyscf_order
+from .inference import Predictor
 from .model import HamiltonianModel
-from .orbitals import AtomicBasis
+from .orbitals import AtomicBasis, pyscf_to_canonical
 from .reference import ScfSettings
 from .reference.scf import build_molecule, make_solver
 
@@ -63,6 +64,46 @@ def predicted_density(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSe
     return to_pyscf_order(density_matrix(orbitals), basis, atoms.numbers)
 
 
+def initial_density(model: HamiltonianModel | Predictor, mol) -> np.ndarray:
+    """(n_ao, n_ao) closed-shell start density for an SCF of the PySCF ``Mole`` ``mol``, in
+    PySCF's AO order: ``mf.kernel(dm0=initial_density(model, mol))``. The model's Fock
+    prediction for ``mol``'s geometry is diagonalized with ``mol``'s own overlap and its
+    ``mol.nelectron // 2`` lowest orbitals doubly occupied. ``model``: a fitted full Fock model,
+    or a :class:`~nhamil.inference.Predictor` of it for ``mol``'s composition (built once, the
+    fast way to start many SCFs of one molecule). The guess may come from another level of
+    theory than the SCF's (an RHF model for a hybrid functional); the basis must be the model's.
+    ``InputError`` (one line) for an open shell, another basis, or a model that is not a full
+    Fock model. Law: ``P(R x) = D P(x) D^T``."""
+    predictor = model if isinstance(model, Predictor) else Predictor(model, mol.atom_charges())
+    fitted = predictor.model
+    if not fitted.target.supports_start_guess:
+        raise InputError(
+            f"a start guess needs a full Fock model ('fock_orthogonal' or 'fock'), not {fitted.target.name!r}"
+        )
+    if mol.spin != 0 or mol.nelectron % 2:
+        raise InputError(
+            f"initial_density: the molecule has spin {mol.spin} and {mol.nelectron} electrons; "
+            "a closed shell (spin 0, even electron count) is needed"
+        )
+    basis_name = mol.basis.lower() if isinstance(mol.basis, str) else None
+    if basis_name != fitted.basis.name:
+        raise InputError(
+            f"initial_density: the molecule's basis {mol.basis!r} is not the model's {fitted.basis.name!r}; "
+            "build the Mole with the model's basis"
+        )
+    numbers = mol.atom_charges()
+    if not np.array_equal(numbers, predictor.numbers):
+        raise InputError(
+            f"initial_density: the predictor is for atomic numbers {predictor.numbers.tolist()}, the molecule "
+            f"has {numbers.tolist()}; build a Predictor for this molecule"
+        )
+    fock = predictor.predict(mol.atom_coords(unit="Angstrom")).to("cpu")
+    order = pyscf_to_canonical(fitted.basis, numbers)
+    overlap = mol.intor("int1e_ovlp")[np.ix_(order, order)]
+    orbitals = orbitals_of(fock.double().numpy(), overlap, mol.nelectron // 2, fitted.target.orthogonal)
+    return to_pyscf_order(density_matrix(orbitals), fitted.basis, numbers)
+
+
 def _check_model(model: HamiltonianModel, settings: ScfSettings) -> None:
     """A start guess needs a full Fock model of the SCF's own level of theory."""
     if not model.target.supports_start_guess:
@@ -100,11 +141,14 @@ def run_from_guess(
     )
 
 
-def model_guess_run(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSettings) -> ScfRun:
-    """SCF from the model's density; the guess time covers features, heads, assembly, overlap
-    and diagonalization."""
+def model_guess_run(
+    model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSettings, predictor: Predictor | None = None
+) -> ScfRun:
+    """SCF from the model's density (:func:`initial_density`, through ``predictor`` if given: a
+    :class:`~nhamil.inference.Predictor` of ``atoms``' composition); the guess time covers
+    features, heads, assembly, the baseline if any, overlap and diagonalization."""
     start = time.perf_counter()
-    density = predicted_density(model, atoms, settings)
+    density = initial_density(predictor or model, build_molecule(atoms, settings))
     return run_from_guess(atoms, settings, density, MODEL_GUESS, time.perf_counter() - start)
 
 
@@ -114,15 +158,23 @@ def compare_guesses(
     settings: ScfSettings,
     guesses: Sequence[str] = ("minao", "atom", "huckel", "1e"),
     progress: bool = True,
+    same_level: bool = True,
 ) -> list[ScfRun]:
     """SCF runs of every frame from the model's guess and from each PySCF guess, in order
-    (frame-major). Refuses unknown elements, a basis or level of theory other than the model's
-    before any work."""
-    _check_model(model, settings)
+    (frame-major); one :class:`~nhamil.inference.Predictor` per composition, built before the
+    first run (its set-up is not in any run's time). Refuses unknown elements, a basis other than
+    the model's and, with ``same_level``, another level of theory, before any work (without it an
+    RHF model may start a hybrid-functional SCF)."""
+    if same_level:
+        _check_model(model, settings)
     model.check_inputs(frames, settings.basis)
+    predictors: dict[tuple[int, ...], Predictor] = {}
     runs = []
     for atoms in tqdm(frames, desc="SCF guesses", unit="structure", disable=not progress):
-        runs.append(model_guess_run(model, atoms, settings))
+        composition = tuple(atoms.numbers.tolist())
+        if composition not in predictors:
+            predictors[composition] = Predictor(model, composition)
+        runs.append(model_guess_run(model, atoms, settings, predictors[composition]))
         runs.extend(run_from_guess(atoms, settings, guess) for guess in guesses)
     return runs
 

@@ -5,11 +5,20 @@ import numpy as np
 import pytest
 from water_fock_run import WATER, reference_cache, water_fock_run
 
+from nhamil.errors import InputError
 from nhamil.evaluate import density_matrix, orbitals_from_orthogonal, to_pyscf_order
+from nhamil.inference import Predictor
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
-from nhamil.scf_guess import MODEL_GUESS, compare_guesses, predicted_density, run_from_guess, summarize_runs
+from nhamil.scf_guess import (
+    MODEL_GUESS,
+    compare_guesses,
+    initial_density,
+    predicted_density,
+    run_from_guess,
+    summarize_runs,
+)
 
 SETTINGS = ScfSettings(conv_tol=1e-9)
 
@@ -62,3 +71,41 @@ def test_saph_model_is_refused():
     basis = ProjectionSettings().minimal_basis(AtomicBasis.from_pyscf("def2-svp", [1, 8]))
     with pytest.raises(ValueError, match="fock_orthogonal"):
         predicted_density(HamiltonianModel(basis, [1, 8], target="saph"), read_frames(WATER, "0")[0], SETTINGS)
+
+
+def _water_mole(atoms, **options):
+    """A PySCF Mole of ``atoms`` built the way a user builds one."""
+    from pyscf import gto
+
+    atom = list(zip(atoms.get_chemical_symbols(), atoms.positions.tolist(), strict=True))
+    return gto.M(atom=atom, verbose=0, **options)
+
+
+def test_initial_density_of_a_mole_starts_rhf_at_the_minao_energy_in_fewer_cycles(model):
+    """``mf.kernel(dm0=initial_density(model, mol))``: PySCF's AO order, the same converged state."""
+    from pyscf import scf
+
+    atoms = read_frames(WATER, "11")[0]
+    mol = _water_mole(atoms, basis="def2-svp")
+    density = initial_density(model, mol)
+    np.testing.assert_allclose(density, predicted_density(model, atoms, SETTINGS), atol=1e-10)
+    np.testing.assert_allclose(initial_density(Predictor(model, mol.atom_charges()), mol), density, atol=1e-12)
+    runs = {}
+    for name, guess in (("model", density), ("minao", None)):
+        mf = scf.RHF(mol)
+        mf.conv_tol, cycles = SETTINGS.conv_tol, []
+        mf.callback = lambda envs, cycles=cycles: cycles.append(envs["cycle"])
+        runs[name] = (mf.kernel(dm0=guess), len(cycles), mf.converged)
+    assert runs["model"][2] and runs["minao"][2]
+    assert runs["model"][0] == pytest.approx(runs["minao"][0], abs=1e-8)
+    assert runs["model"][1] < runs["minao"][1]
+
+
+def test_initial_density_refuses_open_shells_other_bases_and_other_molecules(model):
+    atoms = read_frames(WATER, "11")[0]
+    with pytest.raises(InputError, match="closed shell"):
+        initial_density(model, _water_mole(atoms, basis="def2-svp", charge=1, spin=1))
+    with pytest.raises(InputError, match="sto-3g"):
+        initial_density(model, _water_mole(atoms, basis="sto-3g"))
+    with pytest.raises(InputError, match="build a Predictor"):
+        initial_density(Predictor(model, [1, 8, 1]), _water_mole(atoms, basis="def2-svp"))
