@@ -73,16 +73,25 @@ class NCenterFeaturizer:
             )
         return self
 
-    def compute(self, structures: Structures, pairs: dict[PairKind, np.ndarray]) -> dict[PairKind, EquivariantFeatures]:
+    def compute(
+        self, structures: Structures, pairs: dict[PairKind, np.ndarray], density: dict | None = None
+    ) -> dict[PairKind, EquivariantFeatures]:
         """Features of the pair kinds of ``pairs`` ({kind: (n, 3) rows (system, i, j)}, as
         :meth:`nhamil.blocks.MatrixLayout.pairs` gives them), samples in the same order; - kinds
-        come with their + kinds. The atom densities rho_i are expanded once for all of them."""
+        come with their + kinds. The atom densities rho_i are expanded once for all of them, or
+        given as ``density`` (:meth:`density` of the same structures: pairs of one molecule
+        featurized a chunk at a time share it)."""
         pairs = {kind: torch.as_tensor(samples, device=structures.ptr.device) for kind, samples in pairs.items()}
-        rho = density_expansion(structures, self.species, self.settings.density)
+        rho = self.density(structures) if density is None else density
         onsite_kinds = [kind for kind in pairs if kind.block_type == ON_SITE]
         onsite = self._onsite_features(structures, rho) if onsite_kinds else None
         result = {kind: _select_atoms(onsite, structures, pairs[kind]) for kind in onsite_kinds}
         return {**result, **self._pair_features(structures, pairs, rho)}
+
+    def density(self, structures: Structures) -> dict[int, torch.Tensor]:
+        """The atom densities rho_i of ``structures`` (:func:`density_expansion`: l -> (n_atoms,
+        2 l + 1, channels)), linear in the number of atoms (sparse neighbour lists)."""
+        return density_expansion(structures, self.species, self.settings.density)
 
     def compute_in_chunks(
         self, frames: Sequence[ase.Atoms], pairs: dict[PairKind, np.ndarray], device: torch.device | str

@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
-from ..blocks import MatrixLayout, PairKind
+from ..blocks import PairKind
 from ..blocks.assembly import assemble, group_of, layout_groups
 from ..errors import DataFileError, InputError
 from ..features import head_inputs
@@ -124,7 +124,7 @@ class _Batches:
         progress: bool,
     ):
         self.model, self.data, self.settings, self.device = model, data, settings, device
-        layout = MatrixLayout.from_numbers(model.basis, [atoms.numbers for atoms in data.frames])
+        layout = model._layout(data.frames)
         self.inputs, self.rows, self.samples = {}, {}, {}
         for group in _feature_groups(layout.pairs()):
             features = model.featurizer.compute_in_chunks(data.frames, group, device)
@@ -135,15 +135,15 @@ class _Batches:
                     self.rows[kind] = _rows_by_molecule(self.samples[kind], len(data.frames))
         self.heads = trainable_heads(model, self.inputs, settings, device)
         self.transforms = {group: model._transform(group).to(device) for group in layout_groups(layout)}
-        baselines = model._baselines(data.frames, progress) if model.baseline else None
-        self.baselines = None if baselines is None else [torch.as_tensor(b, device=device) for b in baselines]
+        baselines = model.baselines(data.frames, progress)
+        self.baselines = None if baselines is None else [torch.as_tensor(b, device=device) for b in baselines.matrices]
         self.targets = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in data.matrices]
         self.metrics = None if data.overlaps is None else [_inverse_cholesky(s, device) for s in data.overlaps]
         self.energies = [self._energies(m, i) for i, m in enumerate(self.targets)]
 
     def predict(self, molecules: np.ndarray) -> list[torch.Tensor]:
         """Full predicted matrices (baseline added) of ``molecules`` (sorted training indices)."""
-        layout = MatrixLayout.from_numbers(self.model.basis, [self.data.frames[i].numbers for i in molecules])
+        layout = self.model._layout([self.data.frames[i] for i in molecules])
         values = {}
         for group, samples in layout_groups(layout).items():
             outputs = []
