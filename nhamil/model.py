@@ -48,9 +48,10 @@ from .targets import Target
 
 #: 2: the target is a :class:`nhamil.targets.Target` (kind, level of theory, projection), not a name.
 CHECKPOINT_FORMAT = 2
-#: Atom pairs of one group whose features are built and mapped to matrix elements at once in
-#: :meth:`HamiltonianModel.predict` (a pair's features take about 0.1-0.6 MB in float64).
-PAIRS_PER_CHUNK = 1024
+#: Atoms or atom pairs of one group whose features are built and mapped to matrix elements at
+#: once in :meth:`HamiltonianModel.predict`: with the default features in def2-SVP a pair's
+#: features and their intermediates take about 2 MB in float64, so a chunk about 0.5 GB.
+PAIRS_PER_CHUNK = 256
 
 
 class HamiltonianModel:
@@ -164,7 +165,7 @@ class HamiltonianModel:
     ) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
         ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound on
-        a CPU; a GPU wants hundreds) and, within a batch, ``pair_chunk`` atom pairs at a time
+        a CPU; a GPU wants hundreds) and, within a batch, ``pair_chunk`` atoms or atom pairs at a time
         (the peak memory is the matrices plus one chunk's features, whatever the molecule's
         size; the result does not depend on it). Weights not on ``device`` are copied there for
         every batch: call :meth:`to` first. The inputs are checked once (:meth:`check_inputs`).
@@ -299,21 +300,13 @@ class HamiltonianModel:
         self, frames: Sequence[ase.Atoms], device: torch.device | str, dtype: torch.dtype, pair_chunk: int
     ) -> list[torch.Tensor]:
         """The learned matrices of checked ``frames``: one layout and one density expansion for
-        the batch; the atoms' on-site features at once, the pairs of each group ``pair_chunk`` at a
-        time, each chunk's matrix elements written into the matrices before the next is built."""
+        the batch; the atoms (on-site) and the pairs of each group ``pair_chunk`` at a time, each
+        chunk's matrix elements written into the matrices before the next chunk is featurized."""
         layout = MatrixLayout.from_numbers(self.basis, [a.numbers for a in frames], self._pair_lists(frames))
         structures = Structures.from_atoms(frames, dtype=dtype, device=device)
         density = self.featurizer.density(structures)
         flat = torch.zeros(int((layout.n_ao**2).sum()), dtype=dtype, device=device)
-        pairs = layout.pairs()
-        onsite = {kind: samples for kind, samples in pairs.items() if kind.block_type == ON_SITE}
-        if onsite:
-            features = self.featurizer.compute(structures, onsite, density)
-            for group, samples in onsite.items():
-                self._write_group(flat, layout, group, samples, features)
         for group, samples in layout_groups(layout).items():
-            if group.block_type == ON_SITE:
-                continue
             for start in range(0, len(samples), pair_chunk):
                 chunk = samples[start : start + pair_chunk]
                 features = self.featurizer.compute(structures, {group: chunk}, density)  # - kinds come with +
