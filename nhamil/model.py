@@ -50,7 +50,8 @@ from .targets import Target
 CHECKPOINT_FORMAT = 2
 #: Atoms or atom pairs of one group whose features are built and mapped to matrix elements at
 #: once in :meth:`HamiltonianModel.predict`: with the default features in def2-SVP a pair's
-#: features and their intermediates take about 2 MB in float64, so a chunk about 0.5 GB.
+#: features and their intermediates take 3-4 MB in float64, so a chunk about 1 GB
+#: (benchmarks/results/prediction_memory.md).
 PAIRS_PER_CHUNK = 256
 
 
