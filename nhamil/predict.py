@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .domain import DomainReport, summary, warn_out_of_domain
 from .errors import InputError, reported_as_one_line
-from .model import HamiltonianModel
+from .model import PAIRS_PER_CHUNK, HamiltonianModel
 from .reference import read_frames
 from .reference.baseline import BaselineMatrices
 from .reference.scf import overlap_matrix
@@ -51,17 +51,19 @@ def predict_matrices(
     dtype: torch.dtype = torch.float64,
     baselines: BaselineMatrices | None = None,
     checked: bool = False,
+    pair_chunk: int = PAIRS_PER_CHUNK,
 ) -> list[np.ndarray]:
     """Predicted target matrices, one (n, n) float64 array (Hartree) per frame, computed in
     batches of ``batch_size`` frames with a progress bar over structures, each moved off the
     device as it comes. ``dtype`` is the precision of the features and heads: float32 is about
     1.5x faster on a CPU and changes an ethanol Fock matrix by about 2e-5 Ha, far below the
     models' errors. ``baselines``: the model's :meth:`~nhamil.model.HamiltonianModel.baselines`
-    of ``frames``, if the caller holds them; ``checked``: the caller ran ``model.check_inputs``."""
+    of ``frames``, if the caller holds them; ``checked``: the caller ran ``model.check_inputs``;
+    ``pair_chunk``: atoms or atom pairs featurized at once (memory, not results)."""
     if not checked:
         model.check_inputs(frames)
     warn_out_of_domain(model.domain_reports(frames), frames)
-    predictions = model.predictions(frames, device, dtype, batch_size, baselines, checked=True)
+    predictions = model.predictions(frames, device, dtype, batch_size, baselines, pair_chunk, checked=True)
     return [
         matrix.cpu().to(torch.float64).numpy()
         for matrix in tqdm(predictions, total=len(frames), desc="predict", unit="structure", disable=not progress)
@@ -115,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
         help="structures per feature batch; default 8 on a CPU (bigger batches of big feature "
         "blocks are memory-bound there), 256 on a GPU (which needs hundreds to be busy)",
     )
+    parser.add_argument(
+        "--pair-chunk",
+        type=_positive_int,
+        default=PAIRS_PER_CHUNK,
+        help=f"atoms or atom pairs featurized at once (default {PAIRS_PER_CHUNK}, about 1 GB at the default "
+        "features; lower it for less memory on large molecules; results do not change)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
         "--float32",
@@ -154,7 +163,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
         baselines = model.baselines(frames, progress=True)
         dtype = torch.float32 if args.float32 else torch.float64
         matrices = predict_matrices(
-            model, frames, batch_size, device=args.device, dtype=dtype, baselines=baselines, checked=True
+            model,
+            frames,
+            batch_size,
+            device=args.device,
+            dtype=dtype,
+            baselines=baselines,
+            checked=True,
+            pair_chunk=args.pair_chunk,
         )
         domain = model.domain_reports(frames)
         overlaps = None if baselines is None else baselines.overlaps
