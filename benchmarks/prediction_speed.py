@@ -46,7 +46,6 @@ from nhamil.evaluate.electronic import overlap_matrix
 from nhamil.inference import Predictor
 from nhamil.model import HamiltonianModel
 from nhamil.reference import ScfSettings, read_frames
-from nhamil.reference.baseline import ao_baselines, orthogonal_baselines
 
 
 def orbital_energies(model: HamiltonianModel, frames, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -161,7 +160,6 @@ def single_molecule_seconds(model: HamiltonianModel, frames, repeats: int) -> di
         _energies(predict(atoms).double().numpy(), overlap_matrix(atoms, settings), orthogonal)
 
     fock = model.predict([frames[0]], check_domain=False)[0].numpy()
-    make = orthogonal_baselines if orthogonal else ao_baselines
     timed = {
         "model_predict": lambda: full(lambda atoms: model.predict([atoms], check_domain=False)[0]),
         "predictor_float64": lambda: full(lambda atoms: predictors[torch.float64].predict(atoms.positions)),
@@ -171,7 +169,7 @@ def single_molecule_seconds(model: HamiltonianModel, frames, repeats: int) -> di
         "diagonalization": lambda: _energies(fock, overlap_matrix(frames[0], settings), orthogonal),
     }
     if model.baseline is not None:
-        timed["baseline"] = lambda: make(model.baseline, [next(cycle)], model.basis)
+        timed["baseline"] = lambda: model.baselines([next(cycle)])
     return {f"{name}_seconds": median_seconds(function, repeats) for name, function in timed.items()}
 
 

@@ -39,7 +39,6 @@ from .features.harmonics import packed_real_harmonics
 from .features.radial import cutoff_function, radial_integrals
 from .heads import LinearFit, predict_head
 from .orbitals import clebsch_gordan
-from .reference.baseline import ao_baselines, orthogonal_baselines
 from .structures import Structures, check_geometries
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -76,6 +75,11 @@ class Predictor:
     ):
         if not model.heads:
             raise InputError("the model is not fitted: train it (nhamil.train) before building a Predictor")
+        if model.pair_cutoff is not None:
+            raise InputError(
+                f"the model has pair_cutoff={model.pair_cutoff} Å, so its atom pairs change with the geometry; "
+                "a Predictor fixes them per composition: use model.predict"
+            )
         self.model, self.dtype, self.device = model, dtype, torch.device(device)
         self.numbers = np.asarray(numbers, dtype=np.int64)
         probe = ase.Atoms(numbers=self.numbers, positions=np.arange(3 * len(self.numbers)).reshape(-1, 3) * 1.5)
@@ -111,8 +115,7 @@ class Predictor:
         check_geometries(frames)
         matrices = self._learned(frames)
         if baseline and self.model.baseline is not None:
-            make = orthogonal_baselines if self.model.target.orthogonal else ao_baselines
-            bases = make(self.model.baseline, frames, self.model.basis)
+            bases = self.model.baselines(frames).matrices
             matrices = matrices.to(torch.float64) + torch.as_tensor(np.stack(bases), device=matrices.device)
         return matrices[0] if single else matrices
 

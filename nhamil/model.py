@@ -14,18 +14,19 @@ import io
 import os
 import pickle
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import ase
 import ase.data
 import numpy as np
+import scipy.spatial
 import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path
-from .blocks import ON_SITE, Block, BlockKey, MatrixLayout, PairKind, ShellPair, matrix_to_blocks
-from .blocks.assembly import assemble, element_transform, group_of, layout_groups
+from .blocks import HETERO, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair, matrix_to_blocks
+from .blocks.assembly import element_destinations, element_transform, group_of, layout_groups
 from .domain import DomainReport, TrainingDomain, warn_out_of_domain
 from .errors import DataFileError, InputError
 from .features import EquivariantFeatures, FeatureSettings, NCenterFeaturizer, head_inputs
@@ -41,12 +42,17 @@ from .heads import (
     settings_to_dict,
 )
 from .orbitals import AtomicBasis, Shell
-from .reference.baseline import ao_baselines, check_baseline, orthogonal_baselines
+from .reference.baseline import Baseline, BaselineMatrices, check_baseline
 from .structures import Structures, check_geometries
 from .targets import Target
 
 #: 2: the target is a :class:`nhamil.targets.Target` (kind, level of theory, projection), not a name.
 CHECKPOINT_FORMAT = 2
+#: Atoms or atom pairs of one group whose features are built and mapped to matrix elements at
+#: once in :meth:`HamiltonianModel.predict`: with the default features in def2-SVP a pair's
+#: features and their intermediates take 3-4 MB in float64, so a chunk about 1 GB
+#: (benchmarks/results/prediction_memory.md).
+PAIRS_PER_CHUNK = 256
 
 
 class HamiltonianModel:
@@ -59,7 +65,10 @@ class HamiltonianModel:
     targets only): the heads learn the difference to this cheap PySCF Fock matrix (Löwdin-
     orthogonalized for an orthogonal target), which ``predict`` adds back.
     ``domain``: the interatomic distances of the training structures (set by ``fit``; None for
-    an unfitted model), against which ``predict`` warns of extrapolation.
+    an unfitted model), against which ``predict`` warns of extrapolation. ``pair_cutoff`` (Å,
+    None: every pair): atom pairs farther apart are neither fitted nor featurized, and their
+    blocks are exactly zero, so a molecule's pairs, features and time grow linearly with its
+    atoms (pairs beyond the density cutoff have all-zero pair features anyway).
     """
 
     def __init__(
@@ -71,7 +80,11 @@ class HamiltonianModel:
         features: FeatureSettings | None = None,
         head: HeadSettings | None = None,
         baseline: str | None = None,
+        pair_cutoff: float | None = None,
     ):
+        if pair_cutoff is not None and not pair_cutoff > 0:
+            raise InputError(f"pair_cutoff={pair_cutoff} Å must be > 0 (or None for every atom pair)")
+        self.pair_cutoff = None if pair_cutoff is None else float(pair_cutoff)
         self.basis = basis
         self.species = tuple(sorted(int(z) for z in species))
         self.target = target if isinstance(target, Target) else Target.named(target, basis.name)
@@ -148,28 +161,88 @@ class HamiltonianModel:
         dtype: torch.dtype = torch.float64,
         batch_size: int = 8,
         check_domain: bool = True,
+        baselines: BaselineMatrices | None = None,
+        pair_chunk: int = PAIRS_PER_CHUNK,
     ) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
         ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound on
-        a CPU; a GPU wants hundreds); the baseline, for a model with one, is added. Weights
-        not on ``device`` are copied there for every batch: call :meth:`to` first. With
-        ``check_domain``, an :class:`~nhamil.domain.OutOfDomainWarning` names the frames outside
-        the training domain (:meth:`domain_reports`)."""
-        if not self.heads:
-            raise RuntimeError("the model is not fitted")
-        check_geometries(frames)
-        self.check_atom_pairs(frames)
+        a CPU; a GPU wants hundreds) and, within a batch, ``pair_chunk`` atoms or atom pairs at a time
+        (the peak memory is the matrices plus one chunk's features, whatever the molecule's
+        size; the result does not depend on it). Weights not on ``device`` are copied there for
+        every batch: call :meth:`to` first. The inputs are checked once (:meth:`check_inputs`).
+        The baseline, for a model with one, is added: ``baselines`` (:meth:`baselines` of the
+        same frames) if given, else PySCF computes it here. With ``check_domain``, an
+        :class:`~nhamil.domain.OutOfDomainWarning` names the frames outside the training domain
+        (:meth:`domain_reports`)."""
+        self._check_predictable(pair_chunk)
+        self.check_inputs(frames)
         if check_domain:
             warn_out_of_domain(self.domain_reports(frames), frames)
-        learned = [
-            matrix
-            for start in range(0, len(frames), batch_size)
-            for matrix in self._predict_batch(frames[start : start + batch_size], device, dtype)
-        ]
-        if self.baseline is None:
-            return learned
-        baselines = self._baselines(frames, progress=False)
-        return [matrix + torch.as_tensor(base).to(matrix) for matrix, base in zip(learned, baselines, strict=True)]
+        return list(self.predictions(frames, device, dtype, batch_size, baselines, pair_chunk, checked=True))
+
+    def predictions(
+        self,
+        frames: Sequence[ase.Atoms],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+        batch_size: int = 8,
+        baselines: BaselineMatrices | None = None,
+        pair_chunk: int = PAIRS_PER_CHUNK,
+        checked: bool = False,
+    ) -> Iterator[torch.Tensor]:
+        """:meth:`predict` one matrix at a time, a batch computed when the first of it is asked
+        for (a caller that moves each off the device holds one batch there); no domain warning.
+        ``checked``: the caller has run :meth:`check_inputs` on ``frames`` already."""
+        self._check_predictable(pair_chunk)
+        if not checked:
+            self.check_inputs(frames)
+        baselines = self._checked_baselines(frames, baselines)
+        for start in range(0, len(frames), batch_size):
+            batch = frames[start : start + batch_size]
+            for offset, matrix in enumerate(self._predict_batch(batch, device, dtype, pair_chunk)):
+                base = None if baselines is None else baselines.matrices[start + offset]
+                yield matrix if base is None else matrix + torch.as_tensor(base).to(matrix)
+
+    def _check_predictable(self, pair_chunk: int) -> None:
+        if not self.heads:
+            raise RuntimeError("the model is not fitted")
+        if pair_chunk < 1:
+            raise InputError(f"pair_chunk={pair_chunk} must be at least 1 atom pair")
+
+    def baseline_stage(self) -> Baseline | None:
+        """The model's baseline as a stage of its own (None for a model without one)."""
+        return None if self.baseline is None else Baseline(self.baseline, self.basis, self.target.orthogonal)
+
+    def baselines(self, frames: Sequence[ase.Atoms], progress: bool = False) -> BaselineMatrices | None:
+        """The baseline matrices (target's form) and AO overlaps of ``frames`` (PySCF, CPU), to hand
+        to :meth:`predict` and to whatever else needs the overlaps; None for a model without one."""
+        stage = self.baseline_stage()
+        return None if stage is None else stage.compute(frames, progress)
+
+    def _checked_baselines(
+        self, frames: Sequence[ase.Atoms], baselines: BaselineMatrices | None
+    ) -> BaselineMatrices | None:
+        """``baselines`` after checking they are this model's, one of the right size per frame; or
+        the model's own (computed here), or None for a model without a baseline."""
+        if baselines is None:
+            return self.baselines(frames)
+        if self.baseline is None or (baselines.name, baselines.orthogonal) != (self.baseline, self.target.orthogonal):
+            form = "orthogonal" if baselines.orthogonal else "AO"
+            raise InputError(
+                f"baselines of {baselines.name!r} ({form}) do not belong to a model with baseline {self.baseline!r} "
+                f"and target {self.target.name!r}: pass the model's own, model.baselines(frames)"
+            )
+        if len(baselines) != len(frames):
+            raise InputError(f"{len(baselines)} baseline matrices for {len(frames)} frames: give one per frame")
+        sizes = self.basis.atom_offsets
+        for index, (atoms, matrix) in enumerate(zip(frames, baselines.matrices, strict=True)):
+            n_ao = int(sizes(atoms.numbers)[-1])
+            if np.shape(matrix) != (n_ao, n_ao):
+                raise InputError(
+                    f"baseline matrix {index} is {np.shape(matrix)}, but structure {index} "
+                    f"({atoms.get_chemical_formula()}) has {n_ao} AOs: baselines are not of these frames"
+                )
+        return baselines
 
     def domain_reports(self, frames: Sequence[ase.Atoms]) -> list[DomainReport] | None:
         """Per frame: inside the training domain or not, and why (see :mod:`nhamil.domain`);
@@ -191,13 +264,8 @@ class HamiltonianModel:
         """The part of ``matrices`` the heads learn: all of it, or what the baseline leaves."""
         if self.baseline is None:
             return matrices
-        baselines = self._baselines(frames, progress)
+        baselines = self.baselines(frames, progress).matrices
         return [matrix - torch.as_tensor(base).to(matrix) for matrix, base in zip(matrices, baselines, strict=True)]
-
-    def _baselines(self, frames: Sequence[ase.Atoms], progress: bool) -> list[np.ndarray]:
-        """The baseline matrices of ``frames`` in the target's form (orthogonalized or AO)."""
-        make = orthogonal_baselines if self.target.orthogonal else ao_baselines
-        return make(self.baseline, frames, self.basis, progress)
 
     def check_inputs(self, frames: Sequence[ase.Atoms], scf_basis: str | None = None) -> None:
         """Raise ``InputError`` before any work if ``frames`` hold an impossible geometry, an
@@ -214,28 +282,51 @@ class HamiltonianModel:
             )
 
     def check_atom_pairs(self, frames: Sequence[ase.Atoms]) -> None:
-        """Raise ``ValueError`` naming the first structure of ``frames`` with a kind of atom pair
-        the model has no heads for (an O-O pair for a model trained on water), and those kinds;
-        or, through the layout, an element the model does not know."""
+        """Raise ``ValueError`` naming the first structure of ``frames`` with an element the model
+        does not know (:meth:`check_elements`) or a kind of atom pair it has no heads for (an O-O
+        pair for a model trained on water; with a ``pair_cutoff``, of the pairs within it), and
+        those kinds. Linear in the atoms: no layout is built."""
+        self.check_elements(frames)
         trained = {group_of(kind) for kind, _ in self.heads}
-        unseen = {
-            group: samples for group, samples in layout_groups(self._layout(frames)).items() if group not in trained
-        }
-        if unseen:
-            index = min(int(samples[0, 0]) for samples in unseen.values())  # samples come in structure order
-            names = ", ".join(_pair_name(group) for group, samples in sorted(unseen.items()) if index in samples[:, 0])
-            raise ValueError(
-                f"structure {index} ({frames[index].get_chemical_formula()}) has atom pairs the model "
-                f"was not trained on: {names}"
-            )
+        for index, atoms in enumerate(frames):
+            unseen = _frame_groups(atoms, self.pair_cutoff) - trained
+            if unseen:
+                names = ", ".join(_pair_name(group) for group in sorted(unseen))
+                raise ValueError(
+                    f"structure {index} ({atoms.get_chemical_formula()}) has atom pairs the model "
+                    f"was not trained on: {names}"
+                )
 
     def _predict_batch(
-        self, frames: Sequence[ase.Atoms], device: torch.device | str, dtype: torch.dtype
+        self, frames: Sequence[ase.Atoms], device: torch.device | str, dtype: torch.dtype, pair_chunk: int
     ) -> list[torch.Tensor]:
-        layout = self._layout(frames)
+        """The learned matrices of checked ``frames``: one layout and one density expansion for
+        the batch; the atoms (on-site) and the pairs of each group ``pair_chunk`` at a time, each
+        chunk's matrix elements written into the matrices before the next chunk is featurized."""
+        layout = MatrixLayout.from_numbers(self.basis, [a.numbers for a in frames], self._pair_lists(frames))
         structures = Structures.from_atoms(frames, dtype=dtype, device=device)
-        features = self.featurizer.compute(structures, layout.pairs())
-        return assemble({group: self._predict_group(group, features) for group in layout_groups(layout)}, layout)
+        density = self.featurizer.density(structures)
+        flat = torch.zeros(int((layout.n_ao**2).sum()), dtype=dtype, device=device)
+        for group, samples in layout_groups(layout).items():
+            for start in range(0, len(samples), pair_chunk):
+                chunk = samples[start : start + pair_chunk]
+                features = self.featurizer.compute(structures, {group: chunk}, density)  # - kinds come with +
+                self._write_group(flat, layout, group, chunk, features)
+        sizes = (layout.n_ao**2).tolist()
+        return [part.reshape(n, n) for part, n in zip(torch.split(flat, sizes), layout.n_ao.tolist(), strict=True)]
+
+    def _write_group(
+        self,
+        flat: torch.Tensor,
+        layout: MatrixLayout,
+        group: PairKind,
+        samples: np.ndarray,
+        features: dict[PairKind, EquivariantFeatures],
+    ) -> None:
+        """Write the matrix elements of ``samples`` (n, 3) of ``group`` (:func:`assemble`'s flat
+        vector of all matrices of ``layout``), predicted from their ``features``."""
+        destinations = element_destinations(layout, group, samples).reshape(-1).to(flat.device)
+        flat[destinations] = self._predict_group(group, features).reshape(-1).to(flat)
 
     def _predict_group(self, group: PairKind, features: dict[PairKind, EquivariantFeatures]) -> torch.Tensor:
         """(n, E) matrix elements owned by the samples of one group of pair kinds (see
@@ -267,8 +358,14 @@ class HamiltonianModel:
                 )
 
     def _layout(self, frames: Sequence[ase.Atoms]) -> MatrixLayout:
+        """The layout of ``frames`` that fits and predictions share: every atom pair, or those
+        within the ``pair_cutoff``."""
         self.check_elements(frames)
-        return MatrixLayout.from_numbers(self.basis, [a.numbers for a in frames])
+        return MatrixLayout.from_numbers(self.basis, [a.numbers for a in frames], self._pair_lists(frames))
+
+    def _pair_lists(self, frames: Sequence[ase.Atoms]) -> list[np.ndarray] | None:
+        """Per frame the (n, 2) pairs i < j within the ``pair_cutoff`` (None: every pair)."""
+        return None if self.pair_cutoff is None else [pairs_within(a.positions, self.pair_cutoff) for a in frames]
 
     def state_dict(self) -> dict:
         """Plain data (ints, floats, strings, tensors) that :meth:`from_state_dict` restores."""
@@ -278,6 +375,7 @@ class HamiltonianModel:
             "species": list(self.species),
             "target": self.target.to_dict(),
             "baseline": self.baseline,
+            "pair_cutoff": self.pair_cutoff,
             "features": self.features.to_dict(),
             "contractions": self.featurizer.state()["contractions"],
             "head": settings_to_dict(self.head),
@@ -308,6 +406,7 @@ class HamiltonianModel:
             features=features,
             head=settings_from_dict(state["head"]),
             baseline=state.get("baseline"),
+            pair_cutoff=state.get("pair_cutoff"),
         )
         model.featurizer = NCenterFeaturizer.from_state(
             {**model.featurizer.state(), "contractions": state.get("contractions", {})}
@@ -389,6 +488,29 @@ def _check_baseline_target(baseline: str, target: Target) -> None:
             f"baseline {baseline!r} is a full Fock matrix; it applies to targets 'fock_orthogonal' "
             f"and 'fock', not {target.name!r}"
         )
+
+
+def pairs_within(positions: np.ndarray, cutoff: float) -> np.ndarray:
+    """(n, 2) int64 pairs i < j of atoms at ``positions`` (n_atoms, 3), Å, at most ``cutoff`` Å
+    apart, sorted; from a k-d tree, so memory and time grow with the pairs found, not n_atoms^2.
+    Law: rotations and translations keep the set; a permutation of the atoms relabels it."""
+    found = scipy.spatial.cKDTree(np.asarray(positions, dtype=np.float64)).query_pairs(cutoff, output_type="ndarray")
+    found = np.sort(found.astype(np.int64).reshape(-1, 2), axis=1)
+    return found[np.lexsort((found[:, 1], found[:, 0]))]
+
+
+def _frame_groups(atoms: ase.Atoms, pair_cutoff: float | None) -> set[PairKind]:
+    """The groups of pair kinds (:func:`group_of`) that predicting ``atoms`` needs heads for: the
+    on-site kind of each element, and the + or different-element kind of each element pair that
+    has an atom pair (within ``pair_cutoff``, Å, if given)."""
+    numbers = np.asarray(atoms.numbers, dtype=np.int64)
+    elements, counts = np.unique(numbers, return_counts=True)
+    if pair_cutoff is None:
+        present = [(a, b) for k, a in enumerate(elements) for b in elements[k:] if a != b or counts[k] > 1]
+    else:
+        present = np.unique(np.sort(numbers[pairs_within(atoms.positions, pair_cutoff)], axis=1), axis=0)
+    groups = {PairKind(ON_SITE, int(z), int(z)) for z in elements}
+    return groups | {PairKind(PLUS if a == b else HETERO, int(a), int(b)) for a, b in present}
 
 
 def _pair_name(group: PairKind) -> str:

@@ -36,9 +36,10 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .domain import DomainReport, summary, warn_out_of_domain
 from .errors import InputError, reported_as_one_line
-from .evaluate.electronic import overlap_matrix
-from .model import HamiltonianModel
+from .model import PAIRS_PER_CHUNK, HamiltonianModel
 from .reference import read_frames
+from .reference.baseline import BaselineMatrices
+from .reference.scf import overlap_matrix
 
 
 def predict_matrices(
@@ -48,21 +49,25 @@ def predict_matrices(
     progress: bool = True,
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
+    baselines: BaselineMatrices | None = None,
+    checked: bool = False,
+    pair_chunk: int = PAIRS_PER_CHUNK,
 ) -> list[np.ndarray]:
     """Predicted target matrices, one (n, n) float64 array (Hartree) per frame, computed in
-    batches of ``batch_size`` frames with a progress bar over structures. ``dtype`` is the
-    precision of the features and heads: float32 is about 1.5x faster on a CPU and changes an
-    ethanol Fock matrix by about 2e-5 Ha, far below the models' errors."""
-    model.check_inputs(frames)
+    batches of ``batch_size`` frames with a progress bar over structures, each moved off the
+    device as it comes. ``dtype`` is the precision of the features and heads: float32 is about
+    1.5x faster on a CPU and changes an ethanol Fock matrix by about 2e-5 Ha, far below the
+    models' errors. ``baselines``: the model's :meth:`~nhamil.model.HamiltonianModel.baselines`
+    of ``frames``, if the caller holds them; ``checked``: the caller ran ``model.check_inputs``;
+    ``pair_chunk``: atoms or atom pairs featurized at once (memory, not results)."""
+    if not checked:
+        model.check_inputs(frames)
     warn_out_of_domain(model.domain_reports(frames), frames)
-    matrices: list[np.ndarray] = []
-    with tqdm(total=len(frames), desc="predict", unit="structure", disable=not progress) as bar:
-        for start in range(0, len(frames), batch_size):
-            batch = frames[start : start + batch_size]
-            predicted = model.predict(batch, device=device, dtype=dtype, batch_size=len(batch), check_domain=False)
-            matrices.extend(m.cpu().to(torch.float64).numpy() for m in predicted)
-            bar.update(len(batch))
-    return matrices
+    predictions = model.predictions(frames, device, dtype, batch_size, baselines, pair_chunk, checked=True)
+    return [
+        matrix.cpu().to(torch.float64).numpy()
+        for matrix in tqdm(predictions, total=len(frames), desc="predict", unit="structure", disable=not progress)
+    ]
 
 
 def write_predictions(
@@ -71,10 +76,12 @@ def write_predictions(
     frames: Sequence[ase.Atoms],
     matrices: Sequence[np.ndarray],
     domain: Sequence[DomainReport] | None = None,
+    overlaps: Sequence[np.ndarray] | None = None,
 ) -> Path:
     """Write structures, matrices, their orbital energies and, given ``domain`` (the model's
     :meth:`~nhamil.model.HamiltonianModel.domain_reports` of ``frames``), the out-of-domain
-    flags to HDF5 (layout in the module docstring)."""
+    flags to HDF5 (layout in the module docstring). ``overlaps``: the frames' AO overlaps, if
+    the caller holds them (a baseline's), else PySCF computes those a non-orthogonal target needs."""
     target = model.target
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
         file.attrs.update(
@@ -85,12 +92,16 @@ def write_predictions(
             group.create_dataset("numbers", data=np.asarray(atoms.numbers, dtype=np.int64))
             group.create_dataset("positions", data=np.asarray(atoms.positions, dtype=np.float64))
             group.create_dataset("matrix", data=matrix)
-            overlap = None if target.orthogonal else overlap_matrix(atoms, target.scf)
+            overlap = None if target.orthogonal else _overlap(atoms, target.scf, overlaps, index)
             group.create_dataset("orbital_energies", data=target.orbital_energies(matrix, overlap))
             if domain is not None:
                 flag = group.create_dataset("out_of_domain", data=not domain[index].in_domain)
                 flag.attrs["reason"] = domain[index].reason
     return Path(path)
+
+
+def _overlap(atoms: ase.Atoms, settings, overlaps: Sequence[np.ndarray] | None, index: int) -> np.ndarray:
+    return overlap_matrix(atoms, settings) if overlaps is None else overlaps[index]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         help="structures per feature batch; default 8 on a CPU (bigger batches of big feature "
         "blocks are memory-bound there), 256 on a GPU (which needs hundreds to be busy)",
+    )
+    parser.add_argument(
+        "--pair-chunk",
+        type=_positive_int,
+        default=PAIRS_PER_CHUNK,
+        help=f"atoms or atom pairs featurized at once (default {PAIRS_PER_CHUNK}, about 1 GB at the default "
+        "features; lower it for less memory on large molecules; results do not change)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
@@ -142,11 +160,21 @@ def main(argv: Sequence[str] | None = None) -> Path:
         frames = read_frames(args.structures, args.index)
         model.check_inputs(frames, args.basis)
         batch_size = args.batch_size or (8 if torch.device(args.device).type == "cpu" else 256)
+        baselines = model.baselines(frames, progress=True)
+        dtype = torch.float32 if args.float32 else torch.float64
         matrices = predict_matrices(
-            model, frames, batch_size, device=args.device, dtype=torch.float32 if args.float32 else torch.float64
+            model,
+            frames,
+            batch_size,
+            device=args.device,
+            dtype=dtype,
+            baselines=baselines,
+            checked=True,
+            pair_chunk=args.pair_chunk,
         )
         domain = model.domain_reports(frames)
-        path = write_predictions(args.output, model, frames, matrices, domain)
+        overlaps = None if baselines is None else baselines.overlaps
+        path = write_predictions(args.output, model, frames, matrices, domain, overlaps)
     print(f"{len(frames)} {model.target} predictions ({model.basis.name}, Hartree) in {path}")
     print(summary(domain) if domain is not None else "the model records no training domain: structures not checked")
     return path

@@ -21,12 +21,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .evaluate.electronic import density_matrix, orbitals_of, overlap_matrix, to_pyscf_order
+from .evaluate.electronic import density_matrix, orbitals_of, to_pyscf_order
 from .inference import Predictor
 from .model import HamiltonianModel
 from .orbitals import AtomicBasis, pyscf_to_canonical
 from .reference import ScfSettings
-from .reference.scf import build_molecule, make_solver
+from .reference.scf import build_molecule, make_solver, overlap_matrix
 
 #: The name under which the model's guess appears next to PySCF's guesses.
 MODEL_GUESS = "nhamil"
@@ -57,9 +57,10 @@ def predicted_density(model: HamiltonianModel, atoms: ase.Atoms, settings: ScfSe
     _check_model(model, settings)
     model.check_inputs([atoms], settings.basis)
     n_occupied = (int(atoms.numbers.sum()) - settings.charge) // 2
-    orbitals = orbitals_of(
-        model.predict([atoms])[0].numpy(), overlap_matrix(atoms, settings), n_occupied, model.target.orthogonal
-    )
+    baselines = model.baselines([atoms])  # with its overlap: PySCF builds the molecule once
+    overlap = overlap_matrix(atoms, settings) if baselines is None else baselines.overlaps[0]
+    fock = model.predict([atoms], baselines=baselines)[0].numpy()
+    orbitals = orbitals_of(fock, overlap, n_occupied, model.target.orthogonal)
     basis = AtomicBasis.from_pyscf(settings.basis, atoms.numbers)
     return to_pyscf_order(density_matrix(orbitals), basis, atoms.numbers)
 

@@ -12,7 +12,7 @@ from nhamil.features import DensitySettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis, pyscf_to_canonical
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
-from nhamil.reference.baseline import baseline_fock, orthogonal_baselines
+from nhamil.reference.baseline import Baseline, baseline_fock
 from nhamil.reference.scf import build_molecule
 from nhamil.testing import assert_equivariant
 
@@ -65,7 +65,7 @@ def test_sap_baseline_holds_most_of_the_fock_matrix(tmp_path_factory):
     order = np.ix_(*2 * [pyscf_to_canonical(WATER_BASIS, atoms.numbers)])
     core = molecule.intor("int1e_kin") + molecule.intor("int1e_nuc")
     core = lowdin_orthogonalize(core[order], molecule.intor("int1e_ovlp")[order])
-    (sap,) = orthogonal_baselines("sap", [atoms], WATER_BASIS)
+    (sap,) = Baseline("sap", WATER_BASIS, orthogonal=True).compute([atoms]).matrices
     assert np.linalg.norm(fock.numpy() - sap) < 0.2 * np.linalg.norm(fock.numpy() - core)
 
 

@@ -135,3 +135,12 @@ def test_other_feature_families_take_the_featurizer_path_and_agree():
     torch.testing.assert_close(
         predictor.predict(moved.positions), model.predict([moved], check_domain=False)[0], atol=1e-10, rtol=0
     )
+
+
+def test_models_with_a_pair_cutoff_are_refused_by_name(ridge):
+    """A Predictor fixes a composition's atom pairs; a pair cutoff makes them depend on the
+    geometry, so such a model is refused (by its cutoff) rather than predicted wrongly."""
+    model, frames = ridge
+    cut = HamiltonianModel.from_state_dict({**model.state_dict(), "pair_cutoff": 3.0})
+    with pytest.raises(InputError, match="pair_cutoff=3.0"):
+        Predictor(cut, frames[0].numbers)

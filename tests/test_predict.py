@@ -155,6 +155,17 @@ def test_frame_index_beyond_the_file_is_named(run_dir, tmp_path, capsys, monkeyp
     )
 
 
+def test_pair_chunks_do_not_change_the_written_matrices(run_dir, tmp_path):
+    frames = read_frames(WATER, "10:12")
+    ase.io.write(tmp_path / "molecules.xyz", frames, format="extxyz")
+    model, structures = str(run_dir / "model.pt"), str(tmp_path / "molecules.xyz")
+    whole = predict_main([model, structures, "-o", str(tmp_path / "whole.h5")])
+    chunked = predict_main([model, structures, "-o", str(tmp_path / "chunked.h5"), "--pair-chunk", "1"])
+    with h5py.File(whole) as expected, h5py.File(chunked) as found:
+        for name in expected:
+            np.testing.assert_allclose(found[name]["matrix"][()], expected[name]["matrix"][()], atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("size", ["-1", "0", "two"])
 def test_batch_size_below_one_is_refused(run_dir, tmp_path, capsys, size):
     ase.io.write(tmp_path / "molecules.xyz", read_frames(WATER, "10:12"), format="extxyz")

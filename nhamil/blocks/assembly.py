@@ -109,7 +109,8 @@ def element_destinations(layout: MatrixLayout, group: PairKind, samples: np.ndar
 def assemble(values: dict[PairKind, torch.Tensor], layout: MatrixLayout) -> list[torch.Tensor]:
     """AO matrices, one (n_ao, n_ao) tensor per molecule of ``layout``, from the elements each
     group owns: ``values`` {group: (n, E)} for the samples that :func:`layout_groups` gives
-    (together they cover every element of every matrix once)."""
+    (together they cover every element of every matrix once, or, with the layout's
+    ``pair_lists``, every element of the pairs listed, the others being zero)."""
     groups = layout_groups(layout)
     if set(values) != set(groups):
         raise ValueError(f"values are given for groups {sorted(values)}, the layout has {sorted(groups)}")
@@ -117,7 +118,8 @@ def assemble(values: dict[PairKind, torch.Tensor], layout: MatrixLayout) -> list
         [element_destinations(layout, group, samples).reshape(-1) for group, samples in groups.items()]
     )
     like = next(iter(values.values()))
-    flat = like.new_empty(int((layout.n_ao**2).sum()))
+    size = int((layout.n_ao**2).sum())
+    flat = like.new_empty(size) if layout.pair_lists is None else like.new_zeros(size)  # pairs left out: zero
     flat[destinations.to(flat.device)] = torch.cat([values[group].reshape(-1) for group in groups])
     sizes = (layout.n_ao**2).tolist()
     return [chunk.reshape(n, n) for chunk, n in zip(torch.split(flat, sizes), layout.n_ao.tolist(), strict=True)]

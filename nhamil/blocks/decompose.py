@@ -29,7 +29,8 @@ class MatrixLayout:
     numbers: (n_atoms,) atomic numbers of all molecules concatenated; atom_ptr: (n_systems+1,)
     first atom of each molecule; ao_offset: (n_atoms,) AO offset of each atom inside its
     molecule; n_ao: (n_systems,); flat_offset: (n_systems,) start of each matrix in the flat
-    vector of all matrices.
+    vector of all matrices; pair_lists: per molecule, the (n, 2) pairs i < j (local indices) that
+    have blocks, or None for every pair (the blocks of the other pairs are exactly zero).
     """
 
     basis: AtomicBasis
@@ -38,9 +39,13 @@ class MatrixLayout:
     ao_offset: np.ndarray
     n_ao: np.ndarray
     flat_offset: np.ndarray
+    pair_lists: tuple[np.ndarray, ...] | None = None
 
     @classmethod
-    def from_numbers(cls, basis: AtomicBasis, numbers: Sequence[Sequence[int]]) -> MatrixLayout:
+    def from_numbers(
+        cls, basis: AtomicBasis, numbers: Sequence[Sequence[int]], pair_lists: Sequence[np.ndarray] | None = None
+    ) -> MatrixLayout:
+        """The layout of molecules of atomic numbers ``numbers``; ``pair_lists``: see the class."""
         numbers = [np.asarray(z, dtype=np.int64) for z in numbers]
         offsets = [basis.atom_offsets(z) for z in numbers]
         n_ao = np.array([o[-1] for o in offsets], dtype=np.int64)
@@ -51,6 +56,7 @@ class MatrixLayout:
             np.concatenate([o[:-1] for o in offsets]),
             n_ao,
             np.cumsum(np.r_[0, n_ao * n_ao])[:-1],
+            None if pair_lists is None else tuple(np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in pair_lists),
         )
 
     @property
@@ -83,9 +89,14 @@ class MatrixLayout:
         return grouped
 
     def _system_pairs(self, system: int) -> np.ndarray:
-        """(n, 3) pairs i <= j of one molecule, swapped so that Z_first <= Z_second."""
+        """(n, 3) pairs i <= j of one molecule (all, or the on-site ones and its ``pair_lists``),
+        swapped so that Z_first <= Z_second."""
         z = self.numbers[self.atom_ptr[system] : self.atom_ptr[system + 1]]
-        i, j = np.triu_indices(len(z))
+        if self.pair_lists is None:
+            i, j = np.triu_indices(len(z))
+        else:
+            atoms = np.arange(len(z))
+            i, j = np.r_[atoms, self.pair_lists[system][:, 0]], np.r_[atoms, self.pair_lists[system][:, 1]]
         swap = z[i] > z[j]
         first, second = np.where(swap, j, i), np.where(swap, i, j)
         return np.stack([np.full_like(first, system), first, second], axis=1)

@@ -20,6 +20,7 @@ from ..orbitals import AtomicBasis, pyscf_to_canonical
 from ..reference import ScfSettings
 from ..reference.saph import overlap_power
 from ..reference.scf import build_molecule
+from ..reference.scf import overlap_matrix as overlap_matrix  # the one AO overlap, re-exported
 
 
 @dataclass(frozen=True)
@@ -100,14 +101,6 @@ def dipole_moment(atoms: ase.Atoms, density: np.ndarray, settings: ScfSettings) 
     basis = AtomicBasis.from_pyscf(settings.basis, atoms.numbers)
     mol = build_molecule(atoms, settings)
     return np.asarray(hf.dip_moment(mol, to_pyscf_order(density, basis, atoms.numbers), unit="Debye", verbose=0))
-
-
-def overlap_matrix(atoms: ase.Atoms, settings: ScfSettings) -> np.ndarray:
-    """(n_ao, n_ao) AO overlap of ``atoms`` (Å) in ``settings.basis``, canonical order (PySCF
-    ``int1e_ovlp``, no SCF)."""
-    basis = AtomicBasis.from_pyscf(settings.basis, atoms.numbers)
-    perm = pyscf_to_canonical(basis, atoms.numbers)
-    return build_molecule(atoms, settings).intor("int1e_ovlp")[np.ix_(perm, perm)]
 
 
 def occupied_similarity(predicted: Orbitals, reference: Orbitals, overlap: np.ndarray) -> tuple[float, np.ndarray]:

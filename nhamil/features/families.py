@@ -72,11 +72,13 @@ def pair_features(
     rho = density if density is not None else density_expansion(structures, species, settings)
     g = pair_density(structures, pairs, settings)
     parts = {(l, 1): [block] for l, block in g.items() if l <= max_lambda}
+    centres, row = torch.unique(first, return_inverse=True)  # correlations of the pairs' own atoms only
+    centre_rho = select_rows(rho, centres)
     for order in range(1, correlation_order + 1):
         rho_i = density_correlations(
-            rho, order=order, max_lambda=max_lambda + settings.max_angular, contractions=contractions
+            centre_rho, order=order, max_lambda=max_lambda + settings.max_angular, contractions=contractions
         )
-        _extend(parts, coupled_parts(select_rows(rho_i, first), g, max_lambda=max_lambda))
+        _extend(parts, coupled_parts(select_rows(rho_i, row), g, max_lambda=max_lambda))
     if both_centres:
         blocks = _both_centre_blocks(rho, g, first, second, max_lambda=max_lambda)
         _extend(parts, {key: [block] for key, block in blocks.items()})

@@ -73,16 +73,31 @@ class NCenterFeaturizer:
             )
         return self
 
-    def compute(self, structures: Structures, pairs: dict[PairKind, np.ndarray]) -> dict[PairKind, EquivariantFeatures]:
+    def compute(
+        self, structures: Structures, pairs: dict[PairKind, np.ndarray], density: dict | None = None
+    ) -> dict[PairKind, EquivariantFeatures]:
         """Features of the pair kinds of ``pairs`` ({kind: (n, 3) rows (system, i, j)}, as
         :meth:`nhamil.blocks.MatrixLayout.pairs` gives them), samples in the same order; - kinds
-        come with their + kinds. The atom densities rho_i are expanded once for all of them."""
+        come with their + kinds. The atom densities rho_i are expanded once for all of them, or
+        given as ``density`` (:meth:`density` of the same structures: pairs of one molecule
+        featurized a chunk at a time share it)."""
         pairs = {kind: torch.as_tensor(samples, device=structures.ptr.device) for kind, samples in pairs.items()}
-        rho = density_expansion(structures, self.species, self.settings.density)
+        rho = self.density(structures) if density is None else density
         onsite_kinds = [kind for kind in pairs if kind.block_type == ON_SITE]
-        onsite = self._onsite_features(structures, rho) if onsite_kinds else None
-        result = {kind: _select_atoms(onsite, structures, pairs[kind]) for kind in onsite_kinds}
+        if self.settings.message_passing:  # messages need every atom's neighbours: all atoms at once
+            onsite = self._onsite_features(structures, rho) if onsite_kinds else None
+            result = {kind: _select_atoms(onsite, structures, pairs[kind]) for kind in onsite_kinds}
+        else:  # only the atoms asked for (a chunk of a large molecule's atoms)
+            result = {
+                kind: self._atom_correlations(pairs[kind], _atom_rows(rho, structures, pairs[kind]))
+                for kind in onsite_kinds
+            }
         return {**result, **self._pair_features(structures, pairs, rho)}
+
+    def density(self, structures: Structures) -> dict[int, torch.Tensor]:
+        """The atom densities rho_i of ``structures`` (:func:`density_expansion`: l -> (n_atoms,
+        2 l + 1, channels)), linear in the number of atoms (sparse neighbour lists)."""
+        return density_expansion(structures, self.species, self.settings.density)
 
     def compute_in_chunks(
         self, frames: Sequence[ase.Atoms], pairs: dict[PairKind, np.ndarray], device: torch.device | str
@@ -142,17 +157,23 @@ class NCenterFeaturizer:
         """|rho_i^1> .. |rho_i^nu> (and |rho_i^[1<-1]> with message passing) of every atom, from
         the atom densities ``rho`` (:func:`density_expansion`) of ``structures``."""
         settings, lam = self.settings, self.max_lambda
-        samples = atom_samples(structures)
+        features = self._atom_correlations(atom_samples(structures), rho)
+        if settings.message_passing:
+            features = features.concatenate(
+                message_passing_features(structures, self.species, settings.density, max_lambda=lam, density=rho)
+            )
+        return features
+
+    def _atom_correlations(self, samples: torch.Tensor, rho: dict) -> EquivariantFeatures:
+        """|rho_i^1> .. |rho_i^nu> of the atoms whose densities are the rows of ``rho``, samples
+        ``samples`` (one row each): every order is a function of the atom's own density alone."""
+        lam = self.max_lambda
         features = EquivariantFeatures(samples, density_correlations(rho, order=1, max_lambda=lam))
-        for order in range(2, settings.onsite_correlation_order + 1):
+        for order in range(2, self.settings.onsite_correlation_order + 1):
             features = features.concatenate(
                 EquivariantFeatures(
                     samples, density_correlations(rho, order=order, max_lambda=lam, contractions=self.contractions)
                 )
-            )
-        if settings.message_passing:
-            features = features.concatenate(
-                message_passing_features(structures, self.species, settings.density, max_lambda=lam, density=rho)
             )
         return features
 
@@ -204,6 +225,11 @@ def _chunk_samples(samples: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 def _rows(features: EquivariantFeatures, rows: slice) -> EquivariantFeatures:
     return EquivariantFeatures(features.samples[rows], select_rows(features.blocks, rows))
+
+
+def _atom_rows(rho: dict, structures: Structures, samples: torch.Tensor) -> dict:
+    """The densities ``rho`` of the atoms of on-site samples (system, i, i)."""
+    return select_rows(rho, structures.ptr[samples[:, 0]] + samples[:, 1])
 
 
 def _select_atoms(features: EquivariantFeatures, structures: Structures, samples: torch.Tensor) -> EquivariantFeatures:

@@ -1,7 +1,7 @@
 """Regression heads: one equivariant model per block key (ridge, kernel ridge, minibatch linear, gated),
 registered by name in :data:`HEADS`."""
 
-from .gated import GATES, GatedHead, GatedSettings, fit_gated, split_molecules
+from .gated import GATES, GatedHead, GatedSettings, GateSettings, fit_gated, split_molecules
 from .kernel import KernelFit, KernelSettings, farthest_point_sampling, fit_kernel_ridge
 from .minibatch import MinibatchSettings, fit_minibatch
 from .registry import (
@@ -24,6 +24,7 @@ __all__ = [
     "GATES",
     "GatedHead",
     "GatedSettings",
+    "GateSettings",
     "HEADS",
     "Head",
     "HeadFit",

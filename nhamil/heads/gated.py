@@ -41,18 +41,36 @@ GATES = ("channel", "weights")
 
 
 @dataclass(frozen=True, kw_only=True)
-class GatedSettings:
-    """hidden: width of the gate MLP; layers: its hidden layers (0: a linear gate of u); gate:
-    one of :data:`GATES`; learning_rate, weight_decay (AdamW, on every parameter), epochs and
+class GateSettings:
+    """The gate of a gated head, shared by the per-block fit (:class:`GatedSettings`) and the
+    gates that fine-tuning gives to ridge / linear heads (:class:`~nhamil.training.FinetuneSettings`):
+    hidden: width of the gate MLP; layers: its hidden layers (0: a linear gate of u); gate: one
+    of :data:`GATES`."""
+
+    hidden: int = 32
+    layers: int = 1
+    gate: str = "channel"
+
+    def check_gate(self, group: str) -> None:
+        """Raise ``InputError`` naming the setting ``group.name`` of a gate that cannot be built."""
+        if self.gate not in GATES:
+            raise InputError(f"{group}.gate={self.gate!r} is not a gate; choose one of {', '.join(GATES)}")
+        if self.hidden < 1:
+            raise InputError(f"{group}.hidden={self.hidden} must be at least 1")
+        if self.layers < 0:
+            raise InputError(f"{group}.layers={self.layers} must be at least 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatedSettings(GateSettings):
+    """The gate (:class:`GateSettings`: hidden, layers, gate) and its per-block training:
+    learning_rate, weight_decay (AdamW, on every parameter), epochs and
     batch_size (molecules per step) of the per-block training; patience: epochs without a better
     validation loss before stopping (the best epoch's weights are kept); validation_fraction:
     molecules held out for it; alphas, n_folds: the ridge fit that starts W (cross-validated on
     the training molecules); device: where the block is trained (None: the features' device);
     seed: validation split, initial MLP weights, batch order."""
 
-    hidden: int = 32
-    layers: int = 1
-    gate: str = "channel"
     learning_rate: float = 1e-5
     weight_decay: float = 0.0
     epochs: int = 200
@@ -65,15 +83,12 @@ class GatedSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.gate not in GATES:
-            raise InputError(f"head.gate={self.gate!r} is not a gate; choose one of {', '.join(GATES)}")
+        self.check_gate("head")
         if not 0.0 < self.validation_fraction < 1.0:
             raise InputError(f"head.validation_fraction={self.validation_fraction} must lie in (0, 1)")
-        for name in ("hidden", "epochs", "batch_size", "patience"):
+        for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise InputError(f"head.{name}={getattr(self, name)} must be at least 1")
-        if self.layers < 0:
-            raise InputError(f"head.layers={self.layers} must be at least 0")
 
 
 class GatedHead(nn.Module):

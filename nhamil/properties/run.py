@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from nhamil.atomic import atomic_path
+from nhamil.evaluate.run import scf_settings
 from nhamil.features import DensitySettings
 from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.properties.compare import (
@@ -28,14 +29,13 @@ from nhamil.properties.data import Trajectory, TrajectorySettings, build_traject
 from nhamil.properties.equivariant import EquivariantPropertyModel
 from nhamil.properties.frames import principal_frames
 from nhamil.properties.plots import plot_learning_curves, plot_trajectory
-from nhamil.reference.settings import ScfSettings
 
 TARGETS = {"dipole": "dipoles", "polarizability": "polarizabilities"}
 
 
 def trajectory_settings(cfg: DictConfig) -> TrajectorySettings:
     """The ``properties.trajectory`` node as :class:`TrajectorySettings`."""
-    scf = ScfSettings(**OmegaConf.to_container(cfg.reference))
+    scf = scf_settings(cfg)
     return TrajectorySettings(
         timestep_fs=cfg.timestep_fs,
         temperature_K=cfg.temperature_K,

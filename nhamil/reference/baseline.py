@@ -15,6 +15,7 @@ and atom permutation P, exactly up to integral round-off (the fitted potentials 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 
 import ase
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from nhamil.orbitals import AtomicBasis, pyscf_to_canonical
 from nhamil.reference.saph import lowdin_orthogonalize
-from nhamil.reference.scf import build_molecule
+from nhamil.reference.scf import build_molecule, molecule_overlap
 from nhamil.reference.settings import ScfSettings
 
 BASELINES = ("sap",)
@@ -48,29 +49,49 @@ def baseline_fock(name: str, atoms: ase.Atoms, basis: AtomicBasis) -> tuple[np.n
     potentials = {symbol: _sap_fit(symbol) for symbol in set(atoms.get_chemical_symbols())}
     fock = get_hcore(molecule) + make_sap(molecule, sap_basis=potentials)
     order = np.ix_(*2 * [pyscf_to_canonical(basis, atoms.numbers)])
-    return fock[order], molecule.intor("int1e_ovlp")[order]
+    return fock[order], molecule_overlap(molecule, basis, atoms.numbers)
 
 
-def orthogonal_baselines(
-    name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis, progress: bool = False
-) -> list[np.ndarray]:
-    """Löwdin-orthogonalized baselines ``S^-1/2 F_baseline S^-1/2``, one (n_ao, n_ao) array per
-    frame: what a ``fock_orthogonal`` model with this baseline learns the difference to."""
-    return [
-        lowdin_orthogonalize(*baseline_fock(name, atoms, basis))
-        for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)
-    ]
+@dataclass(frozen=True)
+class BaselineMatrices:
+    """The baseline of some frames, as a model adds it: ``matrices`` in the target's form (one
+    (n_ao, n_ao) float64 array per frame, Hartree; Löwdin-orthogonalized if ``orthogonal``) and
+    the frames' AO ``overlaps`` (canonical order, computed with them), so that a caller that
+    needs S too (orbital energies of an AO target, a start guess) does not ask PySCF again."""
+
+    name: str
+    orthogonal: bool
+    matrices: list[np.ndarray]
+    overlaps: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.matrices)
 
 
-def ao_baselines(
-    name: str, frames: Sequence[ase.Atoms], basis: AtomicBasis, progress: bool = False
-) -> list[np.ndarray]:
-    """AO baselines ``F_baseline`` (canonical order), one (n_ao, n_ao) array per frame: what a
-    ``fock`` model with this baseline learns the difference to."""
-    return [
-        baseline_fock(name, atoms, basis)[0]
-        for atoms in tqdm(frames, desc=f"{name} baseline", unit="structure", disable=not progress)
-    ]
+@dataclass(frozen=True)
+class Baseline:
+    """The baseline stage of a model: baseline ``name`` (one of :data:`BASELINES`) in ``basis``
+    (an :class:`AtomicBasis` of a PySCF basis name), in the Löwdin-orthogonal form if
+    ``orthogonal`` (a ``fock_orthogonal`` target), else the AO form. :meth:`compute` runs PySCF
+    (CPU, one molecule at a time); its result can be handed to
+    :meth:`nhamil.model.HamiltonianModel.predict` so that frames are never computed twice.
+    Symmetry law: that of :func:`baseline_fock`."""
+
+    name: str
+    basis: AtomicBasis
+    orthogonal: bool
+
+    def __post_init__(self) -> None:
+        check_baseline(self.name)
+
+    def compute(self, frames: Sequence[ase.Atoms], progress: bool = False) -> BaselineMatrices:
+        """Baseline matrices and AO overlaps of ``frames`` (Å), one PySCF molecule per frame."""
+        matrices, overlaps = [], []
+        for atoms in tqdm(frames, desc=f"{self.name} baseline", unit="structure", disable=not progress):
+            fock, overlap = baseline_fock(self.name, atoms, self.basis)
+            matrices.append(lowdin_orthogonalize(fock, overlap) if self.orthogonal else fock)
+            overlaps.append(overlap)
+        return BaselineMatrices(self.name, self.orthogonal, matrices, overlaps)
 
 
 @cache

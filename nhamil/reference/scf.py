@@ -47,6 +47,24 @@ def build_molecule(atoms: ase.Atoms, settings: ScfSettings):
     return template.set_geom_(np.asarray(atoms.positions, dtype=float), unit="Angstrom", inplace=False)
 
 
+def overlap_matrix(atoms: ase.Atoms, settings: ScfSettings | str) -> np.ndarray:
+    """(n_ao, n_ao) float64 AO overlap S of ``atoms`` (Å) in ``settings.basis`` (or a basis name),
+    canonical AO order, from PySCF's integrals (no SCF): the one overlap every part of nhamil
+    uses. Law: ``S(P R x) = P_ao D S(x) D^T P_ao^T``; exactly symmetric."""
+    if isinstance(settings, str):
+        settings = ScfSettings(basis=settings, spin=int(atoms.numbers.sum()) % 2)
+    basis = AtomicBasis.from_pyscf(settings.basis, atoms.numbers)
+    return molecule_overlap(build_molecule(atoms, settings), basis, atoms.numbers)
+
+
+def molecule_overlap(molecule, basis: AtomicBasis, numbers) -> np.ndarray:
+    """:func:`overlap_matrix` of a PySCF ``Mole`` already built in ``basis`` for atoms ``numbers``
+    (n_atoms,): its (n_ao, n_ao) ``int1e_ovlp``, computed on one triangle and mirrored (as PySCF's
+    SCF solvers compute it), in canonical AO order."""
+    perm = pyscf_to_canonical(basis, numbers)
+    return np.asarray(molecule.intor_symmetric("int1e_ovlp"), dtype=np.float64)[np.ix_(perm, perm)]
+
+
 @lru_cache(maxsize=64)
 def _template_molecule(symbols: tuple[str, ...], basis: str, charge: int, spin: int):
     """A built ``Mole`` of ``symbols`` 3 Å apart on a line; never handed out, only copied."""
@@ -88,7 +106,7 @@ def run_scf(atoms: ase.Atoms, settings: ScfSettings) -> ScfResult:
     perm = pyscf_to_canonical(basis, atoms.numbers)
     return ScfResult(
         fock=fock[np.ix_(perm, perm)],
-        overlap=overlap[np.ix_(perm, perm)],
+        overlap=molecule_overlap(solver.mol, basis, atoms.numbers),
         mo_energy=mo_energy,
         mo_coeff=mo_coeff[perm],
         mo_occ=np.asarray(solver.mo_occ, dtype=np.float64),

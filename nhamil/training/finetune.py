@@ -37,11 +37,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
-from ..blocks import MatrixLayout, PairKind
+from ..blocks import PairKind
 from ..blocks.assembly import assemble, group_of, layout_groups
 from ..errors import DataFileError, InputError
 from ..features import head_inputs
-from ..heads import GATES, GatedHead, LinearFit, split_molecules
+from ..heads import GatedHead, GateSettings, LinearFit, split_molecules
 from ..model import HamiltonianModel, _feature_groups, _has_intercept
 
 OPTIMIZERS = ("adam", "lbfgs")
@@ -60,14 +60,14 @@ LOG_COLUMNS = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class FinetuneSettings:
+class FinetuneSettings(GateSettings):
     """epochs (0: no fine-tuning); batch_size: molecules per step; optimizer: "adam" (AdamW with
     ``weight_decay``) or "lbfgs" (one full-batch L-BFGS step of up to ``lbfgs_iterations`` per
     epoch, strong Wolfe line search); learning_rate; matrix_weight, energy_weight: the loss's
     weights (Hartree^-2 scale: MSE of elements and of occupied orbital energies); patience:
     epochs without a better validation loss before stopping; validation_fraction: molecules held
     out; resume: continue from the checkpoint of the output folder, if there is one; hidden,
-    layers, gate: the gates given to ridge / linear heads (:class:`~nhamil.heads.GatedSettings`);
+    layers, gate (:class:`~nhamil.heads.GateSettings`): the gates given to ridge / linear heads;
     seed: validation split and batch order."""
 
     epochs: int = 0
@@ -81,16 +81,12 @@ class FinetuneSettings:
     patience: int = 10
     validation_fraction: float = 0.1
     resume: bool = True
-    hidden: int = 32
-    layers: int = 1
-    gate: str = "channel"
     seed: int = 0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"finetune.optimizer={self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.gate not in GATES:
-            raise InputError(f"finetune.gate={self.gate!r} is not a gate; choose one of {', '.join(GATES)}")
+        self.check_gate("finetune")
         if min(self.matrix_weight, self.energy_weight) < 0 or self.matrix_weight + self.energy_weight == 0:
             raise InputError(
                 f"finetune weights matrix={self.matrix_weight}, energy={self.energy_weight}: "
@@ -98,8 +94,8 @@ class FinetuneSettings:
             )
         if not 0.0 < self.validation_fraction < 1.0:
             raise InputError(f"finetune.validation_fraction={self.validation_fraction} must lie in (0, 1)")
-        for name in ("epochs", "batch_size", "patience", "lbfgs_iterations", "hidden", "layers"):
-            if getattr(self, name) < 0 or (getattr(self, name) == 0 and name not in ("epochs", "layers")):
+        for name in ("epochs", "batch_size", "patience", "lbfgs_iterations"):
+            if getattr(self, name) < 0 or (getattr(self, name) == 0 and name != "epochs"):
                 raise InputError(f"finetune.{name}={getattr(self, name)} must be positive")
 
 
@@ -128,7 +124,7 @@ class _Batches:
         progress: bool,
     ):
         self.model, self.data, self.settings, self.device = model, data, settings, device
-        layout = MatrixLayout.from_numbers(model.basis, [atoms.numbers for atoms in data.frames])
+        layout = model._layout(data.frames)
         self.inputs, self.rows, self.samples = {}, {}, {}
         for group in _feature_groups(layout.pairs()):
             features = model.featurizer.compute_in_chunks(data.frames, group, device)
@@ -139,15 +135,15 @@ class _Batches:
                     self.rows[kind] = _rows_by_molecule(self.samples[kind], len(data.frames))
         self.heads = trainable_heads(model, self.inputs, settings, device)
         self.transforms = {group: model._transform(group).to(device) for group in layout_groups(layout)}
-        baselines = model._baselines(data.frames, progress) if model.baseline else None
-        self.baselines = None if baselines is None else [torch.as_tensor(b, device=device) for b in baselines]
+        baselines = model.baselines(data.frames, progress)
+        self.baselines = None if baselines is None else [torch.as_tensor(b, device=device) for b in baselines.matrices]
         self.targets = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in data.matrices]
         self.metrics = None if data.overlaps is None else [_inverse_cholesky(s, device) for s in data.overlaps]
         self.energies = [self._energies(m, i) for i, m in enumerate(self.targets)]
 
     def predict(self, molecules: np.ndarray) -> list[torch.Tensor]:
         """Full predicted matrices (baseline added) of ``molecules`` (sorted training indices)."""
-        layout = MatrixLayout.from_numbers(self.model.basis, [self.data.frames[i].numbers for i in molecules])
+        layout = self.model._layout([self.data.frames[i] for i in molecules])
         values = {}
         for group, samples in layout_groups(layout).items():
             outputs = []
