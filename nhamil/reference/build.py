@@ -13,7 +13,6 @@ the next run takes them over, so rerunning the same command resumes the build.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -111,7 +110,8 @@ def build_shard(
 ) -> ShardSummary:
     """Run shard ``shard`` of ``n_shards`` of the reference build of ``frames`` (positions in Å;
     ``labels``: their frame numbers in the user's data file, default 0, 1, ...) into the cache
-    of ``store.build_reference_set`` and return its summary (see the module docstring).
+    of ``store.build_reference_set`` and return its summary (see the module docstring), with a
+    progress bar on stderr (``progress=False``: none).
 
     Raises before any work: ``InputError`` for a bad setting (:func:`check_shard_settings`) or
     label count, ``ValueError`` naming an element the settings do not cover, ``CorruptCacheError``
@@ -136,8 +136,6 @@ def build_shard(
     with bar, claims_of(shard, stale_after_s) as claims:
         _Run(wanted, scf, projection, claims, summary, bar, retry_failed).run(pending, n_workers, threads_per_worker)
     summary.seconds = time.perf_counter() - start
-    if progress:
-        print(summary.line(), file=sys.stderr)
     return summary
 
 
