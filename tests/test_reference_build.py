@@ -14,6 +14,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from test_reference import _waters
 
 from nhamil.errors import InputError, one_line
@@ -253,3 +254,15 @@ def test_submitit_local_multirun_builds_the_set_with_two_shards(tmp_path):
     computed = [frame for s in summaries for frame in s["computed"]]
     assert sorted(computed) == [0, 1, 2]
     assert len(list(store.cache_folder(tmp_path / "cache", RHF, PROJECTION).glob("*.h5"))) == 3
+
+
+def test_the_command_fills_the_cache_folder_that_training_reads():
+    from nhamil.config import compose_config
+    from nhamil.train import target_from_config
+
+    build, train = compose_build_config(["reference.basis=sto-3g"]), compose_config(["reference.basis=sto-3g"])
+    target = target_from_config(train)
+    scf = ScfSettings(**OmegaConf.to_container(build.reference))
+    projection = ProjectionSettings(**OmegaConf.to_container(build.projection))
+    assert store.settings_hash(scf, projection) == store.settings_hash(target.scf, target.projection)
+    assert (build.data.cache_dir, build.data.frames) == (train.data.cache_dir, train.data.frames)
