@@ -2,7 +2,8 @@
 
 ``read_frames`` -> ``run_scf`` -> ``projected_valence_hamiltonian``, or all at once, cached on
 disk and in parallel, with ``build_reference_set``. Positions in Å, matrices and energies in
-Hartree.
+Hartree. ``python -m nhamil.reference`` builds the cache as a command of its own, in shards that
+may run at once (``command.py``, ``build.py``, ``claims.py``).
 """
 
 from nhamil.reference.frames import read_frames

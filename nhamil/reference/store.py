@@ -45,6 +45,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -373,23 +374,40 @@ def _compute(
 def _in_process(jobs, scf, projection) -> Iterator[tuple[Path, ReferenceRecord]]:
     """Single-threaded, like a pool's workers: threaded PySCF sums in a varying order, and
     references rebuilt that way changed the water example's H MAE in its 4th digit."""
+    with threads_limited(1):
+        for path, atoms in jobs.items():
+            yield path, _compute_and_store(atoms, scf, projection, path)
+
+
+@contextmanager
+def threads_limited(threads: int) -> Iterator[None]:
+    """``threads`` BLAS/OpenMP threads in this process (PySCF's ``lib.num_threads`` and
+    threadpoolctl's limits) inside the block; the previous numbers after it."""
     from pyscf import lib
     from threadpoolctl import threadpool_limits
 
-    threads = lib.num_threads()
-    with threadpool_limits(1):
-        lib.num_threads(1)
+    before = lib.num_threads()
+    with threadpool_limits(threads):
+        lib.num_threads(threads)
         try:
-            for path, atoms in jobs.items():
-                yield path, _compute_and_store(atoms, scf, projection, path)
+            yield
         finally:
-            lib.num_threads(threads)
+            lib.num_threads(before)
+
+
+def worker_pool(n_workers: int, threads: int = 1) -> ProcessPoolExecutor:
+    """``n_workers`` PySCF worker processes (``spawn``) of ``threads`` BLAS/OpenMP threads each,
+    which end when this process ends."""
+    return ProcessPoolExecutor(
+        n_workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(), threads),
+    )
 
 
 def _in_pool(jobs, scf, projection, n_workers: int) -> Iterator[tuple[Path, ReferenceRecord]]:
-    pool = ProcessPoolExecutor(
-        n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
-    )
+    pool = worker_pool(n_workers)
     try:
         futures = {pool.submit(_compute_and_store, atoms, scf, projection, path): path for path, atoms in jobs.items()}
         for future in as_completed(futures):
@@ -406,16 +424,17 @@ def _compute_and_store(
     return record
 
 
-def _worker_init(parent_pid: int) -> None:
-    """Worker initializer: end with the parent process ``parent_pid``; one thread."""
+def _worker_init(parent_pid: int, threads: int = 1) -> None:
+    """Worker initializer: end with the parent process ``parent_pid``; ``threads`` threads."""
     die_with_parent(parent_pid)
-    _single_threaded()
+    limit_threads(threads)
 
 
-def _single_threaded() -> None:
-    """Worker initializer: one BLAS/OpenMP thread per process (the processes share the cores)."""
+def limit_threads(threads: int) -> None:
+    """``threads`` BLAS/OpenMP threads in this process, for PySCF (``lib.num_threads``) and the
+    BLAS libraries (threadpoolctl): one per worker process when the workers share the cores."""
     from pyscf import lib
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)
-    lib.num_threads(1)
+    threadpool_limits(threads)
+    lib.num_threads(threads)
