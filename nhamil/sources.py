@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 NCI = "nci"
 
 #: Bumped whenever the structures made from the same settings change meaning; part of the cache key.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +117,8 @@ def read_smiles(path: str | Path) -> list[SmilesEntry]:
 
 def passes(mol, source: MoleculeSource) -> bool:
     """Whether the RDKit molecule ``mol`` (hydrogens implicit or explicit) meets the filter of
-    ``source``: elements, total formal charge, heavy-atom count, one fragment."""
+    ``source``: elements, total formal charge, heavy-atom count, one fragment, and closed shell (no
+    radical electrons: the reference SCFs are restricted and closed-shell)."""
     from rdkit import Chem
 
     symbols = {atom.GetSymbol() for atom in mol.GetAtoms()}
@@ -129,6 +130,7 @@ def passes(mol, source: MoleculeSource) -> bool:
         and Chem.GetFormalCharge(mol) == source.charge
         and low <= mol.GetNumHeavyAtoms() <= high
         and (not source.single_fragment or len(Chem.GetMolFrags(mol)) == 1)
+        and not any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms())
     )
 
 

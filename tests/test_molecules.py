@@ -21,8 +21,8 @@ from nhamil.reference.store import settings_hash
 from nhamil.sources import MoleculeSource, build_molecules, embed, molecules_file, read_smiles, select
 from nhamil.train import train
 
-#: Index 0-7: kept (ethanol, methylamine, formamide), charged, two fragments, chlorine, 13 heavy
-#: atoms, a comment line; the SMILES file of most tests.
+#: Index 0-8: kept (ethanol, methylamine, formamide), charged, two fragments, chlorine, 13 heavy
+#: atoms, a comment line, a radical; the SMILES file of most tests.
 SMILES = """CCO ethanol
 CN methylamine
 C[N+](C)(C)C tetramethylammonium
@@ -31,6 +31,7 @@ CCCl chloroethane
 CCCCCCCCCCCCC tridecane
 # a comment
 NC=O formamide
+C[CH2] ethyl
 """
 
 
