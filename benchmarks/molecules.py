@@ -153,7 +153,7 @@ def report(run_dir: Path) -> dict:
 def _print_tables(result: dict) -> None:
     """Markdown tables of :func:`report`'s result."""
     columns = ("fock_ao_mae_uha", "occupied_energy_mae_mev", "gap_mae_mev", "orbital_similarity_pct")
-    print(f"| set | heavy atoms | molecules | {' | '.join(columns)} |")
+    print(f"| set | heavy atoms | molecules | {' | '.join(columns)} |\n|{'---|' * (len(columns) + 3)}")
     for name in ("test", "extrapolation"):
         if name in result:
             rows = {"all": {"n_molecules": "", **result[name]["overall"]}, **result[name]["by_heavy_atoms"]}
@@ -162,7 +162,10 @@ def _print_tables(result: dict) -> None:
                     f"| {name} | {size} | {errors['n_molecules']} | " + " | ".join(f"{errors[c]:.4g}" for c in columns)
                 )
     pairs = result["test"]["by_element_pair_uha"]
-    print("| element pair | test MAE (µHa) | extrapolation MAE (µHa) | training molecules holding it |")
+    print(
+        "\n| element pair | test MAE (µHa) | extrapolation MAE (µHa) | training molecules holding it |"
+        "\n|---|---|---|---|"
+    )
     for pair, error in pairs.items():
         extrapolated = result.get("extrapolation", {}).get("by_element_pair_uha", {}).get(pair, float("nan"))
         print(f"| {pair} | {error:.1f} | {extrapolated:.1f} | {result['train_pair_molecules'].get(pair, 0)} |")
