@@ -22,6 +22,8 @@ from .heads import HEADS
 from .properties.config import register_property_configs
 from .reference import ProjectionSettings
 from .schemas import DensityConfig, ReferenceConfig, mutable_schema
+from .sources import MoleculeSource
+from .sources import register_resolver as register_molecules_resolver
 from .training import FinetuneSettings
 
 
@@ -42,14 +44,24 @@ def config_dir() -> Path:
 CONFIG_DIR = config_dir()
 
 
+#: Molecules made 3D from SMILES (``nhamil.sources.MoleculeSource``): file, filter, seed, cap.
+MoleculesConfig = mutable_schema(MoleculeSource, "MoleculesConfig")
+
+
 @dataclass
 class DataConfig:
-    """frames: structure file ASE reads (extended xyz, ...); cache_dir: reference-data cache;
+    """frames: structure file ASE reads (extended xyz, an ASE database, ...; from SMILES:
+    ``${nhamil.molecules:${data.molecules},${data.cache_dir}}``); molecules: the SMILES source of
+    ``frames``, if any; extrapolation_frames: a second test set, every structure of that file
+    (from SMILES: the source ``extrapolation``), evaluated apart; cache_dir: reference-data cache;
     n_workers: PySCF worker processes; rebuild_damaged: recompute and replace damaged or
     misplaced cache files (else they are an error naming them); allow_unconverged: use SCF
     results that did not converge, flagged (else an error naming their frames)."""
 
     frames: str = MISSING
+    molecules: Optional[MoleculesConfig] = None
+    extrapolation: Optional[MoleculesConfig] = None
+    extrapolation_frames: Optional[str] = None
     cache_dir: str = ".nhamil-cache"
     n_workers: int = 2
     rebuild_damaged: bool = False
@@ -144,6 +156,7 @@ def register_configs() -> None:
     group extends its own, so keys of one head kind cannot leak into another), and the property
     schemas. Also adds the ``${nhamil.data:NAME}`` resolver of the packaged data files."""
     register_resolver()
+    register_molecules_resolver()
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     for kind in HEADS.values():

@@ -70,6 +70,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         "fit_seconds": fit_seconds,
         "predict_seconds_per_molecule": predict_seconds,
     }
+    if cfg.data.extrapolation_frames:
+        metrics.update(extrapolation_errors(cfg, model, target))
     _write_outputs(run_dir, model, metrics, predicted, test_set, title=f"{cfg.target}, test frames")
     _write_size_table(
         run_dir,
@@ -94,6 +96,25 @@ def reference_records(cfg: DictConfig, frames: list[ase.Atoms], used: list[int],
         rebuild_damaged=cfg.data.rebuild_damaged,
     )
     return dict(zip(used, records, strict=True))
+
+
+def extrapolation_errors(cfg: DictConfig, model: HamiltonianModel, target: Target) -> dict[str, float]:
+    """The test metrics of every structure of ``data.extrapolation_frames`` (a second test set,
+    e.g. larger molecules), keys prefixed ``extrapolation/``, with ``extrapolation/n_test`` and
+    ``extrapolation/n_out_of_domain`` (structures outside the training domain, see nhamil.domain)."""
+    frames = read_frames(cfg.data.extrapolation_frames)
+    check_geometries(frames)
+    records = reference_records(cfg, frames, list(range(len(frames))), target)
+    basis = AtomicBasis.from_pyscf(target.scf.basis, sorted({int(z) for atoms in frames for z in atoms.numbers}))
+    targets = target.make([records[i] for i in range(len(frames))], basis)
+    predicted = [p.cpu().numpy() for p in model.predict(frames, device=cfg.device)]
+    reports = model.domain_reports(frames) or []
+    errors = {
+        **target_errors(predicted, targets, [atoms.numbers for atoms in frames]),
+        "n_test": len(frames),
+        "n_out_of_domain": sum(not report.in_domain for report in reports),
+    }
+    return {f"extrapolation/{name}": value for name, value in errors.items()}
 
 
 def target_from_config(cfg: DictConfig) -> Target:

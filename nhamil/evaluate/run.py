@@ -21,6 +21,7 @@ from ..data import register_resolver
 from ..model import HamiltonianModel
 from ..orbitals import AtomicBasis
 from ..reference import ReferenceRecord, ScfSettings
+from ..sources import register_resolver as register_molecules_resolver
 from .metrics import target_errors
 from .physics import StructureEvaluation, evaluate_structure, summarize
 from .plots import dipole_parity, energy_parity, frontier_parity
@@ -28,15 +29,16 @@ from .plots import dipole_parity, energy_parity, frontier_parity
 
 def load_run(run_dir: str | Path) -> tuple[HamiltonianModel, DictConfig]:
     """The trained model and the config of a run folder (its ``${nhamil.data:NAME}`` paths resolve
-    to the packaged data files when read); ``FileNotFoundError`` naming what is missing,
-    ``InputError`` naming both if the config's level of theory is not the one the model was
-    trained at."""
+    to the packaged data files when read, ``${nhamil.molecules:...}`` to the cached SMILES
+    structures); ``FileNotFoundError`` naming what is missing, ``InputError`` naming both if the
+    config's level of theory is not the one the model was trained at."""
     run_dir = Path(run_dir)
     paths = [run_dir / "model.pt", run_dir / ".hydra" / "config.yaml"]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a complete nhamil run folder: missing {missing}")
     register_resolver()
+    register_molecules_resolver()
     model, cfg = HamiltonianModel.load(paths[0]), OmegaConf.load(paths[1])
     model.target.check_level_of_theory(scf_settings(cfg), f"the config {paths[1]}")
     return model, cfg

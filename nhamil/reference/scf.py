@@ -75,11 +75,13 @@ def _template_molecule(symbols: tuple[str, ...], basis: str, charge: int, spin: 
 
 
 def make_solver(mol, settings: ScfSettings):
-    """A PySCF RHF/ROHF or RKS/ROKS solver for ``mol`` following ``settings``, not yet run, writing no
-    checkpoint file."""
+    """A PySCF RHF/ROHF or RKS/ROKS solver for ``mol`` following ``settings`` (density-fitted if
+    ``settings.density_fit``), not yet run, writing no checkpoint file."""
     from pyscf import dft, scf
 
     solver = scf.RHF(mol) if settings.method == "rhf" else dft.RKS(mol, xc=settings.xc)
+    if settings.density_fit:
+        solver = solver.density_fit()
     solver.conv_tol = settings.conv_tol
     solver.max_cycle = settings.max_cycle
     solver.chkfile = None  # no checkpoint file per cycle: a quarter of a small molecule's time

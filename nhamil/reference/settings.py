@@ -25,7 +25,10 @@ _METHODS = ("rhf", "rks")
 class ScfSettings:
     """A restricted PySCF single point: Hartree-Fock (``"rhf"``) or Kohn-Sham (``"rks"``,
     functional ``xc``). ``conv_tol`` is on the total energy in Hartree; ``spin`` is 2S (PySCF's
-    convention); with ``spin != 0`` PySCF runs the restricted open-shell variant."""
+    convention); with ``spin != 0`` PySCF runs the restricted open-shell variant. ``density_fit``
+    approximates the two-electron integrals by density fitting (PySCF's ``density_fit()``, its
+    default auxiliary basis for ``basis``: def2-universal-jkfit for def2 sets); it is left out of
+    ``to_dict`` when off, so existing caches keep their hash."""
 
     method: str = "rhf"
     xc: str | None = None
@@ -34,6 +37,7 @@ class ScfSettings:
     max_cycle: int = 100
     charge: int = 0
     spin: int = 0
+    density_fit: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "method", self.method.lower())
@@ -48,7 +52,10 @@ class ScfSettings:
             )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        settings = asdict(self)
+        if not self.density_fit:
+            del settings["density_fit"]
+        return settings
 
 
 def _default_minimal_shells() -> dict[int, tuple[tuple[int, int], ...]]:
