@@ -79,16 +79,20 @@ def table(runs: list[dict]) -> str:
 
 
 def plot(runs: list[dict], title: str, path: Path) -> None:
-    """Log-log error against training-set size, one line per head and error kind."""
+    """Error against training-set size (log x, linear y from zero, so that a flat curve looks
+    flat), one line per head and error kind."""
     figure, axes = plt.subplots(1, len(CURVES), figsize=(10, 4))
     for axis, (key, label) in zip(axes, CURVES, strict=True):
         for head in sorted({m["head"] for m in runs}):
             chosen = [m for m in runs if m["head"] == head]
-            axis.loglog([m["n_train"] for m in chosen], [m[key] for m in chosen], "o-", label=head)
+            axis.plot([m["n_train"] for m in chosen], [m[key] for m in chosen], "o-", label=head)
         sizes = sorted({m["n_train"] for m in runs})
+        axis.set_xscale("log")
         axis.set_xticks(sizes, [str(n) for n in sizes])
         axis.minorticks_off()
+        axis.set_ylim(bottom=0)
         axis.set(xlabel="training structures", ylabel=label, title=title)
+        axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
