@@ -1,0 +1,88 @@
+"""Streamed and distributed ridge fits equal the in-memory, single-process fit to round-off."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from distributed_fit import HEAD, fit_water
+
+from nhamil.errors import InputError
+from nhamil.heads import KernelSettings, RidgeSettings, fit_ridge
+from nhamil.heads.ridge import fold_of_each_sample
+from nhamil.heads.streaming import RidgeSums, StreamSettings
+from nhamil.model import HamiltonianModel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TESTS = Path(__file__).parent
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+def test_ridge_sums_over_chunks_equal_the_in_memory_fit(intercept):
+    """Tall, correlated features (with an intercept: their mean 5x their spread): same alphas,
+    weights to 1e-10."""
+    generator = torch.Generator().manual_seed(0)
+    mixing = torch.randn(30, 30, generator=generator, dtype=torch.float64) * torch.logspace(0, -3, 30).double()
+    offset = 5.0 if intercept else 0.0
+    x = torch.randn(200, 1 if intercept else 3, 30, generator=generator, dtype=torch.float64) @ mixing + offset
+    y = 2 * x[..., :3] + 0.01 * torch.randn(*x.shape[:2], 3, generator=generator, dtype=torch.float64)
+    groups, settings = torch.arange(200) // 3, RidgeSettings()
+    expected = fit_ridge(x, y, groups, intercept=intercept, settings=settings)
+    folds = fold_of_each_sample(groups, settings)
+    sums = RidgeSums.zeros(int(folds.max()) + 1, 30, 3, "cpu")
+    for start in range(0, 200, 17):
+        sums.add(x[start : start + 17], y[start : start + 17], folds[start : start + 17])
+    streamed = sums.fit(intercept=intercept, settings=settings)
+    assert torch.equal(streamed.alphas, expected.alphas)
+    assert _relative(streamed.weights, expected.weights) < 1e-10
+    if intercept:
+        assert _relative(streamed.feature_mean, expected.feature_mean) < 1e-14
+
+
+def test_streamed_model_fit_equals_in_memory_fit():
+    """Water SAPH, chunks of 2 frames against all features at once: alphas equal, weights and
+    predictions to 1e-10."""
+    streamed, in_memory = fit_water(12), fit_water(12, streaming=None)
+    for key, (keys, fit) in in_memory.heads.items():
+        assert streamed.heads[key][0] == keys
+        assert torch.equal(streamed.heads[key][1].alphas, fit.alphas), key
+        assert _relative(streamed.heads[key][1].weights, fit.weights) < 1e-10, key
+    frames = _water_frames()
+    assert _relative(torch.stack(streamed.predict(frames)), torch.stack(in_memory.predict(frames))) < 1e-10
+
+
+def _water_frames():
+    from paper_data import WATER
+
+    from nhamil.reference import read_frames
+
+    return read_frames(WATER, ":12")
+
+
+def test_two_gloo_processes_fit_the_single_process_weights(tmp_path):
+    """``torchrun --nproc-per-node=2`` (gloo): rank 0 alone writes; its model has the
+    single-process alphas and weights to 1e-10."""
+    output = tmp_path / "two.pt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    subprocess.run([*command, str(TESTS / "distributed_fit.py"), str(output)], env=env, check=True, timeout=300)
+    saved = torch.load(output, weights_only=True)
+    assert saved["world_size"] == 2 and list(tmp_path.iterdir()) == [output]
+    two, one = HamiltonianModel.from_state_dict(saved["state"]), fit_water(12)
+    for key, (_, fit) in one.heads.items():
+        assert torch.equal(two.heads[key][1].alphas, fit.alphas), key
+        assert _relative(two.heads[key][1].weights, fit.weights) < 1e-10, key
+
+
+def test_streaming_refuses_heads_it_cannot_stream_and_bad_sizes():
+    with pytest.raises(InputError, match="head=ridge"):
+        StreamSettings().check(KernelSettings())
+    with pytest.raises(InputError, match="fit.chunk_frames=0"):
+        StreamSettings(chunk_frames=0).check(HEAD)
