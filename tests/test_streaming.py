@@ -9,11 +9,14 @@ import pytest
 import torch
 from distributed_fit import HEAD, fit_water
 
+from nhamil.config import compose_config
+from nhamil.distributed import Shard
 from nhamil.errors import InputError
 from nhamil.heads import KernelSettings, RidgeSettings, fit_ridge
 from nhamil.heads.ridge import fold_of_each_sample
 from nhamil.heads.streaming import RidgeSums, StreamSettings
 from nhamil.model import HamiltonianModel
+from nhamil.train import _stream_settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -86,3 +89,48 @@ def test_streaming_refuses_heads_it_cannot_stream_and_bad_sizes():
         StreamSettings().check(KernelSettings())
     with pytest.raises(InputError, match="fit.chunk_frames=0"):
         StreamSettings(chunk_frames=0).check(HEAD)
+
+
+def test_torchrun_training_writes_its_outputs_once(tmp_path):
+    """``torchrun --nproc-per-node=2 -m nhamil.train``: one metrics.json and a model that loads."""
+    run = tmp_path / "run"
+    overrides = [
+        "+experiment=water",
+        "split.train=[0,8]",
+        "split.test=[8,10]",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.n_workers=1",
+        "features.density.max_radial=2",
+        "features.density.max_angular=2",
+        "fit.chunk_frames=3",
+        f"hydra.run.dir={run}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m"]
+    subprocess.run([*command, "nhamil.train", *overrides], env=env, cwd=tmp_path, check=True, timeout=300)
+    assert sorted(p.name for p in run.glob("*.json")) == ["metrics.json"]
+    assert HamiltonianModel.load(run / "model.pt").heads
+
+
+@pytest.mark.parametrize(
+    ("overrides", "world_size", "message"),
+    [
+        (["fit.contraction_frames=4"], 1, "needs a streamed fit"),
+        (["+finetune=matrix"], 2, "fine-tuning runs in one process"),
+    ],
+)
+def test_settings_a_streamed_or_distributed_fit_cannot_honour_are_named(overrides, world_size, message):
+    cfg = compose_config(["+experiment=water", *overrides])
+    with pytest.raises(InputError, match=message):
+        _stream_settings(cfg, Shard(world_size=world_size))
+
+
+def test_slurm_multi_launcher_composes_with_one_task_per_gpu():
+    shown = subprocess.run(
+        [sys.executable, "-m", "nhamil.train", "+experiment=water", "hydra/launcher=slurm_multi", "--cfg", "hydra"],
+        cwd=TESTS.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "tasks_per_node: 4" in shown and "gpus_per_node: 4" in shown and "MASTER_ADDR" in shown
