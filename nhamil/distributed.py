@@ -87,9 +87,15 @@ def _environment() -> tuple[int, int, int] | None:
     """(rank, world size, local rank) from torchrun's or Slurm's variables; None for one process."""
     if "WORLD_SIZE" in os.environ:
         return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    if int(os.environ.get("SLURM_NTASKS", 1)) > 1 and "MASTER_ADDR" in os.environ:
-        return int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"]), int(os.environ["SLURM_LOCALID"])
-    return None
+    if int(os.environ.get("SLURM_NTASKS", 1)) == 1:
+        return None
+    if "MASTER_ADDR" not in os.environ:
+        raise InputError(
+            f"a Slurm job of {os.environ['SLURM_NTASKS']} tasks without MASTER_ADDR: every task would train alone; "
+            "use hydra/launcher=slurm_multi (its setup exports the rendezvous) or one task"
+        )
+    os.environ.setdefault("MASTER_PORT", "29500")
+    return int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"]), int(os.environ["SLURM_LOCALID"])
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import torch
 from distributed_fit import HEAD, fit_water
 
 from nhamil.config import compose_config
-from nhamil.distributed import Shard
+from nhamil.distributed import Shard, process_group
 from nhamil.errors import InputError
 from nhamil.heads import KernelSettings, RidgeSettings, fit_ridge
 from nhamil.heads.ridge import fold_of_each_sample
@@ -134,3 +134,12 @@ def test_slurm_multi_launcher_composes_with_one_task_per_gpu():
         check=True,
     ).stdout
     assert "tasks_per_node: 4" in shown and "gpus_per_node: 4" in shown and "MASTER_ADDR" in shown
+
+
+def test_a_slurm_job_of_several_tasks_without_a_rendezvous_is_refused(monkeypatch):
+    """Else each task would train alone and all would write the same outputs."""
+    for name in ("WORLD_SIZE", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    with pytest.raises(InputError, match="slurm_multi"), process_group("cpu"):
+        pass

@@ -13,7 +13,7 @@ the in-memory fit, to round-off, in one pass over the features. The solve is pri
 whatever the number of rows; peak memory is one chunk of features plus n_folds q x q matrices
 per head. Where rows are fewer than features, the in-memory fit solves the dual: the two agree
 in their predictions on the span of the training features, while weights along directions the
-data do not span are round-off divided by alpha (see benchmarks/results/stream.md).
+data do not span are round-off divided by alpha (see benchmarks/results/streaming.md).
 """
 
 from __future__ import annotations
