@@ -17,9 +17,9 @@ from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, read_frames
 
 FEATURES = FeatureSettings(density=DensitySettings(max_radial=1, max_angular=2))
-#: Alphas that keep the solve well conditioned (relative 1e-5 and up), so that two sums of the
+#: Alphas that keep the solve well conditioned (relative 1e-4 and up), so that two sums of the
 #: same numbers in another order give the same weights to 1e-10, not round-off times 1e12.
-HEAD = RidgeSettings(alphas=tuple(10.0**k for k in range(-5, 1)))
+HEAD = RidgeSettings(alphas=tuple(10.0**k for k in range(-4, 1)))
 STREAM = StreamSettings(chunk_frames=2)
 
 
