@@ -76,7 +76,9 @@ def _run(args: list[str], processes: int = 1) -> dict:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     command = [*launcher, *script] if processes > 1 else [sys.executable, *script]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return {**result, "wall_seconds": time.perf_counter() - start}
 
