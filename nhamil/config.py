@@ -107,10 +107,22 @@ FinetuneConfig = mutable_schema(FinetuneSettings, "FinetuneConfig", exclude=("se
 
 
 @dataclass
+class FitConfig:
+    """chunk_frames: stream the ridge fit over chunks of this many frames (None: hold each group's
+    features, the in-memory fit; a run on several processes streams 16 at a time by default);
+    contraction_frames: fit the channel contractions on the first this many training frames
+    (None: all). See ``nhamil.heads.streaming`` and ``nhamil.distributed``."""
+
+    chunk_frames: Optional[int] = None
+    contraction_frames: Optional[int] = None
+
+
+@dataclass
 class TrainConfig:
     """One training run: data, level of theory, target (one of ``nhamil.targets.TARGETS``:
     "saph", "fock_orthogonal", or "fock", the AO Fock matrix), the SAPH's ``projection``, the
-    ``baseline`` a full Fock model learns the difference to (null or "sap"), split,
+    ``baseline`` a full Fock model learns the difference to (null or "sap"), ``pair_cutoff`` (Å,
+    null: every atom pair), split,
     features, head (one of the head schemas), ``finetune`` (training of all heads together
     after the fit); ``task`` "hamiltonian", or "properties" for the
     vector and tensor property models configured in ``properties``; ``device`` "cpu" or
@@ -121,10 +133,12 @@ class TrainConfig:
     target: str = "saph"
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     baseline: Optional[str] = None
+    pair_cutoff: Optional[float] = None
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     head: Any = MISSING
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
     device: str = "cpu"
     seed: int = 0
     task: str = "hamiltonian"

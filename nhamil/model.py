@@ -27,9 +27,11 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .blocks import HETERO, ON_SITE, PLUS, Block, BlockKey, MatrixLayout, PairKind, ShellPair, matrix_to_blocks
 from .blocks.assembly import element_destinations, element_transform, group_of, layout_groups
+from .distributed import Shard
 from .domain import DomainReport, TrainingDomain, warn_out_of_domain
 from .errors import DataFileError, InputError
 from .features import EquivariantFeatures, FeatureSettings, NCenterFeaturizer, head_inputs
+from .features.ncenter import chunk_samples
 from .heads import (
     HeadFit,
     HeadSettings,
@@ -41,6 +43,8 @@ from .heads import (
     settings_from_dict,
     settings_to_dict,
 )
+from .heads.ridge import fold_of_each_sample
+from .heads.streaming import RidgeSums, StreamSettings
 from .orbitals import AtomicBasis, Shell
 from .reference.baseline import Baseline, BaselineMatrices, check_baseline
 from .structures import Structures, check_geometries
@@ -110,19 +114,35 @@ class HamiltonianModel:
         matrices: Sequence[torch.Tensor],
         device: torch.device | str = "cpu",
         progress: bool = True,
+        streaming: StreamSettings | None = None,
+        shard: Shard | None = None,
     ) -> HamiltonianModel:
         """Fit one head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
         frame), in float64 on ``device``, with a progress bar over the heads. Features are built
         for one group of kinds at a time (all on-site kinds, or the kinds of one element pair), a
         chunk of frames at a time (:meth:`NCenterFeaturizer.compute_in_chunks`), so the peak memory
-        is about the features of the largest group, not of all groups or of every intermediate."""
+        is about the features of the largest group, not of all groups or of every intermediate.
+
+        ``streaming`` (ridge heads): never hold a group's features; accumulate each head's ridge
+        sums a chunk of frames at a time (:mod:`nhamil.heads.streaming`), so the peak memory is one
+        chunk's features and the sums, whatever the number of frames; the fit is the in-memory one
+        to round-off. ``shard`` (:mod:`nhamil.distributed`): this process's part of a fit on several
+        processes, each given all ``frames`` and ``matrices``: chunks are dealt to ranks, the sums
+        all-reduced, the channel contractions fitted on rank 0 and broadcast, and every rank ends
+        with the same model."""
+        shard = shard or Shard()
+        streaming = streaming or (StreamSettings() if shard.world_size > 1 else None)
+        if streaming is not None:
+            streaming.check(self.head)
         check_geometries(frames)
         layout = self._layout(frames)
         matrices = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices]
         blocks = matrix_to_blocks(self._minus_baseline(frames, matrices, progress), layout)
-        self.featurizer.fit(Structures.from_atoms(frames, device=device))
+        self._fit_contractions(frames, device, streaming, shard)
         self.heads, self._transforms = {}, {}
         self.domain = TrainingDomain.from_frames(frames, self.features.density.cutoff)
+        if streaming is not None:
+            return self._fit_streamed(frames, blocks, layout.pairs(), device, streaming, shard, progress)
         pairs = layout.pairs()
         n_heads = sum(len(_keys_by_symmetry(blocks, kind)) for kind in pairs)
         with tqdm(total=n_heads, desc="regression heads", unit="head", disable=not progress) as bar:
@@ -134,6 +154,82 @@ class HamiltonianModel:
                         self.heads[(kind, equivariant)] = (keys, self._fit_head(features, kind, equivariant, targets))
                         bar.update()
         return self
+
+    def _fit_contractions(
+        self, frames: Sequence[ase.Atoms], device: torch.device | str, streaming: StreamSettings | None, shard: Shard
+    ) -> None:
+        """Fit the featurizer's channel contractions on the training frames, or, streaming, on the
+        first ``streaming.contraction_frames`` of them; on rank 0 only, broadcast to the others."""
+        limit = None if streaming is None else streaming.contraction_frames
+        chosen = frames[:limit] if limit is not None else frames
+        if shard.writes:
+            self.featurizer.fit(Structures.from_atoms(chosen, device=device))
+        contractions = shard.from_writer({order: c.to("cpu") for order, c in self.featurizer.contractions.items()})
+        self.featurizer.contractions = contractions
+        self.featurizer.to(device)
+
+    def _fit_streamed(
+        self,
+        frames: Sequence[ase.Atoms],
+        blocks: dict[BlockKey, Block],
+        pairs: dict[PairKind, np.ndarray],
+        device: torch.device | str,
+        streaming: StreamSettings,
+        shard: Shard,
+        progress: bool,
+    ) -> HamiltonianModel:
+        """Ridge heads from sums accumulated over this rank's chunks of frames, all-reduced."""
+        settings = self.head
+        groups = _feature_groups(pairs)
+        chunks = shard.chunks(len(frames), streaming.chunk_frames)
+        with tqdm(total=len(groups) * len(chunks), desc="streamed fit", unit="chunk", disable=not progress) as bar:
+            for group in groups:
+                heads = {
+                    (kind, equivariant): keys
+                    for kind in group
+                    for equivariant, keys in _keys_by_symmetry(blocks, kind).items()
+                }
+                folds = {kind: fold_of_each_sample(torch.as_tensor(s[:, 0]), settings) for kind, s in group.items()}
+                sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums] = {}
+                for chunk in chunks:
+                    self._accumulate(frames, chunk, group, heads, blocks, folds, sums, device)
+                    bar.update()
+                for (kind, equivariant), keys in heads.items():
+                    fitted = _reduced(sums, (kind, equivariant), len(keys), int(folds[kind].max()) + 1, shard, device)
+                    fit = fitted.fit(
+                        intercept=_has_intercept(kind, equivariant), settings=settings, all_reduce=shard.all_reduce
+                    )
+                    self.heads[(kind, equivariant)] = (keys, fit)
+        return self
+
+    def _accumulate(
+        self,
+        frames: Sequence[ase.Atoms],
+        chunk: range,
+        group: dict[PairKind, np.ndarray],
+        heads: dict[tuple[PairKind, tuple[int, int]], list[BlockKey]],
+        blocks: dict[BlockKey, Block],
+        folds: dict[PairKind, torch.Tensor],
+        sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums],
+        device: torch.device | str,
+    ) -> None:
+        """Add the samples of the frames ``chunk`` of every head of ``group`` to ``sums``."""
+        part = {kind: chunk_samples(samples, chunk.start, chunk.stop) for kind, samples in group.items()}
+        part = {kind: samples for kind, samples in part.items() if len(samples)}
+        if not part:
+            return
+        features = self.featurizer.compute(Structures.from_atoms(frames[chunk.start : chunk.stop], device=device), part)
+        for (kind, equivariant), keys in heads.items():
+            if kind not in part:
+                continue
+            rows = torch.as_tensor((group[kind][:, 0] >= chunk.start) & (group[kind][:, 0] < chunk.stop))
+            block, _ = head_inputs(features, kind, equivariant)
+            targets = torch.stack([blocks[key].values[rows.to(blocks[key].values.device)] for key in keys], dim=-1)
+            if (kind, equivariant) not in sums:
+                sums[(kind, equivariant)] = RidgeSums.zeros(
+                    int(folds[kind].max()) + 1, block.shape[-1], len(keys), device
+                )
+            sums[(kind, equivariant)].add(block, targets, folds[kind][rows])
 
     def _fit_head(
         self,
@@ -511,6 +607,19 @@ def _frame_groups(atoms: ase.Atoms, pair_cutoff: float | None) -> set[PairKind]:
         present = np.unique(np.sort(numbers[pairs_within(atoms.positions, pair_cutoff)], axis=1), axis=0)
     groups = {PairKind(ON_SITE, int(z), int(z)) for z in elements}
     return groups | {PairKind(PLUS if a == b else HETERO, int(a), int(b)) for a, b in present}
+
+
+def _reduced(
+    sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums],
+    head: tuple[PairKind, tuple[int, int]],
+    n_targets: int,
+    n_folds: int,
+    shard: Shard,
+    device: torch.device | str,
+) -> RidgeSums:
+    """This rank's sums of ``head`` (zeros of the width the other ranks found where it saw none of its samples)."""
+    width = shard.largest([sums[head].gram.shape[-1] if head in sums else 0], device)[0]
+    return sums.get(head) or RidgeSums.zeros(n_folds, width, n_targets, device)
 
 
 def _pair_name(group: PairKind) -> str:

@@ -20,9 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .atomic import atomic_path
 from .config import CONFIG_DIR, check_known_keys, register_configs
+from .distributed import Shard, process_group
 from .errors import InputError, reported_as_one_line
 from .evaluate import errors_by_size, orbital_energy_parity, scf_settings, target_errors
 from .heads import settings_from_dict, split_molecules
+from .heads.streaming import StreamSettings
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
 from .properties import train_properties
@@ -34,11 +36,15 @@ from .training import FinetuneSettings, TrainingData, finetune
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
+def train(cfg: DictConfig, run_dir: str | Path, shard: Shard | None = None) -> dict[str, float]:
     """Run one experiment described by ``cfg`` (see ``nhamil.config.TrainConfig``); write its
-    outputs into ``run_dir`` and return the test metrics."""
+    outputs into ``run_dir`` and return the test metrics. ``shard``: this process's part of a
+    run on several (:mod:`nhamil.distributed`): the fit is shared, rank 0 alone predicts and
+    writes, and every rank returns its metrics."""
+    shard = shard or Shard()
     run_dir = Path(run_dir)
     check_known_keys(cfg)
+    streaming = _stream_settings(cfg, shard)
     torch.manual_seed(cfg.seed)
     frames = read_frames(cfg.data.frames)
     train_ids, test_ids = _split_ranges(cfg.split, len(frames), cfg.data.frames)
@@ -46,16 +52,26 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     check_geometries([frames[i] for i in used], labels=used)
     _warn_duplicates(frames, train_ids, test_ids)
     target = target_from_config(cfg)
-    records = reference_records(cfg, frames, used, target)
+    records = _shared_records(cfg, frames, used, target, shard)
     basis = AtomicBasis.from_pyscf(target.scf.basis, sorted({int(z) for i in used for z in frames[i].numbers}))
     targets = target.make([records[i] for i in used], basis)
     position = {frame: k for k, frame in enumerate(used)}
     train_set, test_set = (targets.subset([position[i] for i in ids]) for ids in (train_ids, test_ids))
     model = _make_model(cfg, targets.basis, basis.shells, target)
     start = time.perf_counter()
+    device = shard.device(cfg.device)
     fitted = _first_fit_positions(cfg, len(train_ids))
     fit_frames = [frames[train_ids[k]] for k in fitted]
-    model.fit(fit_frames, [torch.as_tensor(train_set.matrices[k]) for k in fitted], device=cfg.device)
+    matrices = [torch.as_tensor(train_set.matrices[k]) for k in fitted]
+    model.fit(fit_frames, matrices, device=device, streaming=streaming, shard=shard)
+    if not shard.writes:
+        return shard.from_writer(None)
+    metrics = _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test_set, run_dir, start)
+    return shard.from_writer(metrics)
+
+
+def _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test_set, run_dir: Path, start: float):
+    """Fine-tune (if asked), predict the test frames, write the outputs; the metrics."""
     _finetune(cfg, model, [frames[i] for i in train_ids], train_set, run_dir)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -71,7 +87,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         "predict_seconds_per_molecule": predict_seconds,
     }
     if cfg.data.extrapolation_frames:
-        metrics.update(extrapolation_errors(cfg, model, target))
+        metrics.update(extrapolation_errors(cfg, model, model.target))
     _write_outputs(run_dir, model, metrics, predicted, test_set, title=f"{cfg.target}, test frames")
     _write_size_table(
         run_dir,
@@ -80,6 +96,32 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         ),
     )
     return metrics
+
+
+def _stream_settings(cfg: DictConfig, shard: Shard) -> StreamSettings | None:
+    """The fit's streaming settings (``fit.chunk_frames``, ``fit.contraction_frames``): None for
+    an in-memory fit in one process; ``InputError`` for fine-tuning on several processes."""
+    if shard.world_size > 1 and cfg.finetune.epochs:
+        raise InputError(
+            f"finetune.epochs={cfg.finetune.epochs}: fine-tuning runs in one process; "
+            "drop +finetune or start one process"
+        )
+    if cfg.fit.chunk_frames is None and shard.world_size == 1:
+        if cfg.fit.contraction_frames is not None:
+            raise InputError("fit.contraction_frames needs a streamed fit: set fit.chunk_frames too")
+        return None
+    chunk = {} if cfg.fit.chunk_frames is None else {"chunk_frames": cfg.fit.chunk_frames}
+    return StreamSettings(**chunk, contraction_frames=cfg.fit.contraction_frames)
+
+
+def _shared_records(cfg: DictConfig, frames: list[ase.Atoms], used: list[int], target: Target, shard: Shard) -> dict:
+    """:func:`reference_records`, computed by rank 0 first; the other ranks then read its cache."""
+    if not shard.writes:
+        shard.barrier()
+    records = reference_records(cfg, frames, used, target)
+    if shard.writes:
+        shard.barrier()
+    return records
 
 
 def reference_records(cfg: DictConfig, frames: list[ase.Atoms], used: list[int], target: Target) -> dict:
@@ -130,7 +172,13 @@ def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | N
     features = FeatureSettings.from_dict(OmegaConf.to_container(cfg.features))
     head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
     return HamiltonianModel(
-        basis, species, target=target or target_from_config(cfg), features=features, head=head, baseline=cfg.baseline
+        basis,
+        species,
+        target=target or target_from_config(cfg),
+        features=features,
+        head=head,
+        baseline=cfg.baseline,
+        pair_cutoff=cfg.pair_cutoff,
     )
 
 
@@ -267,7 +315,8 @@ def main(cfg: DictConfig) -> float:
             return train_properties(cfg.properties, run_dir, seed=cfg.seed)["dipole/equivariant/rmse"]
         if cfg.task != "hamiltonian":
             raise InputError(f"unknown task {cfg.task!r}; choose 'hamiltonian' or 'properties'")
-        return train(cfg, run_dir)["occupied_energy_mae_mev"]
+        with process_group(cfg.device) as shard:
+            return train(cfg, run_dir, shard)["occupied_energy_mae_mev"]
 
 
 if __name__ == "__main__":

@@ -235,3 +235,16 @@ def test_chunks_give_the_same_matrices_with_four_body_pairs_and_contractions(wat
     whole = model.predict(dimers[3:], pair_chunk=10**6)[0]
     torch.testing.assert_close(model.predict(dimers[3:], pair_chunk=2)[0], whole, atol=1e-12, rtol=0)
     assert whole.abs().max() > 1e-3
+
+
+def test_pair_cutoff_is_a_training_setting():
+    """``pair_cutoff=3.5`` on the command line reaches the model that training builds; null keeps
+    every pair."""
+    from nhamil.config import compose_config
+    from nhamil.orbitals import AtomicBasis
+    from nhamil.train import _make_model
+
+    basis = AtomicBasis.from_pyscf("def2-svp", [1, 8])
+    for override, expected in (([], None), (["pair_cutoff=3.5"], 3.5)):
+        cfg = compose_config(["+experiment=water_fock", *override])
+        assert _make_model(cfg, basis, [1, 8]).pair_cutoff == expected

@@ -109,7 +109,7 @@ class NCenterFeaturizer:
         filled = dict.fromkeys(pairs, 0)
         for start in range(0, len(frames), CHUNK):
             chunk = frames[start : start + CHUNK]
-            part = {kind: _chunk_samples(samples, start, start + len(chunk)) for kind, samples in pairs.items()}
+            part = {kind: chunk_samples(samples, start, start + len(chunk)) for kind, samples in pairs.items()}
             for kind, features in self.compute(Structures.from_atoms(chunk, device=device), part).items():
                 rows = slice(filled[kind], filled[kind] + len(features.samples))
                 for key, block in features.blocks.items():
@@ -217,7 +217,7 @@ def _block(features: EquivariantFeatures, equivariance: tuple[int, int], kind: P
     return features.blocks[equivariance]
 
 
-def _chunk_samples(samples: np.ndarray, start: int, stop: int) -> np.ndarray:
+def chunk_samples(samples: np.ndarray, start: int, stop: int) -> np.ndarray:
     """The (system, i, j) rows of systems start .. stop - 1, systems renumbered from 0."""
     chosen = samples[(samples[:, 0] >= start) & (samples[:, 0] < stop)]
     return chosen - np.array([start, 0, 0])

@@ -83,7 +83,7 @@ def fit_ridge(
     scale = (torch.linalg.vector_norm(x) / x.numel() ** 0.5).clamp_min(1e-12).expand(x.shape[-1]).clone()
     gram = _Gram(_rows(x), _rows(y))
     alphas = torch.as_tensor(settings.alphas, dtype=torch.float64, device=x.device)
-    rows_fold = _fold_of_each_sample(groups, settings).repeat_interleave(x.shape[1])
+    rows_fold = fold_of_each_sample(groups, settings).repeat_interleave(x.shape[1])
     errors = sum(gram.validation_errors(rows_fold == fold, alphas) for fold in rows_fold.unique())
     best = alphas[errors.argmin(dim=0)]
     return RidgeFit(gram.solve(best) * scale[:, None], scale, feature_mean, target_mean.reshape(-1), best)
@@ -103,7 +103,7 @@ def _rows(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.reshape(-1, tensor.shape[-1])
 
 
-def _fold_of_each_sample(groups: torch.Tensor, settings: RidgeSettings) -> torch.Tensor:
+def fold_of_each_sample(groups: torch.Tensor, settings: RidgeSettings) -> torch.Tensor:
     """(n,) fold index of each sample: whole groups are dealt to folds in a seeded random order."""
     unique, inverse = groups.unique(return_inverse=True)
     if len(unique) < 2:
@@ -146,8 +146,13 @@ class _Gram:
         return self._coefficients(self.gram, self.moment, alphas)
 
     def _coefficients(self, gram: torch.Tensor, right: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        """(gram + alpha s I)^-1 right (m, t) through one eigendecomposition: alphas (k, 1, 1)
-        give (k, m, t), one solution per alpha; alphas (t,) give (m, t), one alpha per column."""
-        eigenvalues, vectors = torch.linalg.eigh(gram)
-        shift = alphas * (gram.diagonal().sum() / self.x.shape[1]).clamp_min(1e-300)
-        return vectors @ ((vectors.T @ right) / (eigenvalues.clamp_min(0.0)[:, None] + shift))
+        return ridge_coefficients(gram, right, alphas, self.x.shape[1])
+
+
+def ridge_coefficients(gram: torch.Tensor, right: torch.Tensor, alphas: torch.Tensor, n_features: int) -> torch.Tensor:
+    """(gram + alpha s I)^-1 right (m, t), s = trace(gram) / n_features, through one
+    eigendecomposition: alphas (k, 1, 1) give (k, m, t), one solution per alpha; alphas (t,) give
+    (m, t), one alpha per column."""
+    eigenvalues, vectors = torch.linalg.eigh(gram)
+    shift = alphas * (gram.diagonal().sum() / n_features).clamp_min(1e-300)
+    return vectors @ ((vectors.T @ right) / (eigenvalues.clamp_min(0.0)[:, None] + shift))

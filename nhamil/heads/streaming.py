@@ -1,0 +1,161 @@
+"""Streamed ridge: the fit of :func:`nhamil.heads.ridge.fit_ridge` from sums accumulated over chunks of samples.
+
+A ridge fit needs the features only through per-fold statistics: the row count n_f, the feature
+and target means (q,) and (t,), the products X_f^T X_f (q, q), X_f^T Y_f (q, t) and the target
+squares diag(Y_f^T Y_f) (t,) about those means, for each cross-validation fold f (whole
+molecules, dealt exactly as ``fit_ridge`` deals them), merged chunk by chunk and, across
+processes, shifted to the common mean m and all-reduced. They give the centred Gram matrices
+
+    (X_f - 1 m^T)^T (X_f - 1 m^T) = C_f + n_f (m_f - m)(m_f - m)^T       (C_f about the fold mean m_f)
+
+and so the same scale, the same validation errors and alpha per target, and the same weights as
+the in-memory fit, to round-off, in one pass over the features. The solve is primal (q x q),
+whatever the number of rows; peak memory is one chunk of features plus n_folds q x q matrices
+per head. Where rows are fewer than features, the in-memory fit solves the dual: the two agree
+in their predictions on the span of the training features, while weights along directions the
+data do not span are round-off divided by alpha (see benchmarks/results/streaming.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from ..errors import InputError
+from .ridge import RidgeFit, RidgeSettings, ridge_coefficients
+
+
+def _alone(tensors: list[torch.Tensor]) -> None:
+    """The all-reduce of a single process: nothing to add."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamSettings:
+    """How a streamed fit reads its frames: chunk_frames frames at a time (the peak memory is
+    their features); contraction_frames: the channel contractions are fitted on the first this
+    many training frames (None: all of them, as the in-memory fit; set it to bound that
+    fit's memory as well)."""
+
+    chunk_frames: int = 16
+    contraction_frames: Optional[int] = None
+
+    def check(self, head: Any) -> None:
+        """``InputError`` naming the setting that cannot stream: a head other than ridge, or a
+        chunk or contraction size below 1."""
+        if not isinstance(head, RidgeSettings):
+            raise InputError(
+                f"a streamed or distributed fit needs head=ridge, not {type(head).__name__}: "
+                "drop fit.chunk_frames (and run in one process) or choose head=ridge"
+            )
+        for name in ("chunk_frames", "contraction_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"fit.{name}={value} must be at least 1 (frames)")
+
+
+@dataclass
+class RidgeSums:
+    """Per-fold statistics of one head, k folds, q features, t targets (float64), kept about the
+    running means (Chan, Golub and LeVeque's pairwise update: no cancellation when the features'
+    mean dwarfs their spread): counts (k,) rows (samples x mu components); feature_means (k, q);
+    target_means (k, t); gram (k, q, q) sum of (x - mean)(x - mean)^T; moment (k, q, t) the
+    same with the targets; target_squares (k, t) column sums of (y - mean)^2."""
+
+    counts: torch.Tensor
+    feature_means: torch.Tensor
+    target_means: torch.Tensor
+    gram: torch.Tensor
+    moment: torch.Tensor
+    target_squares: torch.Tensor
+
+    @classmethod
+    def zeros(cls, n_folds: int, n_features: int, n_targets: int, device: torch.device | str) -> RidgeSums:
+        def make(*shape: int) -> torch.Tensor:
+            return torch.zeros(n_folds, *shape, dtype=torch.float64, device=device)
+
+        return cls(
+            make(), make(n_features), make(n_targets), make(n_features, n_features), make(n_features, n_targets),
+            make(n_targets),
+        )  # fmt: skip
+
+    def add(self, features: torch.Tensor, targets: torch.Tensor, folds: torch.Tensor) -> None:
+        """Add samples: features (n, 2 lambda + 1, q), targets (n, 2 lambda + 1, t), folds (n,) the
+        fold of each sample (from :func:`nhamil.heads.ridge.fold_of_each_sample`)."""
+        x = features.to(torch.float64).reshape(-1, features.shape[-1])
+        y = targets.to(torch.float64).reshape(-1, targets.shape[-1])
+        rows_fold = folds.to(x.device).repeat_interleave(features.shape[1])
+        for fold in rows_fold.unique().tolist():
+            chosen = rows_fold == fold
+            self._merge(fold, x[chosen], y[chosen])
+
+    def _merge(self, fold: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Merge rows x (m, q), y (m, t) into one fold's statistics."""
+        x_mean, y_mean = x.mean(dim=0), y.mean(dim=0)
+        xc, yc = x - x_mean, y - y_mean
+        before = self.counts[fold].clone()
+        total = before + len(x)
+        weight = before * len(x) / total
+        dx, dy = x_mean - self.feature_means[fold], y_mean - self.target_means[fold]
+        self.gram[fold] += xc.T @ xc + weight * (dx[:, None] * dx)
+        self.moment[fold] += xc.T @ yc + weight * (dx[:, None] * dy)
+        self.target_squares[fold] += yc.pow(2).sum(dim=0) + weight * dy.pow(2)
+        self.feature_means[fold] += dx * (len(x) / total)
+        self.target_means[fold] += dy * (len(x) / total)
+        self.counts[fold] = total
+
+    def fit(
+        self, *, intercept: bool, settings: RidgeSettings, all_reduce: Callable[[list[torch.Tensor]], None] = _alone
+    ) -> RidgeFit:
+        """The :class:`RidgeFit` of every sample added (``fit_ridge``'s, to round-off): alpha per
+        target by the validation errors summed over folds, then the solve on all folds.
+        ``all_reduce`` sums a list of tensors in place over the processes of a distributed fit
+        (:meth:`nhamil.distributed.Shard.all_reduce`), each holding the sums of its own samples."""
+        gram, moment, squares, feature_mean, target_mean, n_rows = self._about_mean(intercept, all_reduce)
+        total_gram, total_moment = gram.sum(dim=0), moment.sum(dim=0)
+        n_features = total_gram.shape[0]
+        scale = (total_gram.diagonal().sum().clamp_min(0.0) / (n_rows * n_features)).sqrt().clamp_min(1e-12)
+        alphas = torch.as_tensor(settings.alphas, dtype=torch.float64, device=gram.device)
+        errors = sum(
+            _validation_errors(total_gram - gram[f], total_moment - moment[f], gram[f], moment[f], squares[f], alphas)
+            for f in range(len(gram))
+        )
+        best = alphas[errors.argmin(dim=0)]
+        weights = ridge_coefficients(total_gram, total_moment, best, n_features)
+        return RidgeFit(weights * scale, scale.expand(n_features).clone(), feature_mean, target_mean, best)
+
+    def _about_mean(
+        self, intercept: bool, all_reduce: Callable[[list[torch.Tensor]], None]
+    ) -> tuple[torch.Tensor, ...]:
+        """Per-fold gram (k, q, q), moment (k, q, t), target squares (k, t) about the means over all
+        folds and processes (about 0 without an intercept), summed over processes, the means and the
+        number of rows:
+        each process shifts its statistics to the common point (adding non-negative terms) first."""
+        counts, sums = self.counts.clone(), self.counts[:, None] * self.feature_means
+        target_sums = self.counts[:, None] * self.target_means
+        all_reduce([counts, sums, target_sums])
+        n_rows = counts.sum()
+        m = sums.sum(dim=0) / n_rows if intercept else sums.new_zeros(sums.shape[1])
+        ybar = target_sums.sum(dim=0) / n_rows if intercept else target_sums.new_zeros(target_sums.shape[1])
+        dx, dy, n = self.feature_means - m, self.target_means - ybar, self.counts[:, None]
+        gram = self.gram + n[:, :, None] * (dx[:, :, None] * dx[:, None, :])
+        moment = self.moment + n[:, :, None] * (dx[:, :, None] * dy[:, None, :])
+        squares = self.target_squares + n * dy.pow(2)
+        all_reduce([gram, moment, squares])
+        return gram, moment, squares, m, ybar, n_rows
+
+
+def _validation_errors(
+    train_gram: torch.Tensor,
+    train_moment: torch.Tensor,
+    gram: torch.Tensor,
+    moment: torch.Tensor,
+    squares: torch.Tensor,
+    alphas: torch.Tensor,
+) -> torch.Tensor:
+    """(n_alphas, t) squared errors on one fold, |Y - X W|^2 = Y.Y - 2 W.(X^T Y) + W.(X^T X W)
+    per target, of the fits W (n_alphas, q, t) on the other folds' sums."""
+    weights = ridge_coefficients(train_gram, train_moment, alphas[:, None, None], train_gram.shape[0])
+    return squares - 2 * (weights * moment).sum(dim=1) + (weights * (gram @ weights)).sum(dim=1)
