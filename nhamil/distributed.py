@@ -73,6 +73,20 @@ class Shard:
         dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
+    def solves(self, index: int) -> bool:
+        """Whether this rank solves the ``index``-th of a list of independent problems (heads,
+        dealt to ranks in turn), so that ranks share the solves instead of repeating them."""
+        return index % self.world_size == self.rank
+
+    def from_solver(self, value: Any, index: int) -> Any:
+        """``value`` (picklable) of the rank that :meth:`solves` problem ``index``, on every rank;
+        every rank calls it for the same indices in the same order."""
+        if self.group is None:
+            return value
+        box = [value if self.solves(index) else None]
+        dist.broadcast_object_list(box, src=index % self.world_size, group=self.group)
+        return box[0]
+
     def barrier(self) -> None:
         if self.group is not None:
             dist.barrier(group=self.group)

@@ -194,12 +194,13 @@ class HamiltonianModel:
                 for chunk in chunks:
                     self._accumulate(frames, chunk, group, heads, blocks, folds, sums, device)
                     bar.update()
-                for (kind, equivariant), keys in heads.items():
+                solved = {}
+                for index, ((kind, equivariant), keys) in enumerate(heads.items()):
                     fitted = _reduced(sums, (kind, equivariant), len(keys), int(folds[kind].max()) + 1, shard, device)
-                    fit = fitted.fit(
-                        intercept=_has_intercept(kind, equivariant), settings=settings, all_reduce=shard.all_reduce
-                    )
-                    self.heads[(kind, equivariant)] = (keys, fit)
+                    reduced = fitted.reduced(intercept=_has_intercept(kind, equivariant), all_reduce=shard.all_reduce)
+                    solved[(kind, equivariant)] = reduced.solve(settings) if shard.solves(index) else None
+                for index, ((kind, equivariant), keys) in enumerate(heads.items()):
+                    self.heads[(kind, equivariant)] = (keys, shard.from_solver(solved[(kind, equivariant)], index))
         return self
 
     def _accumulate(

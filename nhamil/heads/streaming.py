@@ -113,18 +113,13 @@ class RidgeSums:
         target by the validation errors summed over folds, then the solve on all folds.
         ``all_reduce`` sums a list of tensors in place over the processes of a distributed fit
         (:meth:`nhamil.distributed.Shard.all_reduce`), each holding the sums of its own samples."""
-        gram, moment, squares, feature_mean, target_mean, n_rows = self._about_mean(intercept, all_reduce)
-        total_gram, total_moment = gram.sum(dim=0), moment.sum(dim=0)
-        n_features = total_gram.shape[0]
-        scale = (total_gram.diagonal().sum().clamp_min(0.0) / (n_rows * n_features)).sqrt().clamp_min(1e-12)
-        alphas = torch.as_tensor(settings.alphas, dtype=torch.float64, device=gram.device)
-        errors = sum(
-            _validation_errors(total_gram - gram[f], total_moment - moment[f], gram[f], moment[f], squares[f], alphas)
-            for f in range(len(gram))
-        )
-        best = alphas[errors.argmin(dim=0)]
-        weights = ridge_coefficients(total_gram, total_moment, best, n_features)
-        return RidgeFit(weights * scale, scale.expand(n_features).clone(), feature_mean, target_mean, best)
+        return self.reduced(intercept=intercept, all_reduce=all_reduce).solve(settings)
+
+    def reduced(self, *, intercept: bool, all_reduce: Callable[[list[torch.Tensor]], None] = _alone) -> ReducedSums:
+        """The sums of all processes about their common means (a collective step: every process
+        of a distributed fit calls it, in the same order), ready for :meth:`ReducedSums.solve`,
+        which any one process can then do alone."""
+        return ReducedSums(*self._about_mean(intercept, all_reduce))
 
     def _about_mean(
         self, intercept: bool, all_reduce: Callable[[list[torch.Tensor]], None]
@@ -145,6 +140,35 @@ class RidgeSums:
         squares = self.target_squares + n * dy.pow(2)
         all_reduce([gram, moment, squares])
         return gram, moment, squares, m, ybar, n_rows
+
+
+@dataclass(frozen=True)
+class ReducedSums:
+    """One head's statistics over all processes, about the common means: gram (k, q, q), moment
+    (k, q, t), target squares (k, t) per fold; feature_mean (q,), target_mean (t,); n_rows."""
+
+    gram: torch.Tensor
+    moment: torch.Tensor
+    squares: torch.Tensor
+    feature_mean: torch.Tensor
+    target_mean: torch.Tensor
+    n_rows: torch.Tensor
+
+    def solve(self, settings: RidgeSettings) -> RidgeFit:
+        """Alpha per target by the validation errors summed over folds, then the solve on all
+        folds, in the scaled coordinates of ``fit_ridge``."""
+        gram, moment, squares = self.gram, self.moment, self.squares
+        total_gram, total_moment = gram.sum(dim=0), moment.sum(dim=0)
+        n_features = total_gram.shape[0]
+        scale = (total_gram.diagonal().sum().clamp_min(0.0) / (self.n_rows * n_features)).sqrt().clamp_min(1e-12)
+        alphas = torch.as_tensor(settings.alphas, dtype=torch.float64, device=gram.device)
+        errors = sum(
+            _validation_errors(total_gram - gram[f], total_moment - moment[f], gram[f], moment[f], squares[f], alphas)
+            for f in range(len(gram))
+        )
+        best = alphas[errors.argmin(dim=0)]
+        weights = ridge_coefficients(total_gram, total_moment, best, n_features)
+        return RidgeFit(weights * scale, scale.expand(n_features).clone(), self.feature_mean, self.target_mean, best)
 
 
 def _validation_errors(
