@@ -23,7 +23,7 @@ from .config import CONFIG_DIR, check_known_keys, register_configs
 from .distributed import Shard, process_group
 from .errors import InputError, reported_as_one_line
 from .evaluate import errors_by_size, orbital_energy_parity, scf_settings, target_errors
-from .heads import settings_from_dict, split_molecules
+from .heads import settings_from_dict
 from .heads.streaming import StreamSettings
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
@@ -31,7 +31,7 @@ from .properties import train_properties
 from .reference import ProjectionSettings, build_reference_set, read_frames
 from .structures import check_geometries
 from .targets import Target, TargetSet
-from .training import FinetuneSettings, TrainingData, finetune
+from .training import FinetuneSettings, TrainingData, finetune, validation_split
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | N
 
 def _finetune(cfg: DictConfig, model: HamiltonianModel, frames, train_set: TargetSet, run_dir: Path) -> None:
     """Train all heads together (``finetune.epochs`` > 0), checkpointed and logged in ``run_dir``."""
-    settings = FinetuneSettings(**OmegaConf.to_container(cfg.finetune), seed=cfg.seed)
+    settings = _finetune_settings(cfg)
     if settings.epochs:
         data = TrainingData(
             frames, [torch.as_tensor(m) for m in train_set.matrices], train_set.n_occupied, train_set.overlaps
@@ -197,11 +197,15 @@ def _first_fit_positions(cfg: DictConfig, n_train: int) -> list[int]:
     them, or, when fine-tuning follows, all but its validation molecules (the split
     :func:`nhamil.training.finetune` draws with the same seed), so that early stopping judges
     molecules the starting heads have never seen."""
-    settings = FinetuneSettings(**OmegaConf.to_container(cfg.finetune), seed=cfg.seed)
+    settings = _finetune_settings(cfg)
     if not settings.epochs:
         return list(range(n_train))
-    fitted, _ = split_molecules(torch.arange(n_train), settings.validation_fraction, settings.seed)
+    fitted, _ = validation_split(n_train, settings)
     return fitted.tolist()
+
+
+def _finetune_settings(cfg: DictConfig) -> FinetuneSettings:
+    return FinetuneSettings(**OmegaConf.to_container(cfg.finetune), seed=cfg.seed)
 
 
 def _split_ranges(split: DictConfig, n_frames: int, path: str) -> tuple[range, range]:

@@ -224,10 +224,7 @@ def finetune(
     batches = _Batches(model, data, settings, device, progress)
     parameters = [p for head in batches.heads.values() for p in head.parameters()]
     optimizer = _optimizer(parameters, settings)
-    train, valid = (
-        part.numpy()
-        for part in split_molecules(torch.arange(len(data.frames)), settings.validation_fraction, settings.seed)
-    )
+    train, valid = (part.numpy() for part in validation_split(len(data.frames), settings))
     generator = torch.Generator().manual_seed(settings.seed)
     state = {
         "epoch": 0,
@@ -260,6 +257,13 @@ def finetune(
     for head, best in zip(batches.heads.values(), state["best_heads"], strict=True):
         head.load_state_dict(best)
     return state["history"]
+
+
+def validation_split(n_molecules: int, settings: FinetuneSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, validation) positions among ``n_molecules`` training molecules: the seeded
+    split by which :func:`finetune` stops early, so that a fit before it can leave out the same
+    validation molecules."""
+    return split_molecules(torch.arange(n_molecules), settings.validation_fraction, settings.seed)
 
 
 def _optimizer(parameters: list[nn.Parameter], settings: FinetuneSettings) -> torch.optim.Optimizer:
