@@ -67,11 +67,7 @@ class Shard:
 
     def from_writer(self, value: Any) -> Any:
         """Rank 0's ``value`` (any picklable object) on every rank."""
-        if self.group is None:
-            return value
-        box = [value if self.writes else None]
-        dist.broadcast_object_list(box, src=0, group=self.group)
-        return box[0]
+        return self._from_rank(value, 0)
 
     def solves(self, index: int) -> bool:
         """Whether this rank solves the ``index``-th of a list of independent problems (heads,
@@ -81,10 +77,14 @@ class Shard:
     def from_solver(self, value: Any, index: int) -> Any:
         """``value`` (picklable) of the rank that :meth:`solves` problem ``index``, on every rank;
         every rank calls it for the same indices in the same order."""
+        return self._from_rank(value, index % self.world_size)
+
+    def _from_rank(self, value: Any, source: int) -> Any:
+        """``value`` of rank ``source`` on every rank (this rank's own value with one process)."""
         if self.group is None:
             return value
-        box = [value if self.solves(index) else None]
-        dist.broadcast_object_list(box, src=index % self.world_size, group=self.group)
+        box = [value if self.rank == source else None]
+        dist.broadcast_object_list(box, src=source, group=self.group)
         return box[0]
 
     def barrier(self) -> None:
