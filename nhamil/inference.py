@@ -28,16 +28,15 @@ import numpy as np
 import torch
 
 from .blocks import ON_SITE, MatrixLayout, PairKind
-from .blocks.assembly import element_destinations, element_transform, group_of, layout_groups
+from .blocks.assembly import element_destinations, group_of, layout_groups
 from .blocks.keys import HETERO, MINUS
 from .errors import InputError
-from .features import head_inputs
 from .features.correlations import density_correlations
 from .features.density import density_expansion
 from .features.families import pair_features
 from .features.harmonics import packed_real_harmonics
 from .features.radial import cutoff_function, radial_integrals
-from .heads import LinearFit, predict_head
+from .heads import LinearFit
 from .orbitals import clebsch_gordan
 from .structures import Structures, check_geometries
 
@@ -131,19 +130,13 @@ class Predictor:
     def _model_values(self, structures: Structures, layout: _Layout) -> torch.Tensor:
         """Every group's matrix elements by the model's own features and heads (any head kind)."""
         features = self.model.featurizer.compute(structures, layout.matrix.pairs())
-        values = []
-        for group in layout.rows:
-            heads = [(kind, eq, fit) for (kind, eq), (_, fit) in self.model.heads.items() if group_of(kind) == group]
-            outputs = [predict_head(fit, *head_inputs(features, kind, eq)).flatten(1) for kind, eq, fit in heads]
-            values.append((torch.cat(outputs, dim=1) @ self._transform(group)).reshape(-1))
-        return torch.cat(values)
+        return torch.cat([self.model._predict_group(group, features).reshape(-1) for group in layout.rows])
 
     def _transform(self, group: PairKind) -> torch.Tensor:
         """The group's (K, E) map from the model's head outputs (in its order) to matrix elements,
         on the predictor's device and in its dtype; computed once."""
         if group not in self._transforms:
-            outputs = [keys for (kind, _), (keys, _) in self.model.heads.items() if group_of(kind) == group]
-            self._transforms[group] = element_transform(self.model.basis, group, outputs).to(self.device, self.dtype)
+            self._transforms[group] = self.model._transform(group).to(self.device, self.dtype)
         return self._transforms[group]
 
     def _folded_values(self, structures: Structures, layout: _Layout) -> torch.Tensor:
