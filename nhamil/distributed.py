@@ -115,7 +115,8 @@ def _environment() -> tuple[int, int, int] | None:
 @contextlib.contextmanager
 def process_group(device: str, timeout_minutes: float = 60.0) -> Iterator[Shard]:
     """The :class:`Shard` of this process: a process group (NCCL for ``device`` "cuda", else
-    gloo) when it was started as one of several (torchrun, Slurm tasks), destroyed on exit;
+    gloo) when it was started as one of several (torchrun, Slurm tasks), destroyed on exit (after
+    all ranks reach it, unless this one fails);
     a single-process Shard otherwise. ``InputError`` for "cuda" without a GPU per local rank."""
     found = _environment()
     if found is None or found[1] == 1:
@@ -137,5 +138,6 @@ def process_group(device: str, timeout_minutes: float = 60.0) -> Iterator[Shard]
     )
     try:
         yield Shard(rank, world_size, local_rank, dist.group.WORLD)
+        dist.barrier()  # no rank tears the group down while another still has its messages in flight
     finally:
         dist.destroy_process_group()
