@@ -121,12 +121,11 @@ class FitConfig:
 class TrainConfig:
     """One training run: data, level of theory, target (one of ``nhamil.targets.TARGETS``:
     "saph", "fock_orthogonal", or "fock", the AO Fock matrix), the SAPH's ``projection``, the
-    ``baseline`` a full Fock model learns the difference to (null or "sap"), ``pair_cutoff`` (Å,
-    null: every atom pair), split,
-    features, head (one of the head schemas), ``finetune`` (training of all heads together
-    after the fit); ``task`` "hamiltonian", or "properties" for the
-    vector and tensor property models configured in ``properties``; ``device`` "cpu" or
-    "cuda"; ``seed`` fixes folds and anything random."""
+    ``baseline`` a full Fock model learns the difference to (null, "sap" or "minao"),
+    ``pair_cutoff`` (Å, null: every atom pair), split, features, head (one of the head
+    schemas), ``finetune`` (training of all heads together after the fit); ``task``
+    "hamiltonian", or "properties" for the vector and tensor property models configured in
+    ``properties``; ``device`` "cpu" or "cuda"; ``seed`` fixes folds and anything random."""
 
     data: DataConfig = field(default_factory=DataConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)

@@ -308,7 +308,11 @@ class HamiltonianModel:
 
     def baseline_stage(self) -> Baseline | None:
         """The model's baseline as a stage of its own (None for a model without one)."""
-        return None if self.baseline is None else Baseline(self.baseline, self.basis, self.target.orthogonal)
+        return (
+            None
+            if self.baseline is None
+            else Baseline(self.baseline, self.basis, self.target.orthogonal, self.target.scf)
+        )
 
     def baselines(self, frames: Sequence[ase.Atoms], progress: bool = False) -> BaselineMatrices | None:
         """The baseline matrices (target's form) and AO overlaps of ``frames`` (PySCF, CPU), to hand
