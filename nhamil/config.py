@@ -111,10 +111,12 @@ class FitConfig:
     """chunk_frames: stream the ridge fit over chunks of this many frames (None: hold each group's
     features, the in-memory fit; a run on several processes streams 16 at a time by default);
     contraction_frames: fit the channel contractions on the first this many training frames
-    (None: all). See ``nhamil.heads.streaming`` and ``nhamil.distributed``."""
+    (None: all); sums_memory_gb: hold at most this many GB of ridge sums, in several passes over
+    the frames (None: one pass). See ``nhamil.heads.streaming`` and ``nhamil.distributed``."""
 
     chunk_frames: Optional[int] = None
     contraction_frames: Optional[int] = None
+    sums_memory_gb: Optional[float] = None
 
 
 @dataclass

@@ -182,26 +182,82 @@ class HamiltonianModel:
         settings = self.head
         groups = _feature_groups(pairs)
         chunks = shard.chunks(len(frames), streaming.chunk_frames)
-        with tqdm(total=len(groups) * len(chunks), desc="streamed fit", unit="chunk", disable=not progress) as bar:
-            for group in groups:
-                heads = {
-                    (kind, equivariant): keys
-                    for kind in group
-                    for equivariant, keys in _keys_by_symmetry(blocks, kind).items()
-                }
+        plans = [self._stream_passes(frames, group, blocks, streaming, device) for group in groups]
+        total = sum(len(passes) for passes in plans) * len(chunks)
+        with tqdm(total=total, desc="streamed fit", unit="chunk", disable=not progress) as bar:
+            for group, passes in zip(groups, plans, strict=True):
                 folds = {kind: fold_of_each_sample(torch.as_tensor(s[:, 0]), settings) for kind, s in group.items()}
-                sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums] = {}
-                for chunk in chunks:
-                    self._accumulate(frames, chunk, group, heads, blocks, folds, sums, device)
-                    bar.update()
-                solved = {}
-                for index, ((kind, equivariant), keys) in enumerate(heads.items()):
-                    fitted = _reduced(sums, (kind, equivariant), len(keys), int(folds[kind].max()) + 1, shard, device)
-                    reduced = fitted.reduced(intercept=_has_intercept(kind, equivariant), all_reduce=shard.all_reduce)
-                    solved[(kind, equivariant)] = reduced.solve(settings) if shard.solves(index) else None
-                for index, ((kind, equivariant), keys) in enumerate(heads.items()):
-                    self.heads[(kind, equivariant)] = (keys, shard.from_solver(solved[(kind, equivariant)], index))
+                for heads in passes:
+                    sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums] = {}
+                    for chunk in chunks:
+                        self._accumulate(frames, chunk, group, heads, blocks, folds, sums, device)
+                        bar.update()
+                    self._solve_streamed(heads, sums, folds, shard, device)
         return self
+
+    def _stream_passes(
+        self,
+        frames: Sequence[ase.Atoms],
+        group: dict[PairKind, np.ndarray],
+        blocks: dict[BlockKey, Block],
+        streaming: StreamSettings,
+        device: torch.device | str,
+    ) -> list[dict[tuple[PairKind, tuple[int, int]], list[BlockKey]]]:
+        """The heads of ``group`` (head -> its block keys) split into passes over the frames whose
+        ridge sums each fit in ``streaming.sums_memory_gb`` (one pass if None; a head larger than
+        the budget gets a pass of its own), in the order of the group's heads, the same on every
+        rank. Feature widths come from featurizing the first frame of each kind."""
+        heads = {
+            (kind, equivariant): keys for kind in group for equivariant, keys in _keys_by_symmetry(blocks, kind).items()
+        }
+        if streaming.sums_memory_gb is None:
+            return [heads]
+        widths = self._head_widths(frames, group, heads, device)
+        budget, passes, used = streaming.sums_memory_gb * 1e9, [{}], 0.0
+        for head, keys in heads.items():
+            size = RidgeSums.nbytes(self.head.n_folds, widths[head], len(keys))
+            if passes[-1] and used + size > budget:
+                passes.append({})
+                used = 0.0
+            passes[-1][head] = keys
+            used += size
+        return passes
+
+    def _head_widths(
+        self,
+        frames: Sequence[ase.Atoms],
+        group: dict[PairKind, np.ndarray],
+        heads: dict[tuple[PairKind, tuple[int, int]], list[BlockKey]],
+        device: torch.device | str,
+    ) -> dict[tuple[PairKind, tuple[int, int]], int]:
+        """Number of features q of each head of ``group``, from the first frame holding each kind."""
+        widths: dict[tuple[PairKind, tuple[int, int]], int] = {}
+        for frame in sorted({int(samples[0, 0]) for samples in group.values() if len(samples)}):
+            part = {kind: chunk_samples(samples, frame, frame + 1) for kind, samples in group.items()}
+            part = {kind: samples for kind, samples in part.items() if len(samples)}
+            features = self.featurizer.compute(Structures.from_atoms(frames[frame : frame + 1], device=device), part)
+            for kind, equivariant in heads:
+                if kind in part:
+                    widths.setdefault((kind, equivariant), head_inputs(features, kind, equivariant)[0].shape[-1])
+        return widths
+
+    def _solve_streamed(
+        self,
+        heads: dict[tuple[PairKind, tuple[int, int]], list[BlockKey]],
+        sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums],
+        folds: dict[PairKind, torch.Tensor],
+        shard: Shard,
+        device: torch.device | str,
+    ) -> None:
+        """Reduce the sums of ``heads`` over the ranks (collective, in order), solve each head on
+        the rank whose turn it is, and share the solutions so every rank ends with them."""
+        solved = {}
+        for index, ((kind, equivariant), keys) in enumerate(heads.items()):
+            fitted = _reduced(sums, (kind, equivariant), len(keys), int(folds[kind].max()) + 1, shard, device)
+            reduced = fitted.reduced(intercept=_has_intercept(kind, equivariant), all_reduce=shard.all_reduce)
+            solved[(kind, equivariant)] = reduced.solve(self.head) if shard.solves(index) else None
+        for index, ((kind, equivariant), keys) in enumerate(heads.items()):
+            self.heads[(kind, equivariant)] = (keys, shard.from_solver(solved[(kind, equivariant)], index))
 
     def _accumulate(
         self,

@@ -99,19 +99,21 @@ def _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test
 
 
 def _stream_settings(cfg: DictConfig, shard: Shard) -> StreamSettings | None:
-    """The fit's streaming settings (``fit.chunk_frames``, ``fit.contraction_frames``): None for
-    an in-memory fit in one process; ``InputError`` for fine-tuning on several processes."""
+    """The fit's streaming settings (``fit.chunk_frames``, ``fit.contraction_frames``,
+    ``fit.sums_memory_gb``): None for an in-memory fit in one process; ``InputError`` for
+    fine-tuning on several processes."""
     if shard.world_size > 1 and cfg.finetune.epochs:
         raise InputError(
             f"finetune.epochs={cfg.finetune.epochs}: fine-tuning runs in one process; "
             "drop +finetune or start one process"
         )
     if cfg.fit.chunk_frames is None and shard.world_size == 1:
-        if cfg.fit.contraction_frames is not None:
-            raise InputError("fit.contraction_frames needs a streamed fit: set fit.chunk_frames too")
+        for name in ("contraction_frames", "sums_memory_gb"):
+            if cfg.fit[name] is not None:
+                raise InputError(f"fit.{name} needs a streamed fit: set fit.chunk_frames too")
         return None
     chunk = {} if cfg.fit.chunk_frames is None else {"chunk_frames": cfg.fit.chunk_frames}
-    return StreamSettings(**chunk, contraction_frames=cfg.fit.contraction_frames)
+    return StreamSettings(**chunk, contraction_frames=cfg.fit.contraction_frames, sums_memory_gb=cfg.fit.sums_memory_gb)
 
 
 def _shared_records(cfg: DictConfig, frames: list[ase.Atoms], used: list[int], target: Target, shard: Shard) -> dict:

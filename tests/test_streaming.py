@@ -61,6 +61,20 @@ def test_streamed_model_fit_equals_in_memory_fit():
     assert _relative(torch.stack(streamed.predict(frames)), torch.stack(in_memory.predict(frames))) < 1e-10
 
 
+def test_a_sums_budget_splits_the_fit_into_passes_with_the_same_weights(monkeypatch):
+    """A budget below one head's sums: one pass over the frames per head, the same weights."""
+    calls = []
+    accumulate = HamiltonianModel._accumulate
+    monkeypatch.setattr(HamiltonianModel, "_accumulate", lambda *args: calls.append(args) or accumulate(*args))
+    one = fit_water(12)
+    one_pass = len(calls)
+    passes = fit_water(12, streaming=StreamSettings(chunk_frames=2, sums_memory_gb=1e-9))
+    assert len(calls) - one_pass == len(one.heads) * 6 > one_pass
+    for key, (keys, fit) in one.heads.items():
+        assert passes.heads[key][0] == keys
+        assert torch.equal(passes.heads[key][1].weights, fit.weights), key
+
+
 def _water_frames():
     from paper_data import WATER
 
@@ -89,6 +103,8 @@ def test_streaming_refuses_heads_it_cannot_stream_and_bad_sizes():
         StreamSettings().check(KernelSettings())
     with pytest.raises(InputError, match="fit.chunk_frames=0"):
         StreamSettings(chunk_frames=0).check(HEAD)
+    with pytest.raises(InputError, match="fit.sums_memory_gb=0"):
+        StreamSettings(sums_memory_gb=0).check(HEAD)
 
 
 def test_torchrun_training_writes_its_outputs_once(tmp_path):
@@ -116,6 +132,7 @@ def test_torchrun_training_writes_its_outputs_once(tmp_path):
     ("overrides", "world_size", "message"),
     [
         (["fit.contraction_frames=4"], 1, "needs a streamed fit"),
+        (["fit.sums_memory_gb=2"], 1, "fit.sums_memory_gb needs a streamed fit"),
         (["+finetune=matrix"], 2, "fine-tuning runs in one process"),
     ],
 )

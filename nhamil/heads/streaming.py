@@ -37,10 +37,14 @@ class StreamSettings:
     """How a streamed fit reads its frames: chunk_frames frames at a time (the peak memory is
     their features); contraction_frames: the channel contractions are fitted on the first this
     many training frames (None: all of them, as the in-memory fit; set it to bound that
-    fit's memory as well)."""
+    fit's memory as well); sums_memory_gb: the ridge sums held at once (all heads of one feature
+    group by default: n_folds q x q matrices per head, 19 GB for ethanol's H-C pairs with
+    four-body features) are kept under this many GB by splitting a group's heads into passes
+    over the frames, each computing the group's features again (None: one pass)."""
 
     chunk_frames: int = 16
     contraction_frames: Optional[int] = None
+    sums_memory_gb: Optional[float] = None
 
     def check(self, head: Any) -> None:
         """``InputError`` naming the setting that cannot stream: a head other than ridge, or a
@@ -54,6 +58,8 @@ class StreamSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"fit.{name}={value} must be at least 1 (frames)")
+        if self.sums_memory_gb is not None and not self.sums_memory_gb > 0:
+            raise InputError(f"fit.sums_memory_gb={self.sums_memory_gb} must be > 0 (GB), or null for one pass")
 
 
 @dataclass
@@ -80,6 +86,12 @@ class RidgeSums:
             make(), make(n_features), make(n_targets), make(n_features, n_features), make(n_features, n_targets),
             make(n_targets),
         )  # fmt: skip
+
+    @staticmethod
+    def nbytes(n_folds: int, n_features: int, n_targets: int) -> int:
+        """Bytes of :meth:`zeros` ``(n_folds, n_features, n_targets)``: float64."""
+        q, t = n_features, n_targets
+        return 8 * n_folds * (1 + q + t + q * q + q * t + t)
 
     def add(self, features: torch.Tensor, targets: torch.Tensor, folds: torch.Tensor) -> None:
         """Add samples: features (n, 2 lambda + 1, q), targets (n, 2 lambda + 1, t), folds (n,) the
