@@ -303,10 +303,11 @@ def build_reference_set(
     file that is damaged or misplaced, unless ``rebuild_damaged`` (then a warning naming them,
     and they are recomputed and replaced). ``InputError`` naming the frame and the error of a
     structure whose failure another run recorded (before, or while this one waited for it).
-    After computing: ``UnconvergedSCFError`` listing the
-    frames whose SCF did not converge, unless ``allow_unconverged`` (then a warning, and the
-    records come back with ``converged=False``). A full disk raises ``OSError(ENOSPC)`` naming
-    the file; every record written before stays valid and is reused by the next build.
+    After computing: ``UnconvergedSCFError`` listing the frames whose SCF did not converge,
+    unless ``allow_unconverged`` (then a warning, and the records come back with
+    ``converged=False``). A full disk raises ``OSError(ENOSPC)`` naming the file; every record
+    written before stays valid and is reused by the next build. An error of the computation
+    itself propagates as it is; the structure's claim is released, so the next build retries it.
 
     The workers are started with ``spawn`` (a script that calls this with ``n_workers > 1``
     needs the usual ``if __name__ == "__main__":`` guard) and end when this process ends.
