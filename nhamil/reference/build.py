@@ -9,6 +9,13 @@ threads each), written and released. A structure whose computation raised is rec
 failure file and reported, also by later runs, until ``retry_failed``. A killed shard leaves its
 claims behind; they go stale (dead pid on this host, or no heartbeat for ``stale_after_s``) and
 the next run takes them over, so rerunning the same command resumes the build.
+
+Training (``store.build_reference_set``) builds through the same claims and compute loop
+(:func:`compute_missing`), as an owner of no shard: it claims what it computes, and instead of
+skipping a structure that another live shard or training process holds it waits for its record
+(or takes the claim over once it is stale); a failure recorded for a structure it needs is an
+``InputError`` naming the frame. So shards and the jobs of a training sweep share one cache and
+compute each structure once.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from tqdm.auto import tqdm
 
 from nhamil.errors import InputError, one_line
 from nhamil.reference import store
-from nhamil.reference.claims import ShardClaims, claims_of, failure_path, read_failure, write_failure
+from nhamil.reference.claims import Claim, ShardClaims, claims_of, failure_path, read_failure, write_failure
 from nhamil.reference.settings import ProjectionSettings, ScfSettings
 
 
@@ -215,33 +222,44 @@ class _Run:
             return
         parallel = n_workers > 1 and len(pending) > 1
         pool = store.worker_pool(min(n_workers, len(pending)), threads) if parallel else _InlineExecutor(threads)
-        queue, in_flight = iter(pending), {}
         with pool:
-            while True:
-                while len(in_flight) < n_workers and (path := next(queue, None)) is not None:
-                    self._start(pool, path, in_flight)
-                if not in_flight:
-                    return
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._finish(future, in_flight.pop(future))
+            self._work(pool, pending, n_workers)
+
+    def _work(self, pool, pending: list[Path], n_workers: int) -> None:
+        """Start and finish every structure of ``pending`` in ``pool``."""
+        queue, in_flight = iter(pending), {}
+        while True:
+            while len(in_flight) < n_workers and (path := next(queue, None)) is not None:
+                self._start(pool, path, in_flight)
+            if not in_flight:
+                return
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._finish(future, in_flight.pop(future))
 
     def _start(self, pool, path: Path, in_flight: dict) -> None:
-        """Claim ``path`` and submit it, or count it as skipped, reused or failed before."""
+        """Claim ``path`` and submit it, or count it as held elsewhere, reused or failed before."""
         label = self.wanted[path][1]
         claim = self.claims.take(path)
         if not claim.ours:
-            self.summary.skipped.append({"frame": label, "owner": claim.previous})
-            return self._advance()
+            return self._held_elsewhere(path, claim)
         if claim.previous is not None:
             self.summary.taken_over.append({"frame": label, "owner": claim.previous})
         record = store._record_problem(path, self.wanted[path][0]) if path.exists() else None
         if isinstance(record, store.ReferenceRecord):
             _reused(self.summary, label, record)
             return self._release(path)
-        if _failed_before(path, self.wanted, self.summary, self.retry_failed):
+        if self._failed_earlier(path):
             return self._release(path)
         in_flight[pool.submit(store._compute_and_store, self.wanted[path][0], self.scf, self.projection, path)] = path
+
+    def _held_elsewhere(self, path: Path, claim: Claim) -> None:
+        """A shard skips a structure that a live owner holds."""
+        self.summary.skipped.append({"frame": self.wanted[path][1], "owner": claim.previous})
+        self._advance()
+
+    def _failed_earlier(self, path: Path) -> bool:
+        return _failed_before(path, self.wanted, self.summary, self.retry_failed)
 
     def _finish(self, future: Future, path: Path) -> None:
         """Count a finished computation; record a failure (the pool's death and a full disk end the run)."""
@@ -250,16 +268,20 @@ class _Run:
         if isinstance(error, BrokenProcessPool) or (isinstance(error, OSError) and store._is_disk_full(error)):
             raise error
         if error is not None:
-            message = f"{type(error).__name__}: {one_line(error)}"
-            write_failure(path, label, message, self.claims.owner)
-            self.summary.failed.append({"frame": label, "error": message, "earlier": False})
-            return self._release(path)
+            return self._failed(path, label, error)
         record = future.result()
         failure_path(path).unlink(missing_ok=True)
         self.summary.computed.append(label)
         self.summary.scf_seconds += record.wall_time
         if not record.converged:
             self.summary.not_converged.append(label)
+        self._release(path)
+
+    def _failed(self, path: Path, label: int, error: BaseException) -> None:
+        """A shard records the failure (for later runs) and goes on with the other structures."""
+        message = f"{type(error).__name__}: {one_line(error)}"
+        write_failure(path, label, message, self.claims.owner)
+        self.summary.failed.append({"frame": label, "error": message, "earlier": False})
         self._release(path)
 
     def _release(self, path: Path) -> None:
@@ -270,3 +292,89 @@ class _Run:
         counts = {name: len(getattr(self.summary, name)) for name in ("computed", "reused", "skipped", "failed")}
         self.bar.update()
         self.bar.set_postfix(counts)
+
+
+def compute_missing(
+    wanted: dict[Path, tuple[ase.Atoms, int]],
+    pending: list[Path],
+    scf: ScfSettings,
+    projection: ProjectionSettings,
+    *,
+    n_workers: int,
+    stale_after_s: float,
+    poll_s: float,
+    progress: bool = True,
+) -> ShardSummary:
+    """Training's share of the build (``store.build_reference_set``): compute the structures
+    ``pending`` (record paths of ``wanted``, {path: (structure, frame label)}, missing from the
+    cache) through the claims of :func:`build_shard`, in this process or ``n_workers`` worker
+    processes, with a progress bar (``progress=False``: none). Always one thread per structure:
+    threaded PySCF sums in a varying order, and references rebuilt that way changed the water
+    example's H MAE in its 4th digit.
+
+    A structure that another live owner holds is waited for, looked at every ``poll_s`` seconds
+    (the bar says how many), until its record appears, or its claim is released or goes stale
+    (then it is computed here). Returns the summary: ``computed`` lists the frames computed here,
+    the others of ``pending`` were written by other owners. ``InputError`` naming the frame and
+    the error for a structure that another run recorded as failed (before any work if it was
+    recorded before the call); an error of this process's computation is raised as it is (nothing
+    is recorded: the claim is released and the next build computes it again)."""
+    failed = [(path, failure) for path in pending if (failure := read_failure(path)) is not None]
+    if failed:
+        raise InputError(_recorded_failures_message(failed, wanted))
+    folder = str(next(iter(wanted)).parent) if wanted else ""
+    summary = ShardSummary(0, 1, folder, len(wanted))
+    if not pending:
+        return summary
+    bar = tqdm(total=len(pending), desc="PySCF reference", unit="frame", disable=not progress)
+    with bar, claims_of(None, stale_after_s) as claims:
+        _SetRun(wanted, scf, projection, claims, summary, bar, retry_failed=False, poll_s=poll_s).run(
+            pending, n_workers, 1
+        )
+    return summary
+
+
+def _recorded_failures_message(failed: list[tuple[Path, dict]], wanted: dict) -> str:
+    """One line naming the frames whose failure another run recorded, the first error and the remedy."""
+    frames = [wanted[path][1] for path, _ in failed]
+    path, failure = failed[0]
+    who = ", ".join(f"{key} {failure[key]}" for key in ("host", "pid", "shard", "time") if key in failure)
+    return (
+        f"the reference computation of frame(s) {store._listed(frames)} of the data file failed in another run "
+        f"(frame {frames[0]}: {failure.get('error', '')}; {who}); fix the cause, then delete {failure_path(path)}"
+        f"{' and the others' if len(failed) > 1 else ''} or rerun python -m nhamil.reference with retry_failed=true"
+    )
+
+
+@dataclass
+class _SetRun(_Run):
+    """The compute loop of a training build: waits for the structures that live owners hold,
+    raises on failures (see :func:`compute_missing`)."""
+
+    poll_s: float
+    waiting: list[Path] = field(default_factory=list)
+
+    def _work(self, pool, pending: list[Path], n_workers: int) -> None:
+        """Start and finish ``pending``, then, every ``poll_s`` seconds, those held by others."""
+        super()._work(pool, pending, n_workers)
+        while self.waiting:
+            self.bar.set_postfix_str(f"waiting on {len(self.waiting)} structure(s) held by others")
+            time.sleep(self.poll_s)
+            held, self.waiting = self.waiting, []
+            super()._work(pool, held, n_workers)
+        self.bar.set_postfix_str("")
+
+    def _held_elsewhere(self, path: Path, claim: Claim) -> None:
+        self.waiting.append(path)
+
+    def _failed_earlier(self, path: Path) -> bool:
+        failure = read_failure(path)
+        if failure is not None:
+            raise InputError(_recorded_failures_message([(path, failure)], self.wanted))
+        return False
+
+    def _failed(self, path: Path, label: int, error: BaseException) -> None:
+        raise error
+
+    def _advance(self) -> None:
+        self.bar.update()

@@ -1,5 +1,5 @@
-"""Claim and failure files: shards of a reference build that share one cache folder never compute
-the same structure twice.
+"""Claim and failure files: shards of a reference build and training jobs that share one cache
+folder never compute the same structure twice.
 
 Beside each record ``<geometry_hash>.h5`` (see ``store.py``) a shard that is about to compute it
 creates ``<geometry_hash>.claim`` with ``O_CREAT | O_EXCL`` (atomic: of shards racing for it, one
@@ -11,7 +11,8 @@ killed, or its node lost); taking over happens under a ``<geometry_hash>.claim.t
 (again ``O_EXCL``) and only if the claim still holds the stale owner's token, so two shards
 never take over the same claim. A claim is removed when its record is written or its
 computation fails; a failure leaves ``<geometry_hash>.failed.json`` (the frame and the error),
-so later runs report it instead of retrying it silently.
+so later runs report it instead of retrying it silently. A training job takes part as an owner of
+shard ``None`` (``build.compute_missing``).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def failure_path(record: Path) -> Path:
     return record.with_suffix(FAILURE_SUFFIX)
 
 
-def new_owner(shard: int) -> dict:
-    """This process as the owner of claims: host, pid, shard, start time (UTC), a fresh token."""
+def new_owner(shard: int | None) -> dict:
+    """This process as the owner of claims: host, pid, shard (None: a training job), start time
+    (UTC), a fresh token."""
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -211,7 +213,7 @@ def read_failure(record: Path) -> dict | None:
 
 
 @contextmanager
-def claims_of(shard: int, stale_after_s: float) -> Iterator[ShardClaims]:
-    """The claims of a new run of shard ``shard`` (see :class:`ShardClaims`)."""
+def claims_of(shard: int | None, stale_after_s: float) -> Iterator[ShardClaims]:
+    """The claims of a new run of shard ``shard`` (None: a training job; see :class:`ShardClaims`)."""
     with ShardClaims(new_owner(shard), stale_after_s) as claims:
         yield claims

@@ -12,6 +12,11 @@ computes only the missing ones. Each file carries a checksum, and its atomic num
 positions must equal those of the structure asked for: a damaged or misplaced file is a
 ``DataFileError`` naming it, never a silent number (``rebuild_damaged=True`` recomputes it).
 
+Several processes share one cache folder: the jobs of a training sweep and the shards of
+``python -m nhamil.reference`` claim a structure (``claims.py``) before they compute it, and a
+training build waits for a structure that another live process holds instead of computing it
+again (``build.py``, :func:`build_reference_set`).
+
 HDF5 file (``FORMAT_VERSION`` 2), canonical AO order (``nhamil.orbitals``), float64:
 
 =================  ==================  ===========================================
@@ -44,7 +49,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +57,6 @@ from pathlib import Path
 import ase
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
 from nhamil.atomic import atomic_path
 from nhamil.errors import DataFileError, InputError
@@ -275,6 +279,9 @@ def build_reference_set(
     allow_unconverged: bool = False,
     labels: Sequence[int] | None = None,
     rebuild_damaged: bool = False,
+    *,
+    stale_after_s: float = 600.0,
+    poll_s: float = 2.0,
 ) -> list[ReferenceRecord]:
     """One :class:`ReferenceRecord` per frame (positions in Å), computed once and cached.
 
@@ -284,20 +291,34 @@ def build_reference_set(
     soon as it is done. ``labels`` are the frames' numbers in the user's data file (default
     0, 1, ...), named in every message.
 
+    Each missing structure is claimed before it is computed and released after
+    (``build.compute_missing``, the protocol of ``python -m nhamil.reference``): one that another
+    live process (a shard, another training job) holds is not computed again but waited for,
+    looked at every ``poll_s`` seconds, and read once its record appears; if that claim goes
+    stale (its owner died on this host, or did not refresh it for ``stale_after_s`` seconds),
+    this process takes it over and computes the structure.
+
     Raises, before computing anything: ``ValueError`` naming an element that the basis or the
     projection does not cover; ``CorruptCacheError`` (a ``DataFileError``) naming every cached
     file that is damaged or misplaced, unless ``rebuild_damaged`` (then a warning naming them,
-    and they are recomputed and replaced). After computing: ``UnconvergedSCFError`` listing the
-    frames whose SCF did not converge, unless ``allow_unconverged`` (then a warning, and the
-    records come back with ``converged=False``). A full disk raises ``OSError(ENOSPC)`` naming
-    the file; every record written before stays valid and is reused by the next build.
+    and they are recomputed and replaced). ``InputError`` naming the frame and the error of a
+    structure whose failure another run recorded (before, or while this one waited for it).
+    After computing: ``UnconvergedSCFError`` listing the frames whose SCF did not converge,
+    unless ``allow_unconverged`` (then a warning, and the records come back with
+    ``converged=False``). A full disk raises ``OSError(ENOSPC)`` naming the file; every record
+    written before stays valid and is reused by the next build. An error of the computation
+    itself propagates as it is; the structure's claim is released, so the next build retries it.
 
     The workers are started with ``spawn`` (a script that calls this with ``n_workers > 1``
     needs the usual ``if __name__ == "__main__":`` guard) and end when this process ends.
     """
+    from nhamil.reference import build  # build.py builds on this module, so it is imported here
+
     labels = list(range(len(frames))) if labels is None else list(labels)
     if len(labels) != len(frames):
         raise InputError(f"{len(labels)} labels for {len(frames)} frames; give one frame number per frame")
+    if not stale_after_s > 0 or not poll_s > 0:
+        raise InputError(f"stale_after_s={stale_after_s} and poll_s={poll_s} must be > 0 (seconds)")
     folder = cache_folder(cache_dir, scf, projection)
     paths = [folder / f"{geometry_hash(a.numbers, a.positions)}.h5" for a in frames]
     wanted = {
@@ -309,14 +330,19 @@ def build_reference_set(
         raise CorruptCacheError(_damaged_message(damaged))
     if damaged:
         warnings.warn(f"rebuilding {_damaged_message(damaged, advice=False)}", stacklevel=2)
-    jobs = {path: atoms for path, (atoms, _) in wanted.items() if path not in cached}
-    cached.update(_compute(jobs, scf, projection, n_workers, progress))
+    pending = [path for path in wanted if path not in cached]
+    computed = build.compute_missing(
+        wanted, pending, scf, projection, n_workers=n_workers, stale_after_s=stale_after_s, poll_s=poll_s,
+        progress=progress,
+    ).computed  # fmt: skip
+    cached.update({path: read_record(path, *wanted[path]) for path in pending})
     records = [cached[path] for path in paths]
     unconverged = [label for label, record in zip(labels, records, strict=True) if not record.converged]
     if progress:
+        by_others = len(pending) - len(computed)
         print(
-            f"PySCF reference: {len(jobs)} computed, {len(wanted) - len(jobs)} reused from {folder}, "
-            f"{len(set(unconverged))} not converged",
+            f"PySCF reference: {len(computed)} computed, {len(wanted) - len(pending)} reused from {folder}, "
+            f"{f'{by_others} computed by other processes, ' if by_others else ''}{len(set(unconverged))} not converged",
             file=sys.stderr,
         )
     if unconverged and not allow_unconverged:
@@ -360,25 +386,6 @@ def check_elements(numbers: Sequence, scf: ScfSettings, projection: ProjectionSe
         projection.minimal_basis(AtomicBasis.from_pyscf(scf.basis, elements))
 
 
-def _compute(
-    jobs: dict[Path, ase.Atoms], scf: ScfSettings, projection: ProjectionSettings, n_workers: int, progress: bool
-) -> Iterator[tuple[Path, ReferenceRecord]]:
-    """Compute and store every job, yielding (path, record) as each finishes."""
-    if not jobs:
-        return
-    n_workers = min(n_workers, len(jobs))
-    results = _in_pool(jobs, scf, projection, n_workers) if n_workers > 1 else _in_process(jobs, scf, projection)
-    yield from tqdm(results, total=len(jobs), desc="PySCF reference", unit="frame", disable=not progress)
-
-
-def _in_process(jobs, scf, projection) -> Iterator[tuple[Path, ReferenceRecord]]:
-    """Single-threaded, like a pool's workers: threaded PySCF sums in a varying order, and
-    references rebuilt that way changed the water example's H MAE in its 4th digit."""
-    with threads_limited(1):
-        for path, atoms in jobs.items():
-            yield path, _compute_and_store(atoms, scf, projection, path)
-
-
 @contextmanager
 def threads_limited(threads: int) -> Iterator[None]:
     """``threads`` BLAS/OpenMP threads in this process (PySCF's ``lib.num_threads`` and
@@ -404,16 +411,6 @@ def worker_pool(n_workers: int, threads: int = 1) -> ProcessPoolExecutor:
         initializer=_worker_init,
         initargs=(os.getpid(), threads),
     )
-
-
-def _in_pool(jobs, scf, projection, n_workers: int) -> Iterator[tuple[Path, ReferenceRecord]]:
-    pool = worker_pool(n_workers)
-    try:
-        futures = {pool.submit(_compute_and_store, atoms, scf, projection, path): path for path, atoms in jobs.items()}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    finally:
-        pool.shutdown(cancel_futures=True)
 
 
 def _compute_and_store(
