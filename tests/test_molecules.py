@@ -147,7 +147,7 @@ def test_sap_baseline_covers_nitrogen():
 
 def test_molecules_experiment_composes_with_the_nci_source():
     cfg = compose_config(["+experiment=molecules"])
-    assert (cfg.target, cfg.baseline, cfg.reference.density_fit) == ("fock", "sap", True)
+    assert (cfg.target, cfg.baseline, cfg.reference.density_fit) == ("fock_orthogonal", "minao", True)
     assert list(cfg.data.molecules.heavy_atoms) == [1, 12] and list(cfg.data.extrapolation.heavy_atoms) == [13, 30]
     assert compose_config(["+experiment=molecules_saph"]).target == "saph"
     with pytest.raises(ConfigCompositionException, match="max_heavy"):
