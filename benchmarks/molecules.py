@@ -5,7 +5,7 @@
     python benchmarks/molecules.py report RUN_DIR ...        # errors by size, element pair; pair counts
     python benchmarks/molecules.py plot RUN_DIR ... -o curve.png  # learning curve of the runs
 
-Both read ``+experiment=molecules`` (extra Hydra overrides after ``--``), with
+Both read ``+experiment=molecules`` (extra Hydra overrides after ``--overrides``), with
 ``data.cache_dir`` from ``NHAMIL_CACHE_DIR``. ``timing`` runs single points, single-threaded, of the
 first molecules of the test split at the experiment's level (density-fitted RHF/def2-SVP) and at
 QH9's (B3LYP/def2-SVP), and prints seconds per molecule and their ratio (B3LYP the baseline).
@@ -30,6 +30,7 @@ import numpy as np
 
 from nhamil.config import compose_config
 from nhamil.domain import _pair_name
+from nhamil.errors import InputError
 from nhamil.evaluate import load_run, scf_settings, target_errors
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import read_frames
@@ -60,17 +61,30 @@ def timing(cfg, n_molecules: int) -> None:
 
 def build(cfg, ranges: list[str]) -> None:
     """References of the frame ranges ``START:STOP`` (in-size file) and ``x:START:STOP``
-    (extrapolation file), into the run's cache, each range timed."""
+    (extrapolation file), into the run's cache, each range timed. Every range is checked before
+    any is built."""
     target = target_from_config(cfg)
+    parsed = [_frame_range(text) for text in ranges]
     files = {"": read_frames(cfg.data.frames), "x": read_frames(cfg.data.extrapolation_frames)}
-    for text in ranges:
-        which, start, stop = text.split(":") if text.startswith("x:") else ("", *text.split(":"))
+    for text, (which, start, stop) in zip(ranges, parsed, strict=True):
         frames = files[which]
-        used = list(range(int(start), min(int(stop), len(frames))))
+        used = list(range(start, min(stop, len(frames))))
         began = time.perf_counter()
         reference_records(cfg, frames, used, target)
         seconds = time.perf_counter() - began
         print(f"range {text}: {len(used)} molecules in {seconds:.0f} s ({seconds / len(used):.2f} s each)", flush=True)
+
+
+def _frame_range(text: str) -> tuple[str, int, int]:
+    """("" or "x", start, stop) of ``START:STOP`` or ``x:START:STOP``; ``InputError`` otherwise."""
+    parts = text.split(":")
+    which, bounds = (parts[0], parts[1:]) if parts[0] == "x" else ("", parts)
+    if len(bounds) != 2 or not all(b.isdigit() for b in bounds) or int(bounds[0]) >= int(bounds[1]):
+        raise InputError(
+            f"frame range {text!r} is not START:STOP or x:START:STOP with START < STOP "
+            "(Hydra overrides go after --overrides)"
+        )
+    return which, int(bounds[0]), int(bounds[1])
 
 
 #: Heavy-atom bins of the size table: [low, high] inclusive.
