@@ -166,15 +166,17 @@ class NCenterFeaturizer:
 
     def _atom_correlations(self, samples: torch.Tensor, rho: dict) -> EquivariantFeatures:
         """|rho_i^1> .. |rho_i^nu> of the atoms whose densities are the rows of ``rho``, samples
-        ``samples`` (one row each): every order is a function of the atom's own density alone."""
+        ``samples`` (one row each): every order is a function of the atom's own density alone.
+        nu = 2 keeps every channel unless ``contract_onsite_nu2``; nu = 3 is built on the
+        contracted nu = 2 and contracted itself."""
         lam = self.max_lambda
         features = EquivariantFeatures(samples, density_correlations(rho, order=1, max_lambda=lam))
         for order in range(2, self.settings.onsite_correlation_order + 1):
-            features = features.concatenate(
-                EquivariantFeatures(
-                    samples, density_correlations(rho, order=order, max_lambda=lam, contractions=self.contractions)
-                )
+            contracted = order > 2 or self.settings.contract_onsite_nu2
+            blocks = density_correlations(
+                rho, order=order, max_lambda=lam, contractions=self.contractions if contracted else None
             )
+            features = features.concatenate(EquivariantFeatures(samples, blocks))
         return features
 
     def to(self, device: torch.device | str) -> NCenterFeaturizer:
