@@ -31,7 +31,6 @@ from .blocks import ON_SITE, MatrixLayout, PairKind
 from .blocks.assembly import element_destinations, group_of, layout_groups
 from .blocks.keys import HETERO, MINUS
 from .errors import InputError
-from .features.correlations import density_correlations
 from .features.density import density_expansion
 from .features.families import pair_features
 from .features.harmonics import packed_real_harmonics
@@ -168,15 +167,7 @@ class Predictor:
         if settings.message_passing:
             return {key: block[atoms] for key, block in featurizer._onsite_features(structures, rho).blocks.items()}
         own = {l: block.index_select(0, atoms) for l, block in rho.items()}
-        top = max(block.key[0] for block in folded.blocks)
-        blocks = density_correlations(own, order=1, max_lambda=top)
-        for order in range(2, settings.onsite_correlation_order + 1):
-            more = density_correlations(own, order=order, max_lambda=top, contractions=featurizer.contractions)
-            blocks = {
-                key: torch.cat([part[key] for part in (blocks, more) if key in part], dim=-1)
-                for key in sorted(set(blocks) | set(more))
-            }
-        return blocks
+        return featurizer.onsite_blocks(own, max(block.key[0] for block in folded.blocks))
 
     def _pair_blocks(self, featurizer, structures: Structures, layout: _Layout, rho: dict) -> tuple[dict, dict]:
         """((lam, sigma) -> (2 n_pairs - start, 2 lam + 1, q) pair features of the pairs of the

@@ -112,14 +112,16 @@ def test_bad_input_is_refused_in_one_line(ridge):
         Predictor(HamiltonianModel(model.basis, [1, 6, 8], target="fock_orthogonal"), frames[0].numbers)
 
 
-def test_other_feature_families_take_the_featurizer_path_and_agree():
-    """Order-2 pair features (contracted) and message-passing on-site features go through the
-    featurizer's own functions, with the folded weights."""
+@pytest.mark.parametrize("message_passing", [True, False])
+def test_other_feature_families_take_the_featurizer_path_and_agree(message_passing):
+    """Order-2 pair features (contracted) and the on-site features, with message passing or
+    without (the on-site nu = 2 then uncontracted), go through the featurizer's own functions,
+    with the folded weights."""
     features = FeatureSettings(
         density=DensitySettings(max_radial=2, max_angular=2),
         pair_correlation_order=2,
         contraction_channels=6,
-        message_passing=True,
+        message_passing=message_passing,
     )
     atoms = ase.build.molecule("H2O")
     rng = np.random.default_rng(2)

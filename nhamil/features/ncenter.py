@@ -166,18 +166,22 @@ class NCenterFeaturizer:
 
     def _atom_correlations(self, samples: torch.Tensor, rho: dict) -> EquivariantFeatures:
         """|rho_i^1> .. |rho_i^nu> of the atoms whose densities are the rows of ``rho``, samples
-        ``samples`` (one row each): every order is a function of the atom's own density alone.
-        nu = 2 keeps every channel unless ``contract_onsite_nu2``; nu = 3 is built on the
-        contracted nu = 2 and contracted itself."""
-        lam = self.max_lambda
-        features = EquivariantFeatures(samples, density_correlations(rho, order=1, max_lambda=lam))
+        ``samples`` (one row each): every order is a function of the atom's own density alone."""
+        return EquivariantFeatures(samples, self.onsite_blocks(rho, self.max_lambda))
+
+    def onsite_blocks(self, rho: dict, max_lambda: int) -> dict[Equivariance, torch.Tensor]:
+        """(lam, sigma) -> (n, 2 lam + 1, q) blocks |rho_i^1> .. |rho_i^nu>, orders concatenated
+        in that order, for lam <= ``max_lambda``, of the atoms whose densities are the rows of
+        ``rho`` (a block does not depend on how far lambda goes). nu = 2 keeps every channel
+        unless ``contract_onsite_nu2``; nu = 3 is built on the contracted nu = 2 and contracted
+        itself. Law: each block turns with the Wigner matrix of its (lam, sigma)."""
+        parts = [density_correlations(rho, order=1, max_lambda=max_lambda)]
         for order in range(2, self.settings.onsite_correlation_order + 1):
             contracted = order > 2 or self.settings.contract_onsite_nu2
-            blocks = density_correlations(
-                rho, order=order, max_lambda=lam, contractions=self.contractions if contracted else None
-            )
-            features = features.concatenate(EquivariantFeatures(samples, blocks))
-        return features
+            contractions = self.contractions if contracted else None
+            parts.append(density_correlations(rho, order=order, max_lambda=max_lambda, contractions=contractions))
+        keys = sorted(set().union(*parts))
+        return {key: torch.cat([part[key] for part in parts if key in part], dim=-1) for key in keys}
 
     def to(self, device: torch.device | str) -> NCenterFeaturizer:
         """Move the contractions to ``device`` (in place; returns the featurizer)."""
