@@ -1,48 +1,52 @@
-"""Train against test error of a fitted Fock model: does it underfit (features limit it) or overfit (data do)?
+"""Train against test error of a training run: does the model underfit (features limit it) or overfit (data do)?
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/train_test_error.py RUN/model.pt --frames 0:40 800:1000 \
-        --cache-dir /work/cache/nhamil
+    OPENBLAS_NUM_THREADS=1 python benchmarks/train_test_error.py RUN_DIR [--train-frames 40]
 
-Predicts each frame range of the data file again (default: the shipped ethanol frames) and
-prints the MAE of the AO Fock matrix against the cached references of the model's own level of
-theory (µHa; for an orthogonal target, of its Löwdin-orthogonal matrix). Ranges inside the
-training split give the training error; the experiment's test split the test error.
+Predicts the first ``--train-frames`` training frames of a run folder (``python -m
+nhamil.train``'s output) again and its test split, against the references of the run's cache,
+and prints the run's own metrics (``nhamil.evaluate.target_errors``) for both: the matrix MAE of
+the learned target and, for a Fock target, the AO Fock MAE (µHa).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-import numpy as np
+from nhamil.evaluate import load_run, target_errors
+from nhamil.reference import read_frames
+from nhamil.train import reference_records
 
-from nhamil.data import data_file
-from nhamil.model import HamiltonianModel
-from nhamil.reference import ProjectionSettings, build_reference_set, lowdin_orthogonalize, read_frames
+METRICS = ("hamiltonian_mae_uha", "fock_ao_mae_uha")
 
 
-def range_mae_uha(model: HamiltonianModel, path: str, text: str, cache_dir: str) -> float:
-    """MAE (µHa) of the model's predictions on frames ``START:STOP`` of ``path``."""
-    start, stop = (int(part) for part in text.split(":"))
-    frames = read_frames(path, text)
-    records = build_reference_set(
-        frames, model.target.scf, ProjectionSettings(), cache_dir, n_workers=1, progress=False,
-        labels=list(range(start, start + len(frames))),
-    )  # fmt: skip
-    references = [lowdin_orthogonalize(r.fock, r.overlap) if model.target.orthogonal else r.fock for r in records]
-    errors = [np.abs(p.numpy() - f).mean() for p, f in zip(model.predict(frames), references, strict=True)]
-    return 1e6 * float(np.mean(errors))
+def split_errors(run_dir: Path, n_train: int) -> dict[str, dict[str, float]]:
+    """{"train": metrics, "test": metrics} of the run: its first ``n_train`` training frames and its test split."""
+    model, cfg = load_run(run_dir)
+    frames = read_frames(cfg.data.frames)
+    start = cfg.split.train[0]
+    splits = {
+        "train": list(range(start, min(start + n_train, cfg.split.train[1]))),
+        "test": list(range(*cfg.split.test)),
+    }
+    errors = {}
+    for name, used in splits.items():
+        records = reference_records(cfg, frames, used, model.target)
+        targets = model.target.make([records[i] for i in used])
+        chosen = [frames[i] for i in used]
+        predicted = [p.numpy() for p in model.predict(chosen, check_domain=False)]
+        errors[name] = target_errors(predicted, targets, [a.numbers for a in chosen])
+    return errors
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="a fitted model.pt of a fock or fock_orthogonal target")
-    parser.add_argument("--frames", nargs="+", default=["0:40", "800:1000"], help="START:STOP ranges")
-    parser.add_argument("--data", default=str(data_file("ethanol-structures.xyz")), help="structure file")
-    parser.add_argument("--cache-dir", default=".nhamil-cache", help="reference cache of the training run")
+    parser.add_argument("run", type=Path, help="a run folder with model.pt and .hydra/config.yaml")
+    parser.add_argument("--train-frames", type=int, default=40, help="training frames predicted again")
     args = parser.parse_args()
-    model = HamiltonianModel.load(args.model)
-    for text in args.frames:
-        print(f"frames {text}: Fock MAE {range_mae_uha(model, args.data, text, args.cache_dir):.1f} µHa", flush=True)
+    for name, errors in split_errors(args.run, args.train_frames).items():
+        shown = ", ".join(f"{metric} {errors[metric]:.1f}" for metric in METRICS if metric in errors)
+        print(f"{name}: {shown}", flush=True)
 
 
 if __name__ == "__main__":
