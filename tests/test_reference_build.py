@@ -79,17 +79,24 @@ SHARD = textwrap.dedent(
 )
 
 
-def test_two_shards_at_once_compute_disjoint_structures_and_together_all(tmp_path):
-    shards = [
-        subprocess.Popen([sys.executable, "-c", SHARD, str(k), str(tmp_path / "cache"), str(tmp_path)], env=_env())
+def run_two_at_once(script: str, tmp_path: Path, output: str) -> list[dict]:
+    """Run two copies of ``script`` (arguments: its number k, the cache ``tmp_path/cache``, and
+    ``tmp_path``), each touching ``ready{k}`` and then waiting for ``go``, so that they start
+    together. Assert both exit with 0 and return the ``{output}{k}.json`` each wrote."""
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, str(k), str(tmp_path / "cache"), str(tmp_path)], env=_env())
         for k in (0, 1)
     ]
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"ready{k}").exists() for k in (0, 1)) and time.monotonic() < deadline:
         time.sleep(0.05)
     (tmp_path / "go").touch()
-    assert [shard.wait(timeout=240) for shard in shards] == [0, 0]
-    first, second = (json.loads((tmp_path / f"summary{k}.json").read_text()) for k in (0, 1))
+    assert [process.wait(timeout=240) for process in processes] == [0, 0]
+    return [json.loads((tmp_path / f"{output}{k}.json").read_text()) for k in (0, 1)]
+
+
+def test_two_shards_at_once_compute_disjoint_structures_and_together_all(tmp_path):
+    first, second = run_two_at_once(SHARD, tmp_path, "summary")
     assert first["computed"] and second["computed"]
     assert not set(first["computed"]) & set(second["computed"])
     assert set(first["computed"]) | set(second["computed"]) == set(range(6))

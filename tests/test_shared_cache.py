@@ -2,11 +2,8 @@
 computes, waits for what a live shard or training job holds, takes over stale claims, and names a
 failure that another run recorded."""
 
-import json
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -14,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from test_reference import _waters
-from test_reference_build import PROJECTION, RHF, _claim, _dead_pid, _env, _record
+from test_reference_build import PROJECTION, RHF, _claim, _dead_pid, _record, run_two_at_once
 
 from nhamil.errors import InputError, one_line
 from nhamil.reference import build_reference_set, store
@@ -130,16 +127,7 @@ TRAINING = textwrap.dedent(
 
 
 def test_two_training_jobs_on_one_cache_compute_each_structure_once(tmp_path):
-    jobs = [
-        subprocess.Popen([sys.executable, "-c", TRAINING, str(k), str(tmp_path / "cache"), str(tmp_path)], env=_env())
-        for k in (0, 1)
-    ]
-    deadline = time.monotonic() + 120
-    while not all((tmp_path / f"ready{k}").exists() for k in (0, 1)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (tmp_path / "go").touch()
-    assert [job.wait(timeout=240) for job in jobs] == [0, 0]
-    first, second = (json.loads((tmp_path / f"job{k}.json").read_text()) for k in (0, 1))
+    first, second = run_two_at_once(TRAINING, tmp_path, "job")
     assert first["computed"] + second["computed"] == 4
     assert first["e_tot"] == second["e_tot"]
     assert not list((tmp_path / "cache").rglob("*.claim*"))
