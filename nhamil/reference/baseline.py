@@ -60,7 +60,7 @@ def baseline_fock(
     scf = replace(scf, spin=int(atoms.numbers.sum() - scf.charge) % 2)
     molecule = build_molecule(atoms, scf)
     order = np.ix_(*2 * [pyscf_to_canonical(basis, atoms.numbers)])
-    fock = _sap_fock(molecule, atoms)[order] if name == "sap" else _minao_fock(atoms, basis, scf)
+    fock = _sap_fock(molecule, atoms)[order] if name == "sap" else _minao_fock(atoms, basis, scf, order)
     return fock, molecule_overlap(molecule, basis, atoms.numbers)
 
 
@@ -72,9 +72,10 @@ def _sap_fock(molecule, atoms: ase.Atoms) -> np.ndarray:
     return get_hcore(molecule) + make_sap(molecule, sap_basis=potentials)
 
 
-def _minao_fock(atoms: ase.Atoms, basis: AtomicBasis, scf: ScfSettings) -> np.ndarray:
-    """``F[D_minao]`` of ``atoms`` at the level ``scf``, canonical AO order (for an open shell,
-    the restricted open-shell Fock matrix of the guess).
+def _minao_fock(atoms: ase.Atoms, basis: AtomicBasis, scf: ScfSettings, order: tuple) -> np.ndarray:
+    """``F[D_minao]`` of ``atoms`` at the level ``scf``, canonical AO order (``order``: the
+    index that takes PySCF's AO order to it; for an open shell, the restricted open-shell Fock
+    matrix of the guess).
 
     PySCF's DFT grids are fixed in the laboratory frame, which breaks rotation equivariance by
     up to 2e-5 Ha (ethanol, PBE). So the matrix is built with the molecule in its principal axes
@@ -87,7 +88,6 @@ def _minao_fock(atoms: ase.Atoms, basis: AtomicBasis, scf: ScfSettings) -> np.nd
     frame.positions = (atoms.positions - atoms.get_center_of_mass()) @ axes.T
     solver = make_solver(build_molecule(frame, scf), scf)
     fock = np.asarray(solver.get_fock(dm=solver.get_init_guess(key="minao")), dtype=np.float64)
-    order = np.ix_(*2 * [pyscf_to_canonical(basis, atoms.numbers)])
     wigner = basis_wigner(basis, atoms.numbers, torch.as_tensor(axes.T)).numpy()
     return wigner @ fock[order] @ wigner.T
 
