@@ -9,12 +9,14 @@ import pytest
 import torch
 from water_fock_run import WATER, reference_cache
 
+from nhamil.errors import InputError
 from nhamil.features import DensitySettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis, pyscf_to_canonical
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
 from nhamil.reference.baseline import Baseline, baseline_fock
-from nhamil.reference.scf import build_molecule
+from nhamil.reference.scf import build_molecule, make_solver
+from nhamil.scf_guess import initial_density
 from nhamil.testing import assert_equivariant
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -130,3 +132,28 @@ def test_baseline_for_a_saph_model_or_an_unknown_one_is_refused():
         HamiltonianModel(minimal, [1, 8], target="saph", baseline="sap")
     with pytest.raises(ValueError, match="'huckel'"):
         HamiltonianModel(WATER_BASIS, [1, 8], target="fock_orthogonal", baseline="huckel")
+
+
+def test_minao_baseline_of_a_solver_at_the_model_level_equals_its_own_and_no_other_level_is_used(water_models):
+    """``Baseline.of_solver`` builds F[D_minao] with the SCF's solver only at the baseline's level."""
+    models, frames, _ = water_models
+    stage, atoms = models["minao"].baseline_stage(), frames[11]
+    molecule = build_molecule(atoms, ScfSettings())
+    np.testing.assert_allclose(
+        stage.of_solver(make_solver(molecule, ScfSettings())), stage.compute([atoms]).matrices[0], atol=1e-10
+    )
+    for other in (ScfSettings(method="rks", xc="pbe"), ScfSettings(density_fit=True)):
+        assert stage.of_solver(make_solver(molecule, other)) is None
+    assert models["sap"].baseline_stage().of_solver(make_solver(molecule, ScfSettings())) is None
+
+
+def test_start_density_through_the_scf_solver_is_the_start_density_of_the_model(water_models):
+    """``initial_density(model, mol, solver)`` shares the solver's integrals, not its answer."""
+    models, frames, _ = water_models
+    molecule = build_molecule(frames[11], ScfSettings())
+    solver = make_solver(molecule, ScfSettings())
+    np.testing.assert_allclose(
+        initial_density(models["minao"], molecule, solver), initial_density(models["minao"], molecule), atol=1e-10
+    )
+    with pytest.raises(InputError, match="another Mole"):
+        initial_density(models["minao"], build_molecule(frames[10], ScfSettings()), solver)
