@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+from omegaconf import OmegaConf
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -50,10 +51,22 @@ def sweep(experiment: str, sizes: list[int], heads: list[str], launcher: str, ex
     subprocess.run(command, cwd=REPO, check=True)
 
 
+#: Overrides that change neither the model nor its data's level: left out of a curve's label.
+NOT_IN_LABEL = ("split.", "data.", "hydra.", "fit.", "+experiment=", "head=")
+
+
 def collect(folder: Path) -> list[dict]:
-    """metrics.json of every finished job of a sweep, sorted by head and size."""
-    runs = [json.loads(path.read_text()) for path in folder.glob("*/metrics.json")]
-    return sorted(runs, key=lambda m: (m["head"], m["n_train"]))
+    """metrics.json of every finished job of a sweep (or of one run folder), each with a
+    ``model`` label (the head and the overrides that define the model, so that runs of other
+    features or baselines get a curve of their own), sorted by label and size."""
+    runs = []
+    for path in [*folder.glob("*/metrics.json"), *folder.glob("metrics.json")]:
+        metrics = json.loads(path.read_text())
+        overrides = path.parent / ".hydra" / "overrides.yaml"
+        chosen = list(OmegaConf.load(overrides)) if overrides.exists() else []
+        defining = [item for item in chosen if not item.startswith(NOT_IN_LABEL)]
+        runs.append({**metrics, "model": ", ".join([metrics["head"], *defining])})
+    return sorted(runs, key=lambda m: (m["model"], m["n_train"]))
 
 
 def table(runs: list[dict]) -> str:
@@ -69,23 +82,23 @@ def table(runs: list[dict]) -> str:
         ("fit (s)", "fit_seconds", ".1f"),
     )
     lines = [
-        "| head | train | test | " + " | ".join(name for name, _, _ in columns) + " |",
+        "| model | train | test | " + " | ".join(name for name, _, _ in columns) + " |",
         "|---|---|---|" + "---|" * len(columns),
     ]
     for run in runs:
         values = [format(run[key], spec) if key in run else "-" for _, key, spec in columns]
-        lines.append(f"| {run['head']} | {run['n_train']} | {run['n_test']} | " + " | ".join(values) + " |")
+        lines.append(f"| {run['model']} | {run['n_train']} | {run['n_test']} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
 def plot(runs: list[dict], title: str, path: Path) -> None:
     """Error against training-set size (log x, linear y from zero, so that a flat curve looks
-    flat), one line per head and error kind."""
-    figure, axes = plt.subplots(1, len(CURVES), figsize=(10, 4))
+    flat), one line per model (head and defining overrides) and error kind."""
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(12, 5))
     for axis, (key, label) in zip(axes, CURVES, strict=True):
-        for head in sorted({m["head"] for m in runs}):
-            chosen = [m for m in runs if m["head"] == head]
-            axis.plot([m["n_train"] for m in chosen], [m[key] for m in chosen], "o-", label=head)
+        for model in sorted({m["model"] for m in runs}):
+            chosen = [m for m in runs if m["model"] == model]
+            axis.plot([m["n_train"] for m in chosen], [m[key] for m in chosen], "o-", label=model)
         sizes = sorted({m["n_train"] for m in runs})
         axis.set_xscale("log")
         axis.set_xticks(sizes, [str(n) for n in sizes])
@@ -93,7 +106,7 @@ def plot(runs: list[dict], title: str, path: Path) -> None:
         axis.set_ylim(bottom=0)
         axis.set(xlabel="training structures", ylabel=label, title=title)
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -106,11 +119,16 @@ def main() -> None:
     parser.add_argument("--heads", default="ridge,sparse_kernel", help="comma-separated head options")
     parser.add_argument("--launcher", choices=["local", "slurm"], default="local")
     parser.add_argument("--folder", type=Path, default=None, help="sweep folder (default multirun/curve_EXPERIMENT)")
+    parser.add_argument(
+        "--add", type=Path, nargs="+", default=[], help="more sweep or run folders to show in the same table and plot"
+    )
+    parser.add_argument("--no-sweep", action="store_true", help="only collect and plot the runs already there")
     arguments, extra = parser.parse_known_args()
     folder = (arguments.folder or REPO / "multirun" / f"curve_{arguments.experiment}").resolve()
     sizes = [int(n) for n in arguments.sizes.split(",")]
-    sweep(arguments.experiment, sizes, arguments.heads.split(","), arguments.launcher, extra, folder)
-    runs = collect(folder)
+    if not arguments.no_sweep:
+        sweep(arguments.experiment, sizes, arguments.heads.split(","), arguments.launcher, extra, folder)
+    runs = [run for source in [folder, *arguments.add] for run in collect(source)]
     plot(runs, arguments.experiment, folder / "learning_curve.png")
     print(table(runs))
     print(f"plot: {folder / 'learning_curve.png'}")
