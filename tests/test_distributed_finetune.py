@@ -4,6 +4,7 @@ work shared, rank 0 alone writes, resume continues; ``torchrun -m nhamil.train``
 import csv
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ TESTS = Path(__file__).parent
 
 
 def _torchrun(arguments: list[str], cwd: Path) -> None:
-    """``torchrun --standalone --nproc-per-node=2`` of ``arguments``, one thread per process."""
+    """``torchrun --standalone --nproc-per-node=2`` of ``arguments``, one thread per process; on
+    a timeout (ranks that disagree wait for each other's messages) all its processes are killed."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]),
@@ -32,7 +34,12 @@ def _torchrun(arguments: list[str], cwd: Path) -> None:
         "OPENBLAS_NUM_THREADS": "1",
     }
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    subprocess.run([*command, *arguments], env=env, cwd=cwd, check=True, timeout=300)
+    with subprocess.Popen([*command, *arguments], env=env, cwd=cwd, start_new_session=True) as launcher:
+        try:
+            assert launcher.wait(timeout=300) == 0
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            raise
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
