@@ -38,9 +38,7 @@ def tune_water(
     settings: FinetuneSettings, directory: Path | None = None, shard: Shard | None = None
 ) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, float]]]:
     """(state dicts of the fine-tuned heads, in the model's head order; the log) of the ridge
-    model of the first :data:`N_FRAMES` water frames, fine-tuned on them with ``settings``. The
-    random seed of the new gate layers is the rank's: rank 1's are replaced by rank 0's."""
-    torch.manual_seed(shard.rank if shard else 0)
+    model of the first :data:`N_FRAMES` water frames, fine-tuned on them with ``settings``."""
     model = fit_water(N_FRAMES, streaming=None)
     frames = read_frames(WATER, f":{N_FRAMES}")
     matrices = [torch.as_tensor(m) for m in paper_saph("water", range(N_FRAMES))]

@@ -112,6 +112,21 @@ def test_two_processes_resume_from_rank_0s_checkpoint(two_processes):
     _assert_same_run(resumed, saved["results"]["adam"], tolerance=1e-13)
 
 
+def test_new_gate_layers_are_drawn_from_the_fine_tuning_seed():
+    """Whatever random numbers a rank (or a run) drew before, its ridge heads become the same
+    gated heads, and the global generator is left as it was."""
+    settings = dataclasses.replace(RUNS["adam"], epochs=0)
+    torch.manual_seed(1)
+    first = tune_water(settings)[0]
+    after = torch.rand(1)
+    torch.manual_seed(1)
+    torch.rand(7)
+    second = tune_water(settings)[0]
+    assert all(torch.equal(_flat(a), _flat(b)) for a, b in zip(first, second, strict=True))
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(1), after)
+
+
 def test_fine_tuning_on_several_processes_is_not_refused():
     cfg = compose_config(["+experiment=water", "+finetune=matrix"])
     assert _stream_settings(cfg, Shard(world_size=2)) is not None

@@ -75,7 +75,7 @@ class FinetuneSettings(GateSettings):
     epochs without a better validation loss before stopping; validation_fraction: molecules held
     out; resume: continue from the checkpoint of the output folder, if there is one; hidden,
     layers, gate (:class:`~nhamil.heads.GateSettings`): the gates given to ridge / linear heads;
-    seed: validation split and batch order."""
+    seed: validation split, batch order and the initial gate layers of ridge / linear heads."""
 
     epochs: int = 0
     batch_size: int = 16
@@ -214,8 +214,18 @@ def trainable_heads(
 ) -> dict[tuple[PairKind, tuple[int, int]], nn.Module]:
     """The model's heads as torch modules on ``device``, in the model's head order: gated heads
     as they are, linear (ridge, minibatch) heads as gated heads that predict the same (their gate
-    at zero), with ``settings``' gate; they replace the model's heads. ``inputs``: {head key:
-    (block, invariants)} of the training samples. ``InputError`` for any other head kind."""
+    at zero), with ``settings``' gate, its layers drawn from ``settings.seed`` (the same on every
+    rank and in every run, whatever random numbers were drawn before; the global generator is
+    left as it was); they replace the model's heads. ``inputs``: {head key: (block, invariants)}
+    of the training samples. ``InputError`` for any other head kind."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        return _trainable_heads(model, inputs, settings, device)
+
+
+def _trainable_heads(
+    model: HamiltonianModel, inputs: dict, settings: FinetuneSettings, device: torch.device | str
+) -> dict[tuple[PairKind, tuple[int, int]], nn.Module]:
     heads = {}
     for key, (keys, fit) in model.heads.items():
         if isinstance(fit, LinearFit):
