@@ -4,6 +4,9 @@ A :class:`Shard` is the explicit context a fit runs in: this process's rank, the
 processes, and the process group (None: one process, no torch.distributed). Chunks of frames
 are dealt to ranks in turn (:meth:`Shard.chunks`); the ridge sums of every rank are added by an
 all-reduce, so the distributed fit is the single-process one to round-off; rank 0 alone writes.
+Fine-tuning (:mod:`nhamil.training.finetune`) then runs on every rank: each holds rank 0's heads
+(:meth:`Shard.broadcast`) and the same minibatches, computes its :meth:`Shard.part` of each, and
+the gradients and losses are summed by an all-reduce, so the ranks take the single-process steps.
 
 Start it with ``torchrun --nproc-per-node=N -m nhamil.train ...`` (``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in the environment), or as the tasks of a
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -50,12 +54,26 @@ class Shard:
 
     def all_reduce(self, tensors: list[torch.Tensor]) -> None:
         """Sum ``tensors`` over all ranks, in place (nothing for a single process)."""
+        self._flat(tensors, lambda flat: dist.all_reduce(flat, group=self.group))
+
+    def broadcast(self, tensors: list[torch.Tensor]) -> None:
+        """Rank 0's ``tensors`` (of one dtype) into ``tensors`` on every rank, in place."""
+        self._flat(tensors, lambda flat: dist.broadcast(flat, src=0, group=self.group))
+
+    def _flat(self, tensors: list[torch.Tensor], collective) -> None:
+        """``collective`` on the tensors concatenated into one, copied back (nothing for one process)."""
         if self.group is None:
             return
         flat = torch.cat([t.reshape(-1) for t in tensors])
-        dist.all_reduce(flat, group=self.group)
-        for tensor, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
-            tensor.copy_(part.view_as(tensor))
+        collective(flat)
+        with torch.no_grad():
+            for tensor, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
+                tensor.copy_(part.view_as(tensor))
+
+    def part(self, items: np.ndarray) -> np.ndarray:
+        """This rank's share of ``items``: the rank-th of world_size consecutive, near-equal parts
+        (empty when there are fewer items than ranks)."""
+        return np.array_split(items, self.world_size)[self.rank]
 
     def largest(self, values: list[int], device: torch.device | str) -> list[int]:
         """The largest of each of ``values`` over all ranks."""

@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig, run_dir: str | Path, shard: Shard | None = None) -> dict[str, float]:
     """Run one experiment described by ``cfg`` (see ``nhamil.config.TrainConfig``); write its
     outputs into ``run_dir`` and return the test metrics. ``shard``: this process's part of a
-    run on several (:mod:`nhamil.distributed`): the fit is shared, rank 0 alone predicts and
-    writes, and every rank returns its metrics."""
+    run on several (:mod:`nhamil.distributed`): the fit and the fine-tuning are shared, rank 0
+    alone predicts and writes, and every rank returns its metrics."""
     shard = shard or Shard()
     run_dir = Path(run_dir)
     check_known_keys(cfg)
@@ -64,6 +64,7 @@ def train(cfg: DictConfig, run_dir: str | Path, shard: Shard | None = None) -> d
     fit_frames = [frames[train_ids[k]] for k in fitted]
     matrices = [torch.as_tensor(train_set.matrices[k]) for k in fitted]
     model.fit(fit_frames, matrices, device=device, streaming=streaming, shard=shard)
+    _finetune(cfg, model, [frames[i] for i in train_ids], train_set, run_dir, shard)
     if not shard.writes:
         return shard.from_writer(None)
     metrics = _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test_set, run_dir, start)
@@ -71,8 +72,7 @@ def train(cfg: DictConfig, run_dir: str | Path, shard: Shard | None = None) -> d
 
 
 def _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test_set, run_dir: Path, start: float):
-    """Fine-tune (if asked), predict the test frames, write the outputs; the metrics."""
-    _finetune(cfg, model, [frames[i] for i in train_ids], train_set, run_dir)
+    """Predict the test frames, write the outputs; the metrics."""
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predicted = [p.cpu().numpy() for p in model.predict([frames[i] for i in test_ids], device=cfg.device)]
@@ -100,13 +100,7 @@ def _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test
 
 def _stream_settings(cfg: DictConfig, shard: Shard) -> StreamSettings | None:
     """The fit's streaming settings (``fit.chunk_frames``, ``fit.contraction_frames``,
-    ``fit.sums_memory_gb``): None for an in-memory fit in one process; ``InputError`` for
-    fine-tuning on several processes."""
-    if shard.world_size > 1 and cfg.finetune.epochs:
-        raise InputError(
-            f"finetune.epochs={cfg.finetune.epochs}: fine-tuning runs in one process; "
-            "drop +finetune or start one process"
-        )
+    ``fit.sums_memory_gb``): None for an in-memory fit in one process."""
     if cfg.fit.chunk_frames is None and shard.world_size == 1:
         for name in ("contraction_frames", "sums_memory_gb"):
             if cfg.fit[name] is not None:
@@ -184,14 +178,17 @@ def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | N
     )
 
 
-def _finetune(cfg: DictConfig, model: HamiltonianModel, frames, train_set: TargetSet, run_dir: Path) -> None:
-    """Train all heads together (``finetune.epochs`` > 0), checkpointed and logged in ``run_dir``."""
+def _finetune(
+    cfg: DictConfig, model: HamiltonianModel, frames, train_set: TargetSet, run_dir: Path, shard: Shard
+) -> None:
+    """Train all heads together (``finetune.epochs`` > 0) on every rank of ``shard``,
+    checkpointed and logged in ``run_dir`` by rank 0."""
     settings = _finetune_settings(cfg)
     if settings.epochs:
         data = TrainingData(
             frames, [torch.as_tensor(m) for m in train_set.matrices], train_set.n_occupied, train_set.overlaps
         )
-        finetune(model, data, settings, directory=run_dir, device=cfg.device)
+        finetune(model, data, settings, directory=run_dir, device=shard.device(cfg.device), shard=shard)
 
 
 def _first_fit_positions(cfg: DictConfig, n_train: int) -> list[int]:

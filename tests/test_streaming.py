@@ -133,7 +133,6 @@ def test_torchrun_training_writes_its_outputs_once(tmp_path):
     [
         (["fit.contraction_frames=4"], 1, "needs a streamed fit"),
         (["fit.sums_memory_gb=2"], 1, "fit.sums_memory_gb needs a streamed fit"),
-        (["+finetune=matrix"], 2, "fine-tuning runs in one process"),
     ],
 )
 def test_settings_a_streamed_or_distributed_fit_cannot_honour_are_named(overrides, world_size, message):

@@ -17,6 +17,12 @@ Predictions stay exactly equivariant: only the heads change, and each stays a ga
 (:mod:`nhamil.heads.gated`). A validation split by molecule stops training early (the best
 epoch's heads are kept); a checkpoint written atomically after every epoch lets a run that was
 stopped resume where it was; a CSV log holds the losses of every epoch.
+
+On several processes (a :class:`~nhamil.distributed.Shard` of ``torchrun``), every rank holds rank
+0's heads and draws the same minibatches; each predicts its part of every batch, with that part's
+sums divided by the whole batch's element and level counts, so that the all-reduced gradients and
+losses are the whole batch's: the ranks take the single-process steps (to round-off) and stop at
+the same epoch. Rank 0 alone writes the checkpoint and the log; every rank resumes from rank 0's.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from ..blocks import PairKind
 from ..blocks.assembly import assemble, group_of, layout_groups
+from ..distributed import Shard
 from ..errors import DataFileError, InputError
 from ..features import head_inputs
 from ..heads import GatedHead, GateSettings, LinearFit, split_molecules
@@ -68,7 +75,7 @@ class FinetuneSettings(GateSettings):
     epochs without a better validation loss before stopping; validation_fraction: molecules held
     out; resume: continue from the checkpoint of the output folder, if there is one; hidden,
     layers, gate (:class:`~nhamil.heads.GateSettings`): the gates given to ridge / linear heads;
-    seed: validation split and batch order."""
+    seed: validation split, batch order and the initial gate layers of ridge / linear heads."""
 
     epochs: int = 0
     batch_size: int = 16
@@ -113,7 +120,7 @@ class TrainingData:
 
 class _Batches:
     """The model's heads over cached features of all training frames: predictions of any
-    batch of molecules, and its loss."""
+    batch of molecules, and this rank's part of its loss (``shard``: the ranks sharing a batch)."""
 
     def __init__(
         self,
@@ -122,8 +129,9 @@ class _Batches:
         settings: FinetuneSettings,
         device: torch.device,
         progress: bool,
+        shard: Shard,
     ):
-        self.model, self.data, self.settings, self.device = model, data, settings, device
+        self.model, self.data, self.settings, self.device, self.shard = model, data, settings, device, shard
         layout = model._layout(data.frames)
         self.inputs, self.rows, self.samples = {}, {}, {}
         for group in _feature_groups(layout.pairs()):
@@ -159,16 +167,40 @@ class _Batches:
             matrices = [m + self.baselines[i] for m, i in zip(matrices, molecules, strict=True)]
         return matrices
 
-    def loss(self, molecules: np.ndarray) -> tuple[torch.Tensor, float, float]:
-        """(weighted loss with gradients, matrix MSE, occupied-energy MSE), Hartree^2."""
-        predicted = self.predict(molecules)
-        squared = sum(float(self.targets[i].numel()) for i in molecules)
-        matrix = sum((p - self.targets[i]).pow(2).sum() for p, i in zip(predicted, molecules, strict=True)) / squared
+    def loss(self, molecules: np.ndarray) -> tuple[torch.Tensor, tuple[float, float, float]]:
+        """(this rank's part of the weighted loss, with gradients; the whole batch's (loss, matrix
+        MSE, occupied-energy MSE)), Hartree^2. The part holds the squared errors of this rank's
+        :meth:`~nhamil.distributed.Shard.part` of ``molecules`` over the whole batch's counts of
+        elements and levels, so that the parts of all ranks add up to the batch's loss."""
+        mine = self.shard.part(molecules)
+        elements = sum(float(self.targets[i].numel()) for i in molecules)
+        levels = sum(len(self.energies[i]) for i in molecules)
+        predicted = self.predict(mine) if len(mine) else []
+        matrix = self._zero() + sum((p - self.targets[i]).pow(2).sum() for p, i in zip(predicted, mine, strict=True))
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.settings.energy_weight > 0):
-            errors = [self._energies(p, i) - self.energies[i] for p, i in zip(predicted, molecules, strict=True)]
-            energy = sum(e.pow(2).sum() for e in errors) / sum(len(e) for e in errors)
-        total = self.settings.matrix_weight * matrix + self.settings.energy_weight * energy
-        return total, float(matrix.detach()), float(energy.detach())
+            errors = [self._energies(p, i) - self.energies[i] for p, i in zip(predicted, mine, strict=True)]
+            energy = self._zero() + sum(e.pow(2).sum() for e in errors)
+        matrix, energy = matrix / elements, energy / levels
+        part = self.settings.matrix_weight * matrix + self.settings.energy_weight * energy
+        whole = torch.stack([part, matrix, energy]).detach()
+        self.shard.all_reduce([whole])
+        return part, tuple(float(value) for value in whole)
+
+    def share_gradients(self) -> None:
+        """Sum the heads' gradients over the ranks (each holds its part's): the whole batch's
+        gradient on every rank; a parameter no rank's part used keeps no gradient, as in one process."""
+        if self.shard.group is None:
+            return
+        parameters = [p for head in self.heads.values() for p in head.parameters()]
+        used = torch.tensor([float(p.grad is not None) for p in parameters], dtype=torch.float64, device=self.device)
+        gradients = [torch.zeros_like(p) if p.grad is None else p.grad for p in parameters]
+        self.shard.all_reduce([used])
+        self.shard.all_reduce(gradients)
+        for parameter, gradient, anyone in zip(parameters, gradients, used.tolist(), strict=True):
+            parameter.grad = gradient if anyone else None
+
+    def _zero(self) -> torch.Tensor:
+        return torch.zeros((), dtype=torch.float64, device=self.device)
 
     def _energies(self, matrix: torch.Tensor, molecule: int) -> torch.Tensor:
         """(n_occupied,) lowest orbital energies of one full matrix, Hartree."""
@@ -182,8 +214,18 @@ def trainable_heads(
 ) -> dict[tuple[PairKind, tuple[int, int]], nn.Module]:
     """The model's heads as torch modules on ``device``, in the model's head order: gated heads
     as they are, linear (ridge, minibatch) heads as gated heads that predict the same (their gate
-    at zero), with ``settings``' gate; they replace the model's heads. ``inputs``: {head key:
-    (block, invariants)} of the training samples. ``InputError`` for any other head kind."""
+    at zero), with ``settings``' gate, its layers drawn from ``settings.seed`` (the same on every
+    rank and in every run, whatever random numbers were drawn before; the global generator is
+    left as it was); they replace the model's heads. ``inputs``: {head key: (block, invariants)}
+    of the training samples. ``InputError`` for any other head kind."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        return _trainable_heads(model, inputs, settings, device)
+
+
+def _trainable_heads(
+    model: HamiltonianModel, inputs: dict, settings: FinetuneSettings, device: torch.device | str
+) -> dict[tuple[PairKind, tuple[int, int]], nn.Module]:
     heads = {}
     for key, (keys, fit) in model.heads.items():
         if isinstance(fit, LinearFit):
@@ -213,15 +255,20 @@ def finetune(
     directory: str | Path | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> list[dict[str, float]]:
     """Train the heads of the fitted ``model`` together (in place) and return the log, one
     dict per epoch (:data:`LOG_COLUMNS`). With ``directory``, the checkpoint ``finetune.pt``
     and the log ``finetune_log.csv`` are written there after every epoch (atomically), and a run
-    with ``settings.resume`` continues from the checkpoint it finds."""
+    with ``settings.resume`` continues from the checkpoint it finds. ``shard``: this process's
+    part of a run on several (every rank calls this with the same model and data; rank 0 alone
+    writes and shows progress)."""
     if not model.heads:
         raise RuntimeError("the model is not fitted")
+    shard = shard or Shard()
     device = torch.device(device)
-    batches = _Batches(model, data, settings, device, progress)
+    batches = _Batches(model, data, settings, device, progress and shard.writes, shard)
+    _agree_on_heads(batches, shard)
     parameters = [p for head in batches.heads.values() for p in head.parameters()]
     optimizer = _optimizer(parameters, settings)
     train, valid = (part.numpy() for part in validation_split(len(data.frames), settings))
@@ -235,21 +282,22 @@ def finetune(
         "stopped": False,
     }
     path = None if directory is None else Path(directory) / CHECKPOINT
-    if path is not None and settings.resume and path.exists():
-        state = _resume(path, batches.heads, optimizer, generator, settings)
+    saved = shard.from_writer(path.read_bytes() if shard.writes and _resumes(path, settings) else None)
+    if saved is not None:
+        state = _resume(saved, path, batches.heads, optimizer, generator, settings)
     with tqdm(
         total=settings.epochs,
         initial=min(state["epoch"], settings.epochs),
         desc="fine-tuning",
         unit="epoch",
-        disable=not progress,
+        disable=not (progress and shard.writes),
     ) as bar:
         while state["epoch"] < settings.epochs and not state["stopped"]:
             start = time.perf_counter()
             train_losses = _epoch(batches, train, optimizer, generator, settings)
             valid_losses = _evaluate(batches, valid, settings)
             _record(state, batches.heads, train_losses, valid_losses, time.perf_counter() - start, settings)
-            if path is not None:
+            if path is not None and shard.writes:
                 _save(path, state, batches.heads, optimizer, generator, settings)
                 _write_log(path.parent / LOG, state["history"])
             bar.update()
@@ -257,6 +305,23 @@ def finetune(
     for head, best in zip(batches.heads.values(), state["best_heads"], strict=True):
         head.load_state_dict(best)
     return state["history"]
+
+
+def _agree_on_heads(batches: _Batches, shard: Shard) -> None:
+    """Rank 0's head tensors (parameters and buffers) on every rank, whatever each rank's random
+    initialization of new gate layers; ``RuntimeError`` if this rank's heads predicted other than
+    rank 0's on the training samples (beyond round-off): the ranks were not given the same fit."""
+    if shard.group is None:
+        return
+    own = {key: head.predict(*batches.inputs[key]) for key, head in batches.heads.items()}
+    shard.broadcast([t for head in batches.heads.values() for t in head.state_dict().values()])
+    for key, head in batches.heads.items():
+        writer = head.predict(*batches.inputs[key])
+        if (own[key] - writer).abs().max() > 1e-8 * writer.abs().max():
+            raise RuntimeError(
+                f"process {shard.rank}'s fitted head {key} predicts other than process 0's; "
+                "every process must fit the same frames with the same settings"
+            )
 
 
 def validation_split(n_molecules: int, settings: FinetuneSettings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,11 +353,11 @@ def _epoch(
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
-            total = 0.0
-            for chunk in chunks:
-                loss = batches.loss(chunk)[0] * (len(chunk) / len(train))
-                loss.backward()
-                total += float(loss.detach())
+            shares = [len(chunk) / len(train) for chunk in chunks]
+            total = sum(
+                _backward(batches, chunk, share)[0] * share for chunk, share in zip(chunks, shares, strict=True)
+            )
+            batches.share_gradients()
             return torch.tensor(total, dtype=torch.float64)
 
         optimizer.step(closure)
@@ -300,11 +365,20 @@ def _epoch(
     sums = np.zeros(3)
     for chunk in chunks:
         optimizer.zero_grad()
-        loss, matrix, energy = batches.loss(chunk)
-        loss.backward()
+        losses = _backward(batches, chunk)
+        batches.share_gradients()
         optimizer.step()
-        sums += len(chunk) * np.array([float(loss.detach()), matrix, energy])
+        sums += len(chunk) * np.array(losses)
     return tuple(float(value) for value in sums / len(train))
+
+
+def _backward(batches: _Batches, chunk: np.ndarray, scale: float = 1.0) -> tuple[float, float, float]:
+    """Gradients of ``scale`` times this rank's part of the batch ``chunk``'s loss, added to the
+    heads' (none where this rank's part is empty); the whole batch's (loss, matrix, energy) MSEs."""
+    part, losses = batches.loss(chunk)
+    if part.requires_grad:
+        (part * scale).backward()
+    return losses
 
 
 def _evaluate(batches: _Batches, molecules: np.ndarray, settings: FinetuneSettings) -> tuple[float, float, float]:
@@ -312,8 +386,7 @@ def _evaluate(batches: _Batches, molecules: np.ndarray, settings: FinetuneSettin
     sums = np.zeros(3)
     with torch.no_grad():
         for chunk in np.array_split(molecules, math.ceil(len(molecules) / settings.batch_size)):
-            loss, matrix, energy = batches.loss(chunk)
-            sums += len(chunk) * np.array([float(loss.detach()), matrix, energy])
+            sums += len(chunk) * np.array(batches.loss(chunk)[1])
     return tuple(float(value) for value in sums / len(molecules))
 
 
@@ -357,12 +430,23 @@ def _save(
         temporary.write_bytes(buffer.getbuffer())
 
 
+def _resumes(path: Path | None, settings: FinetuneSettings) -> bool:
+    """Whether the run continues from a checkpoint at ``path``."""
+    return path is not None and settings.resume and path.exists()
+
+
 def _resume(
-    path: Path, heads: dict, optimizer: torch.optim.Optimizer, generator: torch.Generator, settings: FinetuneSettings
+    checkpoint: bytes,
+    path: Path,
+    heads: dict,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    settings: FinetuneSettings,
 ) -> dict:
-    """Restore heads, optimizer and generator from ``path``; the training state it held."""
+    """Restore heads, optimizer and generator from ``checkpoint`` (the bytes of the checkpoint
+    ``path``, read by rank 0); the training state it held."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=True)
         for head, tensors in zip(heads.values(), saved["heads"], strict=True):
             head.load_state_dict(tensors)
         optimizer.load_state_dict(saved["optimizer"])
