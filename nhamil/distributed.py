@@ -87,15 +87,21 @@ class Shard:
         """Rank 0's ``value`` (any picklable object) on every rank."""
         return self._from_rank(value, 0)
 
-    def solves(self, index: int) -> bool:
-        """Whether this rank solves the ``index``-th of a list of independent problems (heads,
-        dealt to ranks in turn), so that ranks share the solves instead of repeating them."""
-        return index % self.world_size == self.rank
+    def owners(self, costs: list[float]) -> list[int]:
+        """The rank that solves each of a list of independent problems of these ``costs`` (any
+        unit, e.g. flops), balanced greedily: the costliest first, each to the rank with the least
+        work so far (ties to the lower rank), so that ranks share the solves instead of repeating
+        them. The same on every rank for the same costs."""
+        loads, owner = [0.0] * self.world_size, [0] * len(costs)
+        for index in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+            owner[index] = min(range(self.world_size), key=lambda rank: (loads[rank], rank))
+            loads[owner[index]] += costs[index]
+        return owner
 
-    def from_solver(self, value: Any, index: int) -> Any:
-        """``value`` (picklable) of the rank that :meth:`solves` problem ``index``, on every rank;
-        every rank calls it for the same indices in the same order."""
-        return self._from_rank(value, index % self.world_size)
+    def from_owner(self, value: Any, owner: int) -> Any:
+        """``value`` (picklable) of rank ``owner`` (see :meth:`owners`), on every rank; every
+        rank calls it for the same problems in the same order."""
+        return self._from_rank(value, owner)
 
     def _from_rank(self, value: Any, source: int) -> Any:
         """``value`` of rank ``source`` on every rank (this rank's own value with one process)."""

@@ -249,15 +249,23 @@ class HamiltonianModel:
         shard: Shard,
         device: torch.device | str,
     ) -> None:
-        """Reduce the sums of ``heads`` over the ranks (collective, in order), solve each head on
-        the rank whose turn it is, and share the solutions so every rank ends with them."""
-        solved = {}
-        for index, ((kind, equivariant), keys) in enumerate(heads.items()):
-            fitted = _reduced(sums, (kind, equivariant), len(keys), int(folds[kind].max()) + 1, shard, device)
-            reduced = fitted.reduced(intercept=_has_intercept(kind, equivariant), all_reduce=shard.all_reduce)
-            solved[(kind, equivariant)] = reduced.solve(self.head) if shard.solves(index) else None
-        for index, ((kind, equivariant), keys) in enumerate(heads.items()):
-            self.heads[(kind, equivariant)] = (keys, shard.from_solver(solved[(kind, equivariant)], index))
+        """Reduce the sums of ``heads`` over the ranks (collective, in order; ``sums`` is consumed,
+        each head's released once reduced), then solve each head on its owner rank
+        (:meth:`Shard.owners`, balanced by the K + 1 eigendecompositions of q x q that a head's
+        alpha search costs) with no collective in between, so that the ranks solve at the same
+        time; then share the solutions so every rank ends with them."""
+        n_folds = {kind: int(fold.max()) + 1 for kind, fold in folds.items()}
+        for head, keys in heads.items():
+            sums[head] = _reduced(sums, head, len(keys), n_folds[head[0]], shard, device)
+        owners = shard.owners([(n_folds[head[0]] + 1) * float(sums[head].gram.shape[-1]) ** 3 for head in heads])
+        reduced = {}
+        for head, owner in zip(heads, owners, strict=True):
+            mine = sums.pop(head).reduced(intercept=_has_intercept(*head), all_reduce=shard.all_reduce)
+            if owner == shard.rank:
+                reduced[head] = mine
+        solved = {head: reduced.pop(head).solve(self.head) for head in list(reduced)}
+        for (head, keys), owner in zip(heads.items(), owners, strict=True):
+            self.heads[head] = (keys, shard.from_owner(solved.get(head), owner))
 
     def _accumulate(
         self,

@@ -159,3 +159,14 @@ def test_a_slurm_job_of_several_tasks_without_a_rendezvous_is_refused(monkeypatc
     monkeypatch.setenv("SLURM_NTASKS", "4")
     with pytest.raises(InputError, match="slurm_multi"), process_group("cpu"):
         pass
+
+
+def test_ranks_share_the_solves_by_their_cost():
+    """One costly head and many cheap ones: dealt in turn, rank 0 would get the costly head and
+    half the cheap ones (13 against 4); balanced, the costly one has a rank to itself."""
+    costs = [9.0, *[1.0] * 8]
+    owners = [Shard(rank, 2).owners(costs) for rank in range(2)]
+    assert owners[0] == owners[1]  # every rank agrees without a message
+    loads = [sum(c for c, o in zip(costs, owners[0], strict=True) if o == rank) for rank in range(2)]
+    assert sorted(loads) == [8.0, 9.0]
+    assert Shard().owners(costs) == [0] * len(costs)
