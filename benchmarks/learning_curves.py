@@ -93,10 +93,12 @@ def table(runs: list[dict]) -> str:
 
 def plot(runs: list[dict], title: str, path: Path) -> None:
     """Error against training-set size (log x, linear y from zero, so that a flat curve looks
-    flat), one line per model (head and defining overrides) and error kind."""
-    figure, axes = plt.subplots(1, len(CURVES), figsize=(12, 5))
+    flat), one line per model (head and defining overrides) and error kind, with one legend
+    under both panels."""
+    models = sorted({m["model"] for m in runs})
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(11, 4.2 + 0.22 * len(models)))
     for axis, (key, label) in zip(axes, CURVES, strict=True):
-        for model in sorted({m["model"] for m in runs}):
+        for model in models:
             chosen = [m for m in runs if m["model"] == model]
             axis.plot([m["n_train"] for m in chosen], [m[key] for m in chosen], "o-", label=model)
         sizes = sorted({m["n_train"] for m in runs})
@@ -106,8 +108,10 @@ def plot(runs: list[dict], title: str, path: Path) -> None:
         axis.set_ylim(bottom=0)
         axis.set(xlabel="training structures", ylabel=label, title=title)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    short = [label.replace("features.", "") for label in labels]
+    figure.legend(handles, short, loc="lower center", fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.06 * len(models) / (1 + 0.05 * len(models)), 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
