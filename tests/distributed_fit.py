@@ -23,6 +23,20 @@ HEAD = RidgeSettings(alphas=tuple(10.0**k for k in range(-4, 1)))
 STREAM = StreamSettings(chunk_frames=2)
 
 
+def tiny_water_run(tmp_path: Path) -> list[str]:
+    """Overrides of a small ``nhamil.train`` water run (8 training frames, references cached in
+    ``tmp_path``) for the torchrun tests of the training command."""
+    return [
+        "+experiment=water",
+        "split.train=[0,8]",
+        "split.test=[8,10]",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.n_workers=1",
+        "features.density.max_radial=2",
+        "features.density.max_angular=2",
+    ]
+
+
 def fit_water(n_frames: int, shard: Shard | None = None, streaming: StreamSettings | None = STREAM) -> HamiltonianModel:
     """The SAPH model of the first ``n_frames`` water frames."""
     frames = read_frames(WATER, f":{n_frames}")

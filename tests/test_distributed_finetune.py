@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from distributed_finetune import RESUMED, RESUMING, RUNS, tune_water
+from distributed_fit import tiny_water_run
 
 from nhamil.config import compose_config
 from nhamil.distributed import Shard
@@ -137,13 +138,7 @@ def test_torchrun_training_fine_tunes_and_writes_once(tmp_path):
     fine-tuning, one log and checkpoint, and a model with gated heads."""
     run = tmp_path / "run"
     overrides = [
-        "+experiment=water",
-        "split.train=[0,8]",
-        "split.test=[8,10]",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "data.n_workers=1",
-        "features.density.max_radial=2",
-        "features.density.max_angular=2",
+        *tiny_water_run(tmp_path),
         "+finetune=matrix",
         "finetune.epochs=2",
         "finetune.batch_size=3",

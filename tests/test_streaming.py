@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from distributed_fit import HEAD, fit_water
+from distributed_fit import HEAD, fit_water, tiny_water_run
 
 from nhamil.config import compose_config
 from nhamil.distributed import Shard, process_group
@@ -111,13 +111,7 @@ def test_torchrun_training_writes_its_outputs_once(tmp_path):
     """``torchrun --nproc-per-node=2 -m nhamil.train``: one metrics.json and a model that loads."""
     run = tmp_path / "run"
     overrides = [
-        "+experiment=water",
-        "split.train=[0,8]",
-        "split.test=[8,10]",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "data.n_workers=1",
-        "features.density.max_radial=2",
-        "features.density.max_angular=2",
+        *tiny_water_run(tmp_path),
         "fit.chunk_frames=3",
         f"hydra.run.dir={run}",
     ]
