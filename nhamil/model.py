@@ -116,6 +116,7 @@ class HamiltonianModel:
         progress: bool = True,
         streaming: StreamSettings | None = None,
         shard: Shard | None = None,
+        baselines: BaselineMatrices | None = None,
     ) -> HamiltonianModel:
         """Fit one head per (pair kind, lambda, sigma) on ``matrices`` (Hartree, one per
         frame), in float64 on ``device``, with a progress bar over the heads. Features are built
@@ -129,7 +130,8 @@ class HamiltonianModel:
         to round-off. ``shard`` (:mod:`nhamil.distributed`): this process's part of a fit on several
         processes, each given all ``frames`` and ``matrices``: chunks are dealt to ranks, the sums
         all-reduced, the channel contractions fitted on rank 0 and broadcast, and every rank ends
-        with the same model."""
+        with the same model. ``baselines``: the model's baseline of ``frames`` (:meth:`baselines`, or
+        :func:`nhamil.reference.baseline_cache.cached_baselines`), computed here if None."""
         shard = shard or Shard()
         streaming = streaming or (StreamSettings() if shard.world_size > 1 else None)
         if streaming is not None:
@@ -137,7 +139,7 @@ class HamiltonianModel:
         check_geometries(frames)
         layout = self._layout(frames)
         matrices = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices]
-        blocks = matrix_to_blocks(self._minus_baseline(frames, matrices, progress), layout)
+        blocks = matrix_to_blocks(self._minus_baseline(frames, matrices, baselines, progress), layout)
         self._fit_contractions(frames, device, streaming, shard)
         self.heads, self._transforms = {}, {}
         self.domain = TrainingDomain.from_frames(frames, self.features.density.cutoff)
@@ -385,12 +387,12 @@ class HamiltonianModel:
         return None if stage is None else stage.compute(frames, progress)
 
     def _checked_baselines(
-        self, frames: Sequence[ase.Atoms], baselines: BaselineMatrices | None
+        self, frames: Sequence[ase.Atoms], baselines: BaselineMatrices | None, progress: bool = False
     ) -> BaselineMatrices | None:
         """``baselines`` after checking they are this model's, one of the right size per frame; or
         the model's own (computed here), or None for a model without a baseline."""
         if baselines is None:
-            return self.baselines(frames)
+            return self.baselines(frames, progress)
         if self.baseline is None or (baselines.name, baselines.orthogonal) != (self.baseline, self.target.orthogonal):
             form = "orthogonal" if baselines.orthogonal else "AO"
             raise InputError(
@@ -424,13 +426,18 @@ class HamiltonianModel:
         return self
 
     def _minus_baseline(
-        self, frames: Sequence[ase.Atoms], matrices: list[torch.Tensor], progress: bool
+        self,
+        frames: Sequence[ase.Atoms],
+        matrices: list[torch.Tensor],
+        baselines: BaselineMatrices | None,
+        progress: bool,
     ) -> list[torch.Tensor]:
-        """The part of ``matrices`` the heads learn: all of it, or what the baseline leaves."""
+        """The part of ``matrices`` the heads learn: all of it, or what the baseline (``baselines``,
+        checked to be the model's, or computed here) leaves."""
         if self.baseline is None:
             return matrices
-        baselines = self.baselines(frames, progress).matrices
-        return [matrix - torch.as_tensor(base).to(matrix) for matrix, base in zip(matrices, baselines, strict=True)]
+        bases = self._checked_baselines(frames, baselines, progress).matrices
+        return [matrix - torch.as_tensor(base).to(matrix) for matrix, base in zip(matrices, bases, strict=True)]
 
     def check_inputs(self, frames: Sequence[ase.Atoms], scf_basis: str | None = None) -> None:
         """Raise ``InputError`` before any work if ``frames`` hold an impossible geometry, an

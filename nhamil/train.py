@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import ase
@@ -29,6 +30,8 @@ from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
 from .properties import train_properties
 from .reference import ProjectionSettings, build_reference_set, read_frames
+from .reference.baseline import BaselineMatrices
+from .reference.baseline_cache import cached_baselines
 from .structures import check_geometries
 from .targets import Target, TargetSet
 from .training import FinetuneSettings, TrainingData, finetune, validation_split
@@ -59,23 +62,56 @@ def train(cfg: DictConfig, run_dir: str | Path, shard: Shard | None = None) -> d
     train_set, test_set = (targets.subset([position[i] for i in ids]) for ids in (train_ids, test_ids))
     model = _make_model(cfg, targets.basis, basis.shells, target)
     start = time.perf_counter()
+    baselines = _shared_baselines(cfg, model, [frames[i] for i in used], shard)
+    baseline_seconds, start = time.perf_counter() - start, time.perf_counter()
+    train_baselines, test_baselines = (
+        _positions(baselines, [position[i] for i in ids]) for ids in (train_ids, test_ids)
+    )
     device = shard.device(cfg.device)
     fitted = _first_fit_positions(cfg, len(train_ids))
     fit_frames = [frames[train_ids[k]] for k in fitted]
     matrices = [torch.as_tensor(train_set.matrices[k]) for k in fitted]
-    model.fit(fit_frames, matrices, device=device, streaming=streaming, shard=shard)
-    _finetune(cfg, model, [frames[i] for i in train_ids], train_set, run_dir, shard)
+    fit_baselines = _positions(train_baselines, fitted)
+    model.fit(fit_frames, matrices, device=device, streaming=streaming, shard=shard, baselines=fit_baselines)
+    _finetune(cfg, model, [frames[i] for i in train_ids], train_set, train_baselines, run_dir, shard)
     if not shard.writes:
         return shard.from_writer(None)
-    metrics = _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test_set, run_dir, start)
+    metrics = _evaluate_and_write(
+        cfg, model, frames, train_ids, (test_ids, test_set, test_baselines), run_dir, (baseline_seconds, start)
+    )
     return shard.from_writer(metrics)
 
 
-def _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test_set, run_dir: Path, start: float):
-    """Predict the test frames, write the outputs; the metrics."""
+def _shared_baselines(
+    cfg: DictConfig, model: HamiltonianModel, frames: list[ase.Atoms], shard: Shard
+) -> BaselineMatrices | None:
+    """The model's baseline of ``frames`` (None without one), from the per-structure baseline cache
+    in ``data.cache_dir`` (:mod:`nhamil.reference.baseline_cache`): what is missing is computed once,
+    by rank 0 with ``data.n_workers`` processes, while the other ranks wait and then read it."""
+    stage = model.baseline_stage()
+    if stage is None:
+        return None
+    if not shard.writes:
+        shard.barrier()
+    baselines = cached_baselines(stage, frames, cfg.data.cache_dir, n_workers=cfg.data.n_workers, progress=shard.writes)
+    if shard.writes:
+        shard.barrier()
+    return baselines
+
+
+def _positions(baselines: BaselineMatrices | None, positions: Sequence[int]) -> BaselineMatrices | None:
+    return None if baselines is None else baselines.subset(positions)
+
+
+def _evaluate_and_write(cfg, model, frames, train_ids, test, run_dir: Path, clock: tuple[float, float]):
+    """Predict the test frames (``test``: their indices, targets and baselines), write the outputs;
+    the metrics. ``clock``: the seconds the baselines took and the time the fit started."""
+    test_ids, test_set, test_baselines = test
+    baseline_seconds, start = clock
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    predicted = [p.cpu().numpy() for p in model.predict([frames[i] for i in test_ids], device=cfg.device)]
+    test_frames = [frames[i] for i in test_ids]
+    predicted = [p.cpu().numpy() for p in model.predict(test_frames, device=cfg.device, baselines=test_baselines)]
     predict_seconds = (time.perf_counter() - start) / len(test_ids)
     metrics = {
         **target_errors(predicted, test_set, [frames[i].numbers for i in test_ids]),
@@ -83,6 +119,7 @@ def _evaluate_and_write(cfg, model, frames, train_ids, test_ids, train_set, test
         "head": cfg.head.kind,
         "n_train": len(train_ids),
         "n_test": len(test_ids),
+        "baseline_seconds": baseline_seconds,
         "fit_seconds": fit_seconds,
         "predict_seconds_per_molecule": predict_seconds,
     }
@@ -145,7 +182,8 @@ def extrapolation_errors(cfg: DictConfig, model: HamiltonianModel, target: Targe
     records = reference_records(cfg, frames, list(range(len(frames))), target)
     basis = AtomicBasis.from_pyscf(target.scf.basis, sorted({int(z) for atoms in frames for z in atoms.numbers}))
     targets = target.make([records[i] for i in range(len(frames))], basis)
-    predicted = [p.cpu().numpy() for p in model.predict(frames, device=cfg.device)]
+    baselines = _shared_baselines(cfg, model, frames, Shard())
+    predicted = [p.cpu().numpy() for p in model.predict(frames, device=cfg.device, baselines=baselines)]
     reports = model.domain_reports(frames) or []
     errors = {
         **target_errors(predicted, targets, [atoms.numbers for atoms in frames]),
@@ -179,14 +217,24 @@ def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | N
 
 
 def _finetune(
-    cfg: DictConfig, model: HamiltonianModel, frames, train_set: TargetSet, run_dir: Path, shard: Shard
+    cfg: DictConfig,
+    model: HamiltonianModel,
+    frames,
+    train_set: TargetSet,
+    baselines: BaselineMatrices | None,
+    run_dir: Path,
+    shard: Shard,
 ) -> None:
     """Train all heads together (``finetune.epochs`` > 0) on every rank of ``shard``,
     checkpointed and logged in ``run_dir`` by rank 0."""
     settings = _finetune_settings(cfg)
     if settings.epochs:
         data = TrainingData(
-            frames, [torch.as_tensor(m) for m in train_set.matrices], train_set.n_occupied, train_set.overlaps
+            frames,
+            [torch.as_tensor(m) for m in train_set.matrices],
+            train_set.n_occupied,
+            train_set.overlaps,
+            baselines,
         )
         finetune(model, data, settings, directory=run_dir, device=shard.device(cfg.device), shard=shard)
 

@@ -116,6 +116,12 @@ class BaselineMatrices:
     def __len__(self) -> int:
         return len(self.matrices)
 
+    def subset(self, positions: Sequence[int]) -> BaselineMatrices:
+        """The baselines of the frames at ``positions``, in that order."""
+        return replace(
+            self, matrices=[self.matrices[k] for k in positions], overlaps=[self.overlaps[k] for k in positions]
+        )
+
 
 @dataclass(frozen=True)
 class Baseline:

@@ -182,28 +182,6 @@ def _failed_before(path: Path, wanted: dict, summary: ShardSummary, retry_failed
     return failure is not None
 
 
-class _InlineExecutor:
-    """``submit`` runs the job at once in this process, with ``threads`` threads."""
-
-    def __init__(self, threads: int):
-        self._threads = store.threads_limited(threads)
-
-    def __enter__(self):
-        self._threads.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self._threads.__exit__(*exc)
-
-    def submit(self, function, *args) -> Future:
-        future = Future()
-        try:
-            future.set_result(function(*args))
-        except Exception as err:  # noqa: BLE001 - the caller records it as the structure's failure
-            future.set_exception(err)
-        return future
-
-
 @dataclass
 class _Run:
     """The compute loop of one shard: claim, submit, record the outcome, release."""
@@ -221,7 +199,7 @@ class _Run:
         if not pending:
             return
         parallel = n_workers > 1 and len(pending) > 1
-        pool = store.worker_pool(min(n_workers, len(pending)), threads) if parallel else _InlineExecutor(threads)
+        pool = store.worker_pool(min(n_workers, len(pending)), threads) if parallel else store.InlineExecutor(threads)
         with pool:
             self._work(pool, pending, n_workers)
 

@@ -49,7 +49,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -411,6 +411,29 @@ def worker_pool(n_workers: int, threads: int = 1) -> ProcessPoolExecutor:
         initializer=_worker_init,
         initargs=(os.getpid(), threads),
     )
+
+
+class InlineExecutor:
+    """``submit`` runs the job at once in this process, with ``threads`` threads: what
+    :func:`worker_pool` does for one worker, without a process to start."""
+
+    def __init__(self, threads: int):
+        self._threads = threads_limited(threads)
+
+    def __enter__(self):
+        self._threads.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._threads.__exit__(*exc)
+
+    def submit(self, function, *args) -> Future:
+        future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as err:  # noqa: BLE001 - the caller records it as the structure's failure
+            future.set_exception(err)
+        return future
 
 
 def _compute_and_store(

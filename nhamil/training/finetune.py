@@ -50,6 +50,7 @@ from ..errors import DataFileError, InputError
 from ..features import head_inputs
 from ..heads import GatedHead, GateSettings, LinearFit, split_molecules
 from ..model import HamiltonianModel, _feature_groups, _has_intercept
+from ..reference.baseline import BaselineMatrices
 
 OPTIMIZERS = ("adam", "lbfgs")
 CHECKPOINT = "finetune.pt"
@@ -110,12 +111,13 @@ class FinetuneSettings(GateSettings):
 class TrainingData:
     """frames (Å); matrices: full target matrices (n_ao, n_ao), Hartree, baseline included;
     n_occupied: occupied states per frame; overlaps: AO overlaps for a non-orthogonal target,
-    else None."""
+    else None; baselines: the model's baseline of the frames (computed from them if None)."""
 
     frames: Sequence[ase.Atoms]
     matrices: Sequence[torch.Tensor]
     n_occupied: Sequence[int]
     overlaps: Sequence[np.ndarray] | None = None
+    baselines: BaselineMatrices | None = None
 
 
 class _Batches:
@@ -143,7 +145,7 @@ class _Batches:
                     self.rows[kind] = _rows_by_molecule(self.samples[kind], len(data.frames))
         self.heads = trainable_heads(model, self.inputs, settings, device)
         self.transforms = {group: model._transform(group).to(device) for group in layout_groups(layout)}
-        baselines = model.baselines(data.frames, progress)
+        baselines = model._checked_baselines(data.frames, data.baselines, progress)
         self.baselines = None if baselines is None else [torch.as_tensor(b, device=device) for b in baselines.matrices]
         self.targets = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in data.matrices]
         self.metrics = None if data.overlaps is None else [_inverse_cholesky(s, device) for s in data.overlaps]
