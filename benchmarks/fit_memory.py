@@ -1,11 +1,12 @@
-"""Peak memory and fit time of the in-memory (baseline) and the streamed ridge fit against the number of frames.
+"""Peak memory and fit time of the in-memory (baseline) and the streamed fit against the number of frames.
 
 ``OPENBLAS_NUM_THREADS=1 python benchmarks/fit_memory.py --frames 25 50 100 [--chunk 8] [--four-body]
-[--processes 2]``: for each size, a fresh subprocess per fit mode fits an ethanol def2-SVP model
-(ethanol_md17's features: 4 radial x l <= 4; ``--four-body``: also ``pair_correlation_order=2
-contraction_channels=64``) on random symmetric targets (memory and time do not depend on the
-values) and reports its peak resident memory (VmHWM of /proc/self/status, GB) and fit seconds,
-and the ratios streamed / in-memory. ``--processes N``: also the streamed fit on N gloo
+[--processes 2] [--n-active M]``: for each size, a fresh subprocess per fit mode fits an ethanol
+def2-SVP model (ethanol_md17's features: 4 radial x l <= 4; ``--four-body``: also
+``pair_correlation_order=2 contraction_channels=64``) on random symmetric targets (memory and time
+do not depend on the values), with ridge heads or, with ``--n-active``, sparse kernel heads over M
+active samples, and reports its peak resident memory (VmHWM of /proc/self/status, GB) and fit
+seconds, and the ratios streamed / in-memory. ``--processes N``: also the streamed fit on N gloo
 processes (torchrun) at each size, its wall time against one streamed process, and whether its
 weights equal the one-process ones (largest relative difference over heads).
 """
@@ -28,6 +29,7 @@ import torch
 from nhamil.data import data_file
 from nhamil.distributed import process_group
 from nhamil.features import DensitySettings, FeatureSettings
+from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.heads.streaming import StreamSettings
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis
@@ -50,17 +52,18 @@ def _data(n_frames: int) -> tuple[list[ase.Atoms], list[torch.Tensor], AtomicBas
     return frames, matrices, basis
 
 
-def fit_once(n_frames: int, mode: str, chunk: int, four_body: bool, output: str | None) -> dict:
+def fit_once(n_frames: int, mode: str, chunk: int, four_body: bool, n_active: int | None, output: str | None) -> dict:
     """One fit in this process (mode "memory" or "stream"); rank 0 saves the weights to ``output``."""
     frames, matrices, basis = _data(n_frames)
     streaming = StreamSettings(chunk_frames=chunk) if mode == "stream" else None
+    head = RidgeSettings() if n_active is None else KernelSettings(n_active=n_active)
     with process_group("cpu") as shard:
-        model = HamiltonianModel(basis, SPECIES, target="fock", features=_features(four_body))
+        model = HamiltonianModel(basis, SPECIES, target="fock", features=_features(four_body), head=head)
         start = time.perf_counter()
         model.fit(frames, matrices, progress=False, streaming=streaming, shard=shard)
         seconds = time.perf_counter() - start
         if output and shard.writes:
-            torch.save({key: fit.weights for key, (_, fit) in model.heads.items()}, output)
+            torch.save({key: getattr(fit, "ridge", fit).weights for key, (_, fit) in model.heads.items()}, output)
     return {"fit_seconds": seconds, "peak_gb": _peak_gb()}
 
 
@@ -93,6 +96,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[25, 50, 100])
     parser.add_argument("--chunk", type=int, default=8)
     parser.add_argument("--four-body", action="store_true")
+    parser.add_argument("--n-active", type=int, default=None, help="sparse kernel heads over this many samples")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--modes", nargs="+", default=["memory", "stream"])
     parser.add_argument("--child", action="store_true")
@@ -101,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         torch.set_num_threads(1)
-        result = fit_once(args.frames[0], args.mode, args.chunk, args.four_body, args.output)
+        result = fit_once(args.frames[0], args.mode, args.chunk, args.four_body, args.n_active, args.output)
         if int(os.environ.get("RANK", 0)) == 0:
             print(json.dumps(result))
         return
@@ -113,6 +117,7 @@ def main() -> None:
             for mode in args.modes:
                 common = ["--frames", str(n), "--chunk", str(args.chunk), "--mode", mode]
                 common += ["--four-body"] if args.four_body else []
+                common += ["--n-active", str(args.n_active)] if args.n_active else []
                 results[mode] = _run([*common, "--output", f"{folder}/{mode}.pt"])
                 r = results[mode]
                 print(f"{n:6d}  {mode:9s} {r['peak_gb']:8.3f} {r['fit_seconds']:7.1f} {r['wall_seconds']:7.1f}")
@@ -123,6 +128,7 @@ def main() -> None:
             if args.processes > 1 and "stream" in results:
                 common = ["--frames", str(n), "--chunk", str(args.chunk), "--mode", "stream"]
                 common += ["--four-body"] if args.four_body else []
+                common += ["--n-active", str(args.n_active)] if args.n_active else []
                 many = _run([*common, "--output", f"{folder}/many.pt"], args.processes)
                 difference = _largest_difference(f"{folder}/many.pt", f"{folder}/stream.pt")
                 print(f"        {args.processes} processes: fit {many['fit_seconds']:.1f} s, "

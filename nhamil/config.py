@@ -108,7 +108,7 @@ FinetuneConfig = mutable_schema(FinetuneSettings, "FinetuneConfig", exclude=("se
 
 @dataclass
 class FitConfig:
-    """chunk_frames: stream the ridge fit over chunks of this many frames (None: hold each group's
+    """chunk_frames: stream the ridge or sparse kernel fit over chunks of this many frames (None: hold each group's
     features, the in-memory fit; a run on several processes streams 16 at a time by default);
     contraction_frames: fit the channel contractions on the first this many training frames
     (None: all); sums_memory_gb: hold at most this many GB of ridge sums, in several passes over

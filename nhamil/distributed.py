@@ -103,6 +103,10 @@ class Shard:
         rank calls it for the same problems in the same order."""
         return self._from_rank(value, owner)
 
+    def gathered(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (picklable), in rank order, on every rank."""
+        return [self._from_rank(value, rank) for rank in range(self.world_size)]
+
     def _from_rank(self, value: Any, source: int) -> Any:
         """``value`` of rank ``source`` on every rank (this rank's own value with one process)."""
         if self.group is None:

@@ -35,6 +35,8 @@ from .features.ncenter import chunk_samples
 from .heads import (
     HeadFit,
     HeadSettings,
+    KernelFit,
+    KernelSettings,
     RidgeSettings,
     fit_from_state,
     fit_head,
@@ -43,8 +45,9 @@ from .heads import (
     settings_from_dict,
     settings_to_dict,
 )
+from .heads.kernel import NystromMap
 from .heads.ridge import fold_of_each_sample
-from .heads.streaming import RidgeSums, StreamSettings
+from .heads.streaming import ChunkInputs, RidgeSums, StreamSettings, streamed_nystrom_maps
 from .orbitals import AtomicBasis, Shell
 from .reference.baseline import Baseline, BaselineMatrices, check_baseline
 from .structures import Structures, check_geometries
@@ -124,7 +127,7 @@ class HamiltonianModel:
         chunk of frames at a time (:meth:`NCenterFeaturizer.compute_in_chunks`), so the peak memory
         is about the features of the largest group, not of all groups or of every intermediate.
 
-        ``streaming`` (ridge heads): never hold a group's features; accumulate each head's ridge
+        ``streaming`` (ridge or sparse kernel heads): never hold a group's features; accumulate each head's ridge
         sums a chunk of frames at a time (:mod:`nhamil.heads.streaming`), so the peak memory is one
         chunk's features and the sums, whatever the number of frames; the fit is the in-memory one
         to round-off. ``shard`` (:mod:`nhamil.distributed`): this process's part of a fit on several
@@ -185,17 +188,42 @@ class HamiltonianModel:
         groups = _feature_groups(pairs)
         chunks = shard.chunks(len(frames), streaming.chunk_frames)
         plans = [self._stream_passes(frames, group, blocks, streaming, device) for group in groups]
-        total = sum(len(passes) for passes in plans) * len(chunks)
+        reads = 3 if isinstance(settings, KernelSettings) else 1
+        total = sum(len(passes) for passes in plans) * len(chunks) * reads
         with tqdm(total=total, desc="streamed fit", unit="chunk", disable=not progress) as bar:
             for group, passes in zip(groups, plans, strict=True):
                 folds = {kind: fold_of_each_sample(torch.as_tensor(s[:, 0]), settings) for kind, s in group.items()}
                 for heads in passes:
+                    maps = self._streamed_maps(frames, chunks, group, heads, shard, device, bar)
                     sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums] = {}
                     for chunk in chunks:
-                        self._accumulate(frames, chunk, group, heads, blocks, folds, sums, device)
+                        self._accumulate(frames, chunk, group, heads, blocks, folds, sums, maps, device)
                         bar.update()
-                    self._solve_streamed(heads, sums, folds, shard, device)
+                    self._solve_streamed(heads, sums, folds, maps, shard, device)
         return self
+
+    def _streamed_maps(
+        self,
+        frames: Sequence[ase.Atoms],
+        chunks: list[range],
+        group: dict[PairKind, np.ndarray],
+        heads: dict[tuple[PairKind, tuple[int, int]], list[BlockKey]],
+        shard: Shard,
+        device: torch.device | str,
+        bar: tqdm,
+    ) -> dict[tuple[PairKind, tuple[int, int]], NystromMap]:
+        """The Nyström map of each of ``heads`` for a sparse kernel head (two more passes over
+        this rank's chunks, :func:`nhamil.heads.streaming.streamed_nystrom_maps`, counted on
+        ``bar``); none for ridge."""
+        if not isinstance(self.head, KernelSettings):
+            return {}
+
+        def read_chunks() -> Iterator[ChunkInputs]:
+            for chunk in chunks:
+                yield self._chunk_inputs(frames, chunk, group, heads, device)
+                bar.update()
+
+        return streamed_nystrom_maps(read_chunks, self.head, shard.gathered, device)
 
     def _stream_passes(
         self,
@@ -217,13 +245,20 @@ class HamiltonianModel:
         widths = self._head_widths(frames, group, heads, device)
         budget, passes, used = streaming.sums_memory_gb * 1e9, [{}], 0.0
         for head, keys in heads.items():
-            size = RidgeSums.nbytes(self.head.n_folds, widths[head], len(keys))
+            size = RidgeSums.nbytes(self.head.n_folds, self._sums_width(head, widths[head]), len(keys))
             if passes[-1] and used + size > budget:
                 passes.append({})
                 used = 0.0
             passes[-1][head] = keys
             used += size
         return passes
+
+    def _sums_width(self, head: tuple[PairKind, tuple[int, int]], n_features: int) -> int:
+        """Columns of a head's ridge sums: its features, or at most n_active (2 lambda + 1)
+        Nyström features for a sparse kernel."""
+        if isinstance(self.head, KernelSettings):
+            return self.head.n_active * (2 * head[1][0] + 1)
+        return n_features
 
     def _head_widths(
         self,
@@ -248,6 +283,7 @@ class HamiltonianModel:
         heads: dict[tuple[PairKind, tuple[int, int]], list[BlockKey]],
         sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums],
         folds: dict[PairKind, torch.Tensor],
+        maps: dict[tuple[PairKind, tuple[int, int]], NystromMap],
         shard: Shard,
         device: torch.device | str,
     ) -> None:
@@ -255,8 +291,10 @@ class HamiltonianModel:
         each head's released once reduced), then solve each head on its owner rank
         (:meth:`Shard.owners`, balanced by the K + 1 eigendecompositions of q x q that a head's
         alpha search costs) with no collective in between, so that the ranks solve at the same
-        time; then share the solutions so every rank ends with them."""
+        time; then share the solutions so every rank ends with them (on the Nyström features of
+        ``maps``, for the heads it holds)."""
         n_folds = {kind: int(fold.max()) + 1 for kind, fold in folds.items()}
+        ridge = self.head.ridge() if isinstance(self.head, KernelSettings) else self.head
         for head, keys in heads.items():
             sums[head] = _reduced(sums, head, len(keys), n_folds[head[0]], shard, device)
         owners = shard.owners([(n_folds[head[0]] + 1) * float(sums[head].gram.shape[-1]) ** 3 for head in heads])
@@ -265,9 +303,10 @@ class HamiltonianModel:
             mine = sums.pop(head).reduced(intercept=_has_intercept(*head), all_reduce=shard.all_reduce)
             if owner == shard.rank:
                 reduced[head] = mine
-        solved = {head: reduced.pop(head).solve(self.head) for head in list(reduced)}
+        solved = {head: reduced.pop(head).solve(ridge) for head in list(reduced)}
         for (head, keys), owner in zip(heads.items(), owners, strict=True):
-            self.heads[head] = (keys, shard.from_owner(solved.get(head), owner))
+            fit = shard.from_owner(solved.get(head), owner)
+            self.heads[head] = (keys, KernelFit(maps[head], fit) if head in maps else fit)
 
     def _accumulate(
         self,
@@ -278,25 +317,41 @@ class HamiltonianModel:
         blocks: dict[BlockKey, Block],
         folds: dict[PairKind, torch.Tensor],
         sums: dict[tuple[PairKind, tuple[int, int]], RidgeSums],
+        maps: dict[tuple[PairKind, tuple[int, int]], NystromMap],
         device: torch.device | str,
     ) -> None:
-        """Add the samples of the frames ``chunk`` of every head of ``group`` to ``sums``."""
+        """Add the samples of the frames ``chunk`` of every head of ``group`` to ``sums`` (their
+        Nyström features, for the heads of ``maps``)."""
+        for head, (block, invariants, rows) in self._chunk_inputs(frames, chunk, group, heads, device).items():
+            keys = heads[head]
+            inputs = maps[head](block, invariants) if head in maps else block
+            targets = torch.stack([blocks[key].values[rows.to(blocks[key].values.device)] for key in keys], dim=-1)
+            if head not in sums:
+                sums[head] = RidgeSums.zeros(int(folds[head[0]].max()) + 1, inputs.shape[-1], len(keys), device)
+            sums[head].add(inputs, targets, folds[head[0]][rows])
+
+    def _chunk_inputs(
+        self,
+        frames: Sequence[ase.Atoms],
+        chunk: range,
+        group: dict[PairKind, np.ndarray],
+        heads: dict[tuple[PairKind, tuple[int, int]], list[BlockKey]],
+        device: torch.device | str,
+    ) -> ChunkInputs:
+        """Features, invariants and sample rows (among all of the kind's samples) of each of
+        ``heads`` in the frames ``chunk`` (heads without samples there are left out)."""
         part = {kind: chunk_samples(samples, chunk.start, chunk.stop) for kind, samples in group.items()}
         part = {kind: samples for kind, samples in part.items() if len(samples)}
         if not part:
-            return
+            return {}
         features = self.featurizer.compute(Structures.from_atoms(frames[chunk.start : chunk.stop], device=device), part)
-        for (kind, equivariant), keys in heads.items():
-            if kind not in part:
-                continue
-            rows = torch.as_tensor((group[kind][:, 0] >= chunk.start) & (group[kind][:, 0] < chunk.stop))
-            block, _ = head_inputs(features, kind, equivariant)
-            targets = torch.stack([blocks[key].values[rows.to(blocks[key].values.device)] for key in keys], dim=-1)
-            if (kind, equivariant) not in sums:
-                sums[(kind, equivariant)] = RidgeSums.zeros(
-                    int(folds[kind].max()) + 1, block.shape[-1], len(keys), device
-                )
-            sums[(kind, equivariant)].add(block, targets, folds[kind][rows])
+        inputs: ChunkInputs = {}
+        for kind, equivariant in heads:
+            if kind in part:
+                frame_of_sample = torch.as_tensor(group[kind][:, 0])
+                rows = torch.nonzero((frame_of_sample >= chunk.start) & (frame_of_sample < chunk.stop)).flatten()
+                inputs[(kind, equivariant)] = (*head_inputs(features, kind, equivariant), rows)
+        return inputs
 
     def _fit_head(
         self,

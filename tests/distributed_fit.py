@@ -1,6 +1,7 @@
-"""Run under ``torchrun --nproc-per-node=N tests/distributed_fit.py OUT.pt [FRAMES]``: one rank of a
-distributed streamed ridge fit of the paper's water SAPH (gloo); rank 0 saves the model's state dict
-to OUT.pt. :func:`fit_water` is the same fit in one process, for the test to compare with."""
+"""Run under ``torchrun --nproc-per-node=N tests/distributed_fit.py OUT.pt [FRAMES [HEAD]]``: one rank
+of a distributed streamed fit of the paper's water SAPH (gloo), HEAD ``ridge`` (default) or
+``sparse_kernel``; rank 0 saves the model's state dict to OUT.pt. :func:`fit_water` is the same fit
+in one process, for the test to compare with."""
 
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from paper_data import WATER, paper_saph
 
 from nhamil.distributed import Shard, process_group
 from nhamil.features import DensitySettings
-from nhamil.heads import RidgeSettings
+from nhamil.heads import KernelSettings, RidgeSettings
 from nhamil.heads.streaming import StreamSettings
 from nhamil.model import FeatureSettings, HamiltonianModel
 from nhamil.orbitals import AtomicBasis
@@ -20,6 +21,9 @@ FEATURES = FeatureSettings(density=DensitySettings(max_radial=1, max_angular=2))
 #: Alphas that keep the solve well conditioned (relative 1e-4 and up), so that two sums of the
 #: same numbers in another order give the same weights to 1e-10, not round-off times 1e12.
 HEAD = RidgeSettings(alphas=tuple(10.0**k for k in range(-4, 1)))
+#: A sparse kernel over 8 active samples per head, with the same alphas.
+SPARSE_KERNEL = KernelSettings(n_active=8, alphas=HEAD.alphas)
+HEADS = {"ridge": HEAD, "sparse_kernel": SPARSE_KERNEL}
 STREAM = StreamSettings(chunk_frames=2)
 
 
@@ -37,18 +41,21 @@ def tiny_water_run(tmp_path: Path) -> list[str]:
     ]
 
 
-def fit_water(n_frames: int, shard: Shard | None = None, streaming: StreamSettings | None = STREAM) -> HamiltonianModel:
+def fit_water(
+    n_frames: int, shard: Shard | None = None, streaming: StreamSettings | None = STREAM, head=HEAD
+) -> HamiltonianModel:
     """The SAPH model of the first ``n_frames`` water frames."""
     frames = read_frames(WATER, f":{n_frames}")
     matrices = [torch.as_tensor(m) for m in paper_saph("water", range(n_frames))]
     basis = ProjectionSettings().minimal_basis(AtomicBasis.from_pyscf("def2-svp", [1, 8]))
-    model = HamiltonianModel(basis, [1, 8], target="saph", features=FEATURES, head=HEAD)
+    model = HamiltonianModel(basis, [1, 8], target="saph", features=FEATURES, head=head)
     return model.fit(frames, matrices, progress=False, streaming=streaming, shard=shard)
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     with process_group("cpu") as shard:
-        fitted = fit_water(int(sys.argv[2]) if len(sys.argv) > 2 else 12, shard)
+        n_frames = int(sys.argv[2]) if len(sys.argv) > 2 else 12
+        fitted = fit_water(n_frames, shard, head=HEADS[sys.argv[3] if len(sys.argv) > 3 else "ridge"])
         if shard.writes:
             torch.save({"world_size": shard.world_size, "state": fitted.state_dict()}, Path(sys.argv[1]))

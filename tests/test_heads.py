@@ -106,7 +106,7 @@ def test_kernel_prediction_is_equivariant(n_active):
     fit = fit_kernel_ridge(
         features, invariants, targets, torch.arange(30), intercept=False, settings=KernelSettings(n_active=n_active)
     )
-    assert fit.active.shape[0] == (n_active or 30)
+    assert fit.nystrom.active.shape[0] == (n_active or 30)
 
     def head(x):
         return EquivariantFeatures(x.samples, {(2, -1): fit.predict(x.blocks[2, -1], x.blocks[0, 1])})

@@ -39,24 +39,28 @@ class KernelSettings:
 
 
 @dataclass(frozen=True)
-class KernelFit:
-    """active: (m, 2 lambda + 1, q) scaled features of the active samples; active_invariants:
-    (m, q0) unit invariants; projection: (m (2 lambda + 1), r) Nyström map; scale: scalar
-    feature scale; zeta; ridge: the fit on the Nyström features."""
+class NystromMap:
+    """The Nyström feature map of a kernel over active samples. active: (m, 2 lambda + 1, q)
+    scaled features of the active samples; active_invariants: (m, q0) their unit invariants;
+    projection: (m (2 lambda + 1), r) V diag(s)^(-1/2) of the active kernel; scale: scalar
+    feature scale; zeta: power of the invariant kernel."""
 
     active: torch.Tensor
     active_invariants: torch.Tensor
     projection: torch.Tensor
     scale: torch.Tensor
     zeta: int
-    ridge: RidgeFit
 
-    def predict(self, features: torch.Tensor, invariants: torch.Tensor) -> torch.Tensor:
-        """(n, 2 lambda + 1, q), (n, 1, q0) -> (n, 2 lambda + 1, t)."""
-        return self.ridge.predict(self.feature_map(features, invariants))
+    @classmethod
+    def over(cls, active: torch.Tensor, active_invariants: torch.Tensor, scale: torch.Tensor, zeta: int) -> NystromMap:
+        """The map over ``active`` (m, 2 lambda + 1, q, already divided by ``scale``) with unit
+        invariants ``active_invariants`` (m, q0)."""
+        kernel = lambda_kernel(active, active_invariants, active, active_invariants, zeta)
+        return cls(active, active_invariants, _nystrom_projection(kernel), scale, zeta)
 
-    def feature_map(self, features: torch.Tensor, invariants: torch.Tensor) -> torch.Tensor:
-        """(n, 2 lambda + 1, r) Nyström features phi."""
+    def __call__(self, features: torch.Tensor, invariants: torch.Tensor) -> torch.Tensor:
+        """(n, 2 lambda + 1, q), (n, 1, q0) -> (n, 2 lambda + 1, r) Nyström features phi;
+        phi(R A) = D phi(A)."""
         kernel = lambda_kernel(
             features.to(self.active) / self.scale,
             unit_invariants(invariants.to(self.active)),
@@ -66,25 +70,38 @@ class KernelFit:
         )
         return kernel.flatten(2) @ self.projection
 
-    def to(self, device: torch.device | str) -> KernelFit:
-        tensors = {
-            name: getattr(self, name).to(device) for name in ("active", "active_invariants", "projection", "scale")
-        }
-        return KernelFit(**tensors, zeta=self.zeta, ridge=self.ridge.to(device))
+    def to(self, device: torch.device | str) -> NystromMap:
+        tensors = {name: getattr(self, name).to(device) for name in _MAP_TENSORS}
+        return NystromMap(**tensors, zeta=self.zeta)
 
     def state(self) -> dict:
-        return {
-            "active": self.active,
-            "active_invariants": self.active_invariants,
-            "projection": self.projection,
-            "scale": self.scale,
-            "zeta": self.zeta,
-            "ridge": self.ridge.state(),
-        }
+        return {**{name: getattr(self, name) for name in _MAP_TENSORS}, "zeta": self.zeta}
+
+
+_MAP_TENSORS = ("active", "active_invariants", "projection", "scale")
+
+
+@dataclass(frozen=True)
+class KernelFit:
+    """A fitted kernel head: ridge on the Nyström features of ``nystrom``."""
+
+    nystrom: NystromMap
+    ridge: RidgeFit
+
+    def predict(self, features: torch.Tensor, invariants: torch.Tensor) -> torch.Tensor:
+        """(n, 2 lambda + 1, q), (n, 1, q0) -> (n, 2 lambda + 1, t)."""
+        return self.ridge.predict(self.nystrom(features, invariants))
+
+    def to(self, device: torch.device | str) -> KernelFit:
+        return KernelFit(self.nystrom.to(device), self.ridge.to(device))
+
+    def state(self) -> dict:
+        return {**self.nystrom.state(), "ridge": self.ridge.state()}
 
     @classmethod
     def from_state(cls, state: dict) -> KernelFit:
-        return cls(**{**state, "ridge": RidgeFit.from_state(state["ridge"])})
+        nystrom = NystromMap(**{name: state[name] for name in (*_MAP_TENSORS, "zeta")})
+        return cls(nystrom, RidgeFit.from_state(state["ridge"]))
 
 
 def fit_kernel_ridge(
@@ -102,15 +119,17 @@ def fit_kernel_ridge(
     features; targets (n, 2 lambda + 1, t); groups (n,) molecule of each sample (for the folds).
     """
     x = features.to(torch.float64)
-    scale = x.pow(2).mean().sqrt().clamp_min(1e-12)
-    x = x / scale
+    scale = feature_scale(x.pow(2).sum(), x.numel())
     u = unit_invariants(invariants.to(torch.float64))
     chosen = farthest_point_sampling(u, settings.n_active)
-    active, active_u = x[chosen], u[chosen]
-    projection = _nystrom_projection(lambda_kernel(active, active_u, active, active_u, settings.zeta))
-    phi = lambda_kernel(x, u, active, active_u, settings.zeta).flatten(2) @ projection
-    ridge = fit_ridge(phi, targets, groups, intercept=intercept, settings=settings.ridge())
-    return KernelFit(active, active_u, projection, scale, settings.zeta, ridge)
+    nystrom = NystromMap.over(x[chosen] / scale, u[chosen], scale, settings.zeta)
+    ridge = fit_ridge(nystrom(x, invariants), targets, groups, intercept=intercept, settings=settings.ridge())
+    return KernelFit(nystrom, ridge)
+
+
+def feature_scale(sum_of_squares: torch.Tensor, count: int) -> torch.Tensor:
+    """The kernel's feature scale: the root mean square of the features' ``count`` entries."""
+    return (sum_of_squares / count).sqrt().clamp_min(1e-12)
 
 
 def lambda_kernel(

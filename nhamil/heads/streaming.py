@@ -14,18 +14,29 @@ whatever the number of rows; peak memory is one chunk of features plus n_folds q
 per head. Where rows are fewer than features, the in-memory fit solves the dual: the two agree
 in their predictions on the span of the training features, while weights along directions the
 data do not span are round-off divided by alpha (see benchmarks/results/streaming.md).
+
+A sparse kernel head streams on its Nyström features phi (:class:`nhamil.heads.kernel.NystromMap`):
+:func:`streamed_nystrom_maps` reads the frames twice before the ridge sums, once for the feature
+scale and the unit invariants of every sample (n x q0, small), from which farthest-point sampling
+picks the active samples exactly as the in-memory fit does, and once for the features of the
+active samples; the ridge sums then accumulate phi (r <= n_active (2 lambda + 1) columns).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
 from ..errors import InputError
+from .kernel import KernelSettings, NystromMap, farthest_point_sampling, feature_scale, unit_invariants
 from .ridge import RidgeFit, RidgeSettings, ridge_coefficients
+
+#: One chunk's inputs of each head: (features (n, 2 lambda + 1, q), invariants (n, 1, q0), rows (n,)
+#: the indices of the chunk's samples among all samples of the head, in the in-memory order).
+ChunkInputs = dict[Hashable, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 def _alone(tensors: list[torch.Tensor]) -> None:
@@ -47,12 +58,17 @@ class StreamSettings:
     sums_memory_gb: Optional[float] = None
 
     def check(self, head: Any) -> None:
-        """``InputError`` naming the setting that cannot stream: a head other than ridge, or a
-        chunk or contraction size below 1."""
-        if not isinstance(head, RidgeSettings):
+        """``InputError`` naming the setting that cannot stream: a head other than ridge or a
+        sparse kernel, or a chunk or contraction size below 1."""
+        if isinstance(head, KernelSettings) and head.n_active is None:
             raise InputError(
-                f"a streamed or distributed fit needs head=ridge, not {type(head).__name__}: "
-                "drop fit.chunk_frames (and run in one process) or choose head=ridge"
+                "a streamed or distributed kernel fit needs a sparse kernel: set head.n_active "
+                "(head=sparse_kernel); the full kernel holds every sample at once"
+            )
+        if not isinstance(head, (RidgeSettings, KernelSettings)):
+            raise InputError(
+                f"a streamed or distributed fit needs head=ridge or head=sparse_kernel, not {type(head).__name__}: "
+                "drop fit.chunk_frames (and run in one process) or choose one of those"
             )
         for name in ("chunk_frames", "contraction_frames"):
             value = getattr(self, name)
@@ -195,3 +211,71 @@ def _validation_errors(
     per target, of the fits W (n_alphas, q, t) on the other folds' sums."""
     weights = ridge_coefficients(train_gram, train_moment, alphas[:, None, None], train_gram.shape[0])
     return squares - 2 * (weights * moment).sum(dim=1) + (weights * (gram @ weights)).sum(dim=1)
+
+
+def streamed_nystrom_maps(
+    read_chunks: Callable[[], Iterable[ChunkInputs]],
+    settings: KernelSettings,
+    gathered: Callable[[Any], list[Any]],
+    device: torch.device | str,
+) -> dict[Hashable, NystromMap]:
+    """The Nyström map of each head that :func:`nhamil.heads.kernel.fit_kernel_ridge` would build
+    from all samples at once (the same active samples, scale and projection, to round-off), from
+    two passes over this process's chunks (``read_chunks()`` yields them anew each time), on
+    ``device``. ``gathered(value)``: every process's ``value`` in rank order (:meth:`Shard.gathered`);
+    what is gathered travels on the CPU."""
+    scales, invariants = _scales_and_invariants(read_chunks(), gathered, device)
+    chosen = {head: farthest_point_sampling(u, settings.n_active) for head, u in invariants.items()}
+    active = _active_features(read_chunks(), chosen, scales, gathered, device)
+    return {
+        head: NystromMap.over(active[head], invariants[head][chosen[head]], scales[head], settings.zeta)
+        for head in chosen
+    }
+
+
+def _scales_and_invariants(
+    chunks: Iterable[ChunkInputs], gathered: Callable[[Any], list[Any]], device: torch.device | str
+) -> tuple[dict[Hashable, torch.Tensor], dict[Hashable, torch.Tensor]]:
+    """Per head: the feature scale and the (n, q0) unit invariants of all n samples, in order."""
+    squares: dict[Hashable, list] = {}
+    rows: dict[Hashable, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for inputs in chunks:
+        for head, (features, invariants, indices) in inputs.items():
+            x = features.to(torch.float64)
+            total = squares.setdefault(head, [0.0, 0])
+            total[0], total[1] = total[0] + x.pow(2).sum().item(), total[1] + x.numel()
+            rows.setdefault(head, []).append((indices.cpu(), unit_invariants(invariants.to(torch.float64)).cpu()))
+    everyone = gathered((squares, rows))
+    scales, invariants = {}, {}
+    for head in sorted({h for theirs, _ in everyone for h in theirs}, key=repr):
+        total = sum(theirs[head][0] for theirs, _ in everyone if head in theirs)
+        count = sum(theirs[head][1] for theirs, _ in everyone if head in theirs)
+        parts = [part for _, theirs in everyone for part in theirs.get(head, [])]
+        indices = torch.cat([i for i, _ in parts])
+        u = torch.cat([v for _, v in parts])
+        scales[head] = feature_scale(torch.as_tensor(total, dtype=torch.float64, device=device), count)
+        invariants[head] = u[indices.argsort()].to(device)
+    return scales, invariants
+
+
+def _active_features(
+    chunks: Iterable[ChunkInputs],
+    chosen: dict[Hashable, torch.Tensor],
+    scales: dict[Hashable, torch.Tensor],
+    gathered: Callable[[Any], list[Any]],
+    device: torch.device | str,
+) -> dict[Hashable, torch.Tensor]:
+    """Per head: the (m, 2 lambda + 1, q) scaled features of its ``chosen`` samples, in that order."""
+    found: dict[Hashable, dict[int, torch.Tensor]] = {head: {} for head in chosen}
+    for inputs in chunks:
+        for head, (features, _, indices) in inputs.items():
+            wanted = torch.isin(indices, chosen[head].to(indices.device))
+            for index, row in zip(indices[wanted].tolist(), features[wanted], strict=True):
+                found[head][index] = (row.to(torch.float64) / scales[head]).cpu()
+    everyone = gathered(found)
+    return {
+        head: torch.stack(
+            [next(theirs[head][i] for theirs in everyone if i in theirs[head]) for i in rows.tolist()]
+        ).to(device)
+        for head, rows in chosen.items()
+    }
