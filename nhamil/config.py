@@ -125,7 +125,9 @@ class TrainConfig:
     "saph", "fock_orthogonal", or "fock", the AO Fock matrix), the SAPH's ``projection``, the
     ``baseline`` a full Fock model learns the difference to (null, "sap" or "minao"),
     ``pair_cutoff`` (Å, null: every atom pair), split, features, head (one of the head
-    schemas), ``finetune`` (training of all heads together after the fit); ``task``
+    schemas), ``onsite_head`` (null: ``head``; else an option of the head group for the on-site
+    blocks, chosen with ``+head@onsite_head=sparse_kernel``), ``finetune`` (training of all heads
+    together after the fit); ``task``
     "hamiltonian", or "properties" for the vector and tensor property models configured in
     ``properties``; ``device`` "cpu" or "cuda"; ``seed`` fixes folds and anything random."""
 
@@ -138,6 +140,7 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     head: Any = MISSING
+    onsite_head: Any = None
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     device: str = "cpu"

@@ -72,7 +72,9 @@ class HamiltonianModel:
     targets only): the heads learn the difference to this cheap PySCF Fock matrix (Löwdin-
     orthogonalized for an orthogonal target), which ``predict`` adds back.
     ``domain``: the interatomic distances of the training structures (set by ``fit``; None for
-    an unfitted model), against which ``predict`` warns of extrapolation. ``pair_cutoff`` (Å,
+    an unfitted model), against which ``predict`` warns of extrapolation. ``onsite_head``: the
+    head of the on-site blocks (None: ``head``, which the pair blocks always use), e.g. a sparse
+    kernel on-site, where samples are few and features wide, beside ridge pairs. ``pair_cutoff`` (Å,
     None: every pair): atom pairs farther apart are neither fitted nor featurized, and their
     blocks are exactly zero, so a molecule's pairs, features and time grow linearly with its
     atoms (pairs beyond the density cutoff have all-zero pair features anyway).
@@ -86,6 +88,7 @@ class HamiltonianModel:
         target: Target | str,
         features: FeatureSettings | None = None,
         head: HeadSettings | None = None,
+        onsite_head: HeadSettings | None = None,
         baseline: str | None = None,
         pair_cutoff: float | None = None,
     ):
@@ -99,6 +102,7 @@ class HamiltonianModel:
         self.features = features or FeatureSettings()
         self.featurizer = NCenterFeaturizer(self.features, self.species, self.max_lambda)
         self.head = head or RidgeSettings()
+        self.onsite_head = onsite_head
         self.heads: dict[tuple[PairKind, tuple[int, int]], tuple[list[BlockKey], HeadFit]] = {}
         self._transforms: dict[PairKind, torch.Tensor] = {}
         self.domain: TrainingDomain | None = None
@@ -110,6 +114,12 @@ class HamiltonianModel:
     @property
     def max_lambda(self) -> int:
         return 2 * self.basis.max_l
+
+    def head_of(self, kind: PairKind) -> HeadSettings:
+        """The head settings of ``kind``'s blocks: ``onsite_head`` on-site where set, else ``head``."""
+        if kind.block_type == ON_SITE and self.onsite_head is not None:
+            return self.onsite_head
+        return self.head
 
     def fit(
         self,
@@ -138,7 +148,9 @@ class HamiltonianModel:
         shard = shard or Shard()
         streaming = streaming or (StreamSettings() if shard.world_size > 1 else None)
         if streaming is not None:
-            streaming.check(self.head)
+            for settings in (self.head, self.onsite_head):
+                if settings is not None:
+                    streaming.check(settings)
         check_geometries(frames)
         layout = self._layout(frames)
         matrices = [torch.as_tensor(m, dtype=torch.float64, device=device) for m in matrices]
@@ -184,14 +196,14 @@ class HamiltonianModel:
         progress: bool,
     ) -> HamiltonianModel:
         """Ridge heads from sums accumulated over this rank's chunks of frames, all-reduced."""
-        settings = self.head
         groups = _feature_groups(pairs)
         chunks = shard.chunks(len(frames), streaming.chunk_frames)
         plans = [self._stream_passes(frames, group, blocks, streaming, device) for group in groups]
-        reads = 3 if isinstance(settings, KernelSettings) else 1
-        total = sum(len(passes) for passes in plans) * len(chunks) * reads
+        reads = [3 if isinstance(self._group_head(group), KernelSettings) else 1 for group in groups]
+        total = sum(len(passes) * n for passes, n in zip(plans, reads, strict=True)) * len(chunks)
         with tqdm(total=total, desc="streamed fit", unit="chunk", disable=not progress) as bar:
             for group, passes in zip(groups, plans, strict=True):
+                settings = self._group_head(group)
                 folds = {kind: fold_of_each_sample(torch.as_tensor(s[:, 0]), settings) for kind, s in group.items()}
                 for heads in passes:
                     maps = self._streamed_maps(frames, chunks, group, heads, shard, device, bar)
@@ -201,6 +213,11 @@ class HamiltonianModel:
                         bar.update()
                     self._solve_streamed(heads, sums, folds, maps, shard, device)
         return self
+
+    def _group_head(self, group: dict[PairKind, np.ndarray]) -> HeadSettings:
+        """The head settings of a feature group (:func:`_feature_groups`: all on-site kinds, or
+        the kinds of one element pair, so one setting serves the whole group)."""
+        return self.head_of(next(iter(group)))
 
     def _streamed_maps(
         self,
@@ -215,7 +232,8 @@ class HamiltonianModel:
         """The Nyström map of each of ``heads`` for a sparse kernel head (two more passes over
         this rank's chunks, :func:`nhamil.heads.streaming.streamed_nystrom_maps`, counted on
         ``bar``); none for ridge."""
-        if not isinstance(self.head, KernelSettings):
+        settings = self._group_head(group)
+        if not isinstance(settings, KernelSettings):
             return {}
 
         def read_chunks() -> Iterator[ChunkInputs]:
@@ -223,7 +241,7 @@ class HamiltonianModel:
                 yield self._chunk_inputs(frames, chunk, group, heads, device)
                 bar.update()
 
-        return streamed_nystrom_maps(read_chunks, self.head, shard.gathered, device)
+        return streamed_nystrom_maps(read_chunks, settings, shard.gathered, device)
 
     def _stream_passes(
         self,
@@ -245,7 +263,7 @@ class HamiltonianModel:
         widths = self._head_widths(frames, group, heads, device)
         budget, passes, used = streaming.sums_memory_gb * 1e9, [{}], 0.0
         for head, keys in heads.items():
-            size = RidgeSums.nbytes(self.head.n_folds, self._sums_width(head, widths[head]), len(keys))
+            size = RidgeSums.nbytes(self.head_of(head[0]).n_folds, self._sums_width(head, widths[head]), len(keys))
             if passes[-1] and used + size > budget:
                 passes.append({})
                 used = 0.0
@@ -256,8 +274,9 @@ class HamiltonianModel:
     def _sums_width(self, head: tuple[PairKind, tuple[int, int]], n_features: int) -> int:
         """Columns of a head's ridge sums: its features, or at most n_active (2 lambda + 1)
         Nyström features for a sparse kernel."""
-        if isinstance(self.head, KernelSettings):
-            return self.head.n_active * (2 * head[1][0] + 1)
+        settings = self.head_of(head[0])
+        if isinstance(settings, KernelSettings):
+            return settings.n_active * (2 * head[1][0] + 1)
         return n_features
 
     def _head_widths(
@@ -294,7 +313,6 @@ class HamiltonianModel:
         time; then share the solutions so every rank ends with them (on the Nyström features of
         ``maps``, for the heads it holds)."""
         n_folds = {kind: int(fold.max()) + 1 for kind, fold in folds.items()}
-        ridge = self.head.ridge() if isinstance(self.head, KernelSettings) else self.head
         for head, keys in heads.items():
             sums[head] = _reduced(sums, head, len(keys), n_folds[head[0]], shard, device)
         owners = shard.owners([(n_folds[head[0]] + 1) * float(sums[head].gram.shape[-1]) ** 3 for head in heads])
@@ -303,7 +321,7 @@ class HamiltonianModel:
             mine = sums.pop(head).reduced(intercept=_has_intercept(*head), all_reduce=shard.all_reduce)
             if owner == shard.rank:
                 reduced[head] = mine
-        solved = {head: reduced.pop(head).solve(ridge) for head in list(reduced)}
+        solved = {head: reduced.pop(head).solve(_ridge_settings(self.head_of(head[0]))) for head in list(reduced)}
         for (head, keys), owner in zip(heads.items(), owners, strict=True):
             fit = shard.from_owner(solved.get(head), owner)
             self.heads[head] = (keys, KernelFit(maps[head], fit) if head in maps else fit)
@@ -363,7 +381,7 @@ class HamiltonianModel:
         """One head: targets (n, 2 lambda + 1, t) of ``kind``'s blocks with that (lambda, sigma)."""
         block, invariants = head_inputs(features, kind, equivariant)
         return fit_head(
-            self.head,
+            self.head_of(kind),
             block,
             invariants,
             targets,
@@ -606,6 +624,7 @@ class HamiltonianModel:
             "features": self.features.to_dict(),
             "contractions": self.featurizer.state()["contractions"],
             "head": settings_to_dict(self.head),
+            "onsite_head": None if self.onsite_head is None else settings_to_dict(self.onsite_head),
             "heads": [
                 {
                     "kind": kind.to_dict(),
@@ -632,6 +651,7 @@ class HamiltonianModel:
             target=Target.from_dict(state["target"]),
             features=features,
             head=settings_from_dict(state["head"]),
+            onsite_head=settings_from_dict(state["onsite_head"]) if state.get("onsite_head") else None,
             baseline=state.get("baseline"),
             pair_cutoff=state.get("pair_cutoff"),
         )
@@ -696,6 +716,11 @@ def _read_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or "format" not in state:
         raise DataFileError(f"{path} is not an nhamil checkpoint (it holds a {type(state).__name__}, not a model)")
     return state
+
+
+def _ridge_settings(settings: HeadSettings) -> HeadSettings:
+    """The ridge settings that solve a head's sums: a sparse kernel's ridge on its Nyström features."""
+    return settings.ridge() if isinstance(settings, KernelSettings) else settings
 
 
 def _check_target_basis(target: Target, basis: AtomicBasis) -> None:

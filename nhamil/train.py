@@ -117,6 +117,7 @@ def _evaluate_and_write(cfg, model, frames, train_ids, test, run_dir: Path, cloc
         **target_errors(predicted, test_set, [frames[i].numbers for i in test_ids]),
         "target": cfg.target,
         "head": cfg.head.kind,
+        "onsite_head": (cfg.onsite_head if cfg.get("onsite_head") is not None else cfg.head).kind,
         "n_train": len(train_ids),
         "n_test": len(test_ids),
         "baseline_seconds": baseline_seconds,
@@ -205,12 +206,15 @@ def target_from_config(cfg: DictConfig) -> Target:
 def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | None = None) -> HamiltonianModel:
     features = FeatureSettings.from_dict(OmegaConf.to_container(cfg.features))
     head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
+    onsite = cfg.get("onsite_head")
+    onsite_head = None if onsite is None else settings_from_dict({**OmegaConf.to_container(onsite), "seed": cfg.seed})
     return HamiltonianModel(
         basis,
         species,
         target=target or target_from_config(cfg),
         features=features,
         head=head,
+        onsite_head=onsite_head,
         baseline=cfg.baseline,
         pair_cutoff=cfg.pair_cutoff,
     )

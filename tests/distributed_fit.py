@@ -42,13 +42,13 @@ def tiny_water_run(tmp_path: Path) -> list[str]:
 
 
 def fit_water(
-    n_frames: int, shard: Shard | None = None, streaming: StreamSettings | None = STREAM, head=HEAD
+    n_frames: int, shard: Shard | None = None, streaming: StreamSettings | None = STREAM, head=HEAD, onsite_head=None
 ) -> HamiltonianModel:
-    """The SAPH model of the first ``n_frames`` water frames."""
+    """The SAPH model of the first ``n_frames`` water frames (``onsite_head``: the on-site blocks' own head)."""
     frames = read_frames(WATER, f":{n_frames}")
     matrices = [torch.as_tensor(m) for m in paper_saph("water", range(n_frames))]
     basis = ProjectionSettings().minimal_basis(AtomicBasis.from_pyscf("def2-svp", [1, 8]))
-    model = HamiltonianModel(basis, [1, 8], target="saph", features=FEATURES, head=head)
+    model = HamiltonianModel(basis, [1, 8], target="saph", features=FEATURES, head=head, onsite_head=onsite_head)
     return model.fit(frames, matrices, progress=False, streaming=streaming, shard=shard)
 
 

@@ -33,7 +33,7 @@ def water_kernel_model(water_saph_data):
     return model.fit(frames[:10], matrices[:10]), frames
 
 
-def _random_ethanol_model(head=None):
+def _random_ethanol_model(head=None, onsite_head=None):
     """A def2-SVP (s, p, d) model on random symmetric targets: symmetry must hold for any weights.
     Its same-element pairs (C-C, H-H with p shells) have - blocks, which flip sign when the two
     atoms swap."""
@@ -44,7 +44,9 @@ def _random_ethanol_model(head=None):
     targets = [
         torch.as_tensor(a + a.T) for a in rng.normal(size=(4, basis.n_ao(atoms.numbers), basis.n_ao(atoms.numbers)))
     ]
-    model = HamiltonianModel(basis, [1, 6, 8], target="fock_orthogonal", features=SMALL, head=head)
+    model = HamiltonianModel(
+        basis, [1, 6, 8], target="fock_orthogonal", features=SMALL, head=head, onsite_head=onsite_head
+    )
     return model.fit(frames, targets, progress=False), frames
 
 
@@ -58,7 +60,16 @@ def ethanol_kernel_model():
     return _random_ethanol_model(KernelSettings(n_active=8))
 
 
-@pytest.mark.parametrize("fixture", ["water_saph_model", "water_kernel_model", "ethanol_model", "ethanol_kernel_model"])
+@pytest.fixture(scope="module")
+def ethanol_mixed_model():
+    """Sparse kernel heads on-site, ridge heads for the pairs (``onsite_head``)."""
+    return _random_ethanol_model(onsite_head=KernelSettings(n_active=8))
+
+
+SYMMETRY_FIXTURES = ["water_saph_model", "water_kernel_model", "ethanol_model", "ethanol_kernel_model"]
+
+
+@pytest.mark.parametrize("fixture", [*SYMMETRY_FIXTURES, "ethanol_mixed_model"])
 def test_prediction_follows_rotation_inversion_and_permutation(fixture, request):
     """F(P R x + t) = P_ao D F(x) D^T P_ao^T, and the same orbital energies, to 1e-10 Ha."""
     model, frames = request.getfixturevalue(fixture)
@@ -81,7 +92,7 @@ def test_water_saph_is_learned(water_saph_model):
     assert np.abs(predicted - reference).max() < 0.1 * np.abs(reference).max()
 
 
-@pytest.mark.parametrize("fixture", ["water_saph_model", "water_kernel_model"])
+@pytest.mark.parametrize("fixture", ["water_saph_model", "water_kernel_model", "ethanol_mixed_model"])
 def test_checkpoint_round_trip(fixture, tmp_path, request):
     model, frames = request.getfixturevalue(fixture)
     model.save(tmp_path / "model.pt")

@@ -10,10 +10,11 @@ import pytest
 import torch
 from distributed_fit import HEAD, SPARSE_KERNEL, fit_water, tiny_water_run
 
+from nhamil.blocks import ON_SITE
 from nhamil.config import compose_config
 from nhamil.distributed import Shard, process_group
 from nhamil.errors import InputError
-from nhamil.heads import GatedSettings, KernelSettings, RidgeSettings, fit_ridge
+from nhamil.heads import GatedSettings, KernelFit, KernelSettings, RidgeSettings, fit_ridge
 from nhamil.heads.ridge import fold_of_each_sample
 from nhamil.heads.streaming import RidgeSums, StreamSettings
 from nhamil.model import HamiltonianModel
@@ -73,6 +74,20 @@ def test_streamed_sparse_kernel_fit_equals_in_memory_fit():
         assert streamed.heads[key][0] == keys
         assert _relative(streamed.heads[key][1].nystrom.active, fit.nystrom.active) < 1e-14, key
         assert torch.equal(streamed.heads[key][1].ridge.alphas, fit.ridge.alphas), key
+    frames = _water_frames()
+    assert _relative(torch.stack(streamed.predict(frames)), torch.stack(in_memory.predict(frames))) < 1e-10
+
+
+def test_streamed_fit_with_an_onsite_kernel_beside_ridge_pairs_equals_in_memory_fit():
+    """``onsite_head``: sparse kernel heads on-site, ridge heads for the pairs, streamed as in memory."""
+    streamed = fit_water(12, onsite_head=SPARSE_KERNEL)
+    in_memory = fit_water(12, streaming=None, onsite_head=SPARSE_KERNEL)
+    for (kind, _), (_, fit) in in_memory.heads.items():
+        assert isinstance(fit, KernelFit) == (kind.block_type == ON_SITE), kind
+    for key, (keys, fit) in in_memory.heads.items():
+        assert streamed.heads[key][0] == keys
+        assert torch.equal(getattr(streamed.heads[key][1], "ridge", streamed.heads[key][1]).alphas,
+                           getattr(fit, "ridge", fit).alphas), key  # fmt: skip
     frames = _water_frames()
     assert _relative(torch.stack(streamed.predict(frames)), torch.stack(in_memory.predict(frames))) < 1e-10
 

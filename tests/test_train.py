@@ -45,6 +45,16 @@ def test_head_options_keep_their_own_keys():
         compose_config(["+experiment=water", "head=kernel", "head.epochs=3"])
 
 
+def test_onsite_head_option_reaches_the_model_with_its_own_keys():
+    basis, species = AtomicBasis.from_pyscf("def2-svp", [1, 8]), [1, 8]
+    cfg = compose_config(["+experiment=water_fock", "+head@onsite_head=sparse_kernel", "onsite_head.n_active=40"])
+    model = _make_model(cfg, basis, species)
+    assert (type(model.head).__name__, model.onsite_head.n_active, model.onsite_head.seed) == ("RidgeSettings", 40, 0)
+    assert _make_model(compose_config(["+experiment=water_fock"]), basis, species).onsite_head is None
+    with pytest.raises(ConfigCompositionException, match="epochs"):
+        compose_config(["+experiment=water", "+head@onsite_head=sparse_kernel", "onsite_head.epochs=3"])
+
+
 def test_baseline_reaches_the_model():
     cfg = compose_config(["+experiment=water_fock", "baseline=sap"])
     assert _make_model(cfg, AtomicBasis.from_pyscf("def2-svp", [1, 8]), [1, 8]).baseline == "sap"
