@@ -27,12 +27,12 @@ from functools import cache
 
 import ase
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from nhamil.orbitals import AtomicBasis, basis_wigner, pyscf_to_canonical
+from nhamil.orbitals import AtomicBasis, pyscf_to_canonical
+from nhamil.reference.fock_build import fock_of_density
 from nhamil.reference.saph import lowdin_orthogonalize
-from nhamil.reference.scf import build_molecule, make_solver, molecule_overlap
+from nhamil.reference.scf import build_molecule, molecule_overlap
 from nhamil.reference.settings import ScfSettings
 
 BASELINES = ("sap", "minao")
@@ -60,7 +60,7 @@ def baseline_fock(
     scf = replace(scf, spin=int(atoms.numbers.sum() - scf.charge) % 2)
     molecule = build_molecule(atoms, scf)
     order = np.ix_(*2 * [pyscf_to_canonical(basis, atoms.numbers)])
-    fock = _sap_fock(molecule, atoms)[order] if name == "sap" else _minao_fock(atoms, basis, scf, order)
+    fock = _sap_fock(molecule, atoms)[order] if name == "sap" else fock_of_density(atoms, basis, scf)
     return fock, molecule_overlap(molecule, basis, atoms.numbers)
 
 
@@ -70,35 +70,6 @@ def _sap_fock(molecule, atoms: ase.Atoms) -> np.ndarray:
 
     potentials = {symbol: _sap_fit(symbol) for symbol in set(atoms.get_chemical_symbols())}
     return get_hcore(molecule) + make_sap(molecule, sap_basis=potentials)
-
-
-def _minao_fock(atoms: ase.Atoms, basis: AtomicBasis, scf: ScfSettings, order: tuple) -> np.ndarray:
-    """``F[D_minao]`` of ``atoms`` at the level ``scf``, canonical AO order (``order``: the
-    index that takes PySCF's AO order to it; for an open shell, the restricted open-shell Fock
-    matrix of the guess).
-
-    PySCF's DFT grids are fixed in the laboratory frame, which breaks rotation equivariance by
-    up to 2e-5 Ha (ethanol, PBE). So the matrix is built with the molecule in its principal axes
-    of inertia and rotated back with the basis's Wigner matrix: the axes are defined up to signs
-    and order, and the Lebedev grids are invariant under both (octahedral symmetry), so the
-    result is equivariant to round-off; the grid orientation is ill-defined only where two
-    moments of inertia coincide."""
-    axes = principal_axes(atoms)
-    frame = atoms.copy()
-    frame.positions = (atoms.positions - atoms.get_center_of_mass()) @ axes.T
-    solver = make_solver(build_molecule(frame, scf), scf)
-    fock = np.asarray(solver.get_fock(dm=solver.get_init_guess(key="minao")), dtype=np.float64)
-    wigner = basis_wigner(basis, atoms.numbers, torch.as_tensor(axes.T)).numpy()
-    return wigner @ fock[order] @ wigner.T
-
-
-def principal_axes(atoms: ase.Atoms) -> np.ndarray:
-    """(3, 3) proper rotation whose rows are the principal axes of inertia of ``atoms`` (ASE's
-    masses), ascending moments: ``(x - x_com) @ axes.T`` are the positions in that frame. Law:
-    for a rotation R of the molecule, the rows turn with it (``axes(R x) = axes(x) R^T`` up to
-    the sign and order of rows)."""
-    _, axes = atoms.get_moments_of_inertia(vectors=True)
-    return axes * np.sign(np.linalg.det(axes))
 
 
 @dataclass(frozen=True)
