@@ -1,0 +1,114 @@
+"""The field's metrics of a run's test predictions before and after one damped Fock build.
+
+    OPENBLAS_NUM_THREADS=2 python benchmarks/refinement.py RUN_DIR --mixing 0.1 0.2 0.3 0.5 1
+
+For a full Fock run of ``python -m nhamil.train`` (``model.pt``, ``.hydra/config.yaml``), predicts
+its test frames (the first ``--n-test`` of them; the model's baseline read from the run's
+baseline cache), builds F[P(F_pred)] once per frame at the references' level
+(:mod:`nhamil.evaluate.refinement`, timed) and reports, for the model and for each mixing beta,
+(1 - beta) F + beta F[P(F)]: AO Fock MAE, occupied orbital energies, gap, psi and the errors per
+block family. Writes ``benchmarks/results/refinement_<run folder name>.json`` and a PNG of the
+errors against beta beside it, and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nhamil.atomic import atomic_path  # noqa: E402
+from nhamil.evaluate import load_run, scf_settings, target_errors  # noqa: E402
+from nhamil.evaluate.refinement import check_refinable, mixed, rebuilt_predictions  # noqa: E402
+from nhamil.predict import predict_matrices  # noqa: E402
+from nhamil.reference import build_reference_set, read_frames  # noqa: E402
+from nhamil.reference.baseline_cache import cached_baselines  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+COLUMNS = (
+    ("fock_ao_mae_uha", "AO F MAE (µHa)", "{:.1f}"),
+    ("occupied_energy_mae_uha", "occ. eps (µHa)", "{:.0f}"),
+    ("occupied_energy_mae_mev", "occ. eps (meV)", "{:.2f}"),
+    ("gap_mae_mev", "gap (meV)", "{:.0f}"),
+    ("orbital_similarity_pct", "psi (%)", "{:.3f}"),
+    ("on_site_mae_uha", "on-site", "{:.0f}"),
+    ("same_element_plus_mae_uha", "+", "{:.0f}"),
+    ("same_element_minus_mae_uha", "-", "{:.0f}"),
+    ("different_element_mae_uha", "hetero", "{:.0f}"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--mixing", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 1.0])
+    parser.add_argument("--n-test", type=int, help="the first this many test frames (default: all)")
+    parser.add_argument("--cache-dir", help="reference and baseline cache (default: the run's)")
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    model, cfg = load_run(args.run_dir)
+    for mixing in args.mixing:
+        check_refinable(model, mixing)
+    settings, cache_dir = scf_settings(cfg), args.cache_dir or cfg.data.cache_dir
+    frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")[: args.n_test]
+    records = build_reference_set(frames, settings, model.target.projection, cache_dir, n_workers=1)
+    targets = model.target.make(records, model.basis)
+    numbers = [atoms.numbers for atoms in frames]
+    stage = model.baseline_stage()
+    baselines = None if stage is None else cached_baselines(stage, frames, cache_dir, progress=True)
+    predicted = predict_matrices(model, frames, baselines=baselines)
+    start = time.perf_counter()
+    overlaps = [record.overlap for record in records]
+    rebuilt = rebuilt_predictions(predicted, frames, overlaps, model.basis, settings, model.target.orthogonal)
+    build_seconds = (time.perf_counter() - start) / len(frames)
+    rows = {"model": target_errors(predicted, targets, numbers)}
+    for mixing in args.mixing:
+        rows[f"beta={mixing:g}"] = target_errors(mixed(predicted, rebuilt, mixing), targets, numbers)
+    report = {"run": str(args.run_dir), "n_test": len(frames), "fock_build_seconds": build_seconds, "rows": rows}
+    name = args.run_dir.resolve().name
+    with atomic_path(RESULTS / f"refinement_{name}.json") as temporary:
+        temporary.write_text(json.dumps(report, indent=1) + "\n")
+    _plot(rows, args.mixing, RESULTS / f"refinement_{name}.png")
+    _print_table(rows, build_seconds, len(frames))
+
+
+def _print_table(rows: dict, build_seconds: float, n_test: int) -> None:
+    print(f"{n_test} test frames; one Fock build {build_seconds:.2f} s per frame")
+    print("| prediction | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for label, errors in rows.items():
+        print(f"| {label} | " + " | ".join(form.format(errors[key]) for key, _, form in COLUMNS) + " |")
+
+
+def _plot(rows: dict, mixings: list[float], path: Path) -> None:
+    """AO Fock MAE and occupied-energy MAE (µHa) against beta, the model's as beta = 0."""
+    betas = [0.0, *mixings]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for axis, key, title in zip(
+        axes,
+        ("fock_ao_mae_uha", "occupied_energy_mae_uha"),
+        ("AO Fock MAE", "occupied orbital energies MAE"),
+        strict=True,
+    ):
+        values = [row[key] for row in rows.values()]
+        axis.plot(betas, values, "o-")
+        axis.axhline(values[0], color="grey", linestyle=":", label="model alone")
+        axis.set(xlabel="mixing beta of F[P(F_pred)]", ylabel="µHa", title=title)
+        axis.legend()
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
