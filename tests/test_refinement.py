@@ -12,7 +12,7 @@ from water_fock_run import WATER, water_fock_run
 
 from nhamil.errors import InputError
 from nhamil.evaluate.__main__ import main as evaluate_main
-from nhamil.evaluate.refinement import check_mixing, check_refinable, mixed, rebuilt_fock, rebuilt_predictions
+from nhamil.evaluate.refinement import Mixing, check_mixing, check_refinable, mixed, rebuilt_fock, rebuilt_predictions
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis, pyscf_to_canonical
 from nhamil.reference import ScfSettings, lowdin_orthogonalize, read_frames, run_scf
@@ -70,21 +70,34 @@ def test_refined_pbe_fock_follows_rotations_inversions_and_permutations():
         rebuilt = rebuilt_predictions(
             [g[0] for g in guesses], frames, [g[1] for g in guesses], BASIS, PBE, False, progress=False
         )
-        return mixed([g[0] for g in guesses], rebuilt, 0.3)
+        return mixed([g[0] for g in guesses], rebuilt, Mixing(0.3, onsite=0.1), BASIS, [a.numbers for a in frames])
 
     assert_equivariant(refined, [atoms], basis=BASIS, seed=3, atol=1e-10)
 
 
-def test_mixing_interpolates_between_prediction_and_build():
-    prediction, build = [np.ones((2, 2))], [3.0 * np.ones((2, 2))]
-    np.testing.assert_allclose(mixed(prediction, build, 0.25)[0], 1.5)
-    np.testing.assert_allclose(mixed(prediction, build, 1.0)[0], 3.0)
+def test_mixing_interpolates_between_prediction_and_build_per_block_family():
+    oh = np.array([8, 1])  # O: 14 AOs, H: 5 in def2-SVP
+    prediction, build = [np.ones((19, 19))], [3.0 * np.ones((19, 19))]
+    np.testing.assert_allclose(mixed(prediction, build, Mixing(0.25), BASIS, [oh])[0], 1.5)
+    both = mixed(prediction, build, Mixing(1.0, onsite=0.0), BASIS, [oh])[0]
+    onsite = np.zeros((19, 19), bool)
+    onsite[:14, :14] = onsite[14:, 14:] = True
+    np.testing.assert_allclose(both[onsite], 1.0)
+    np.testing.assert_allclose(both[~onsite], 3.0)
 
 
 @pytest.mark.parametrize("mixing", [0.0, -0.1, 1.5, float("nan")])
 def test_a_mixing_outside_zero_to_one_is_refused(mixing):
     with pytest.raises(InputError, match=r"mixing .* must lie in \(0, 1\]"):
         check_mixing(mixing)
+    with pytest.raises(InputError, match=r"^refinement mixing"):
+        Mixing(mixing)
+
+
+def test_the_onsite_mixing_may_be_zero_but_not_outside_zero_to_one():
+    assert Mixing(0.5, onsite=0.0).onsite == 0.0
+    with pytest.raises(InputError, match=r"on-site refinement mixing 1.5 must lie in \[0, 1\]"):
+        Mixing(0.5, onsite=1.5)
 
 
 def test_an_open_shell_is_refused_by_name():
@@ -96,23 +109,26 @@ def test_an_open_shell_is_refused_by_name():
 
 def test_a_model_of_another_target_is_refused(tmp_path_factory):
     model = HamiltonianModel.load(water_fock_run(tmp_path_factory) / "model.pt")
-    check_refinable(model, 0.5)
+    check_refinable(model)
     model.target = replace(model.target, name="saph")
     with pytest.raises(InputError, match="full Fock model .* not 'saph'"):
-        check_refinable(model, 0.5)
+        check_refinable(model)
 
 
 def test_command_line_evaluates_the_refined_matrices(tmp_path_factory, tmp_path, capsys):
     run_dir = water_fock_run(tmp_path_factory)
     plain = evaluate_main([str(run_dir), "--output", str(tmp_path / "plain"), "--n-workers", "1"])
-    refined = evaluate_main(
-        [str(run_dir), "--output", str(tmp_path / "refined"), "--n-workers", "1", "--refine-mixing", "0.5"]
-    )
+    options = ["--n-workers", "1", "--refine-mixing", "0.5", "--refine-onsite-mixing", "0.2"]
+    refined = evaluate_main([str(run_dir), "--output", str(tmp_path / "refined"), *options])
     written = json.loads((tmp_path / "refined" / "evaluation.json").read_text())
-    assert written["refinement_mixing"] == 0.5 and written["fock_build_seconds_per_structure"] > 0
+    assert written["refinement_mixing"] == 0.5 and written["refinement_onsite_mixing"] == 0.2
+    assert written["fock_build_seconds_per_structure"] > 0
     assert written["fock_ao_mae_uha"] == pytest.approx(refined["fock_ao_mae_uha"])
     assert refined["fock_ao_mae_uha"] != pytest.approx(plain["fock_ao_mae_uha"], rel=1e-3)
     with pytest.raises(SystemExit):
         evaluate_main([str(run_dir), "--output", str(tmp_path / "bad"), "--refine-mixing", "2"])
     assert "nhamil.evaluate: error: refinement mixing 2.0 must lie in (0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate_main([str(run_dir), "--output", str(tmp_path / "bad"), "--refine-onsite-mixing", "0.2"])
+    assert "--refine-onsite-mixing needs --refine-mixing" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

@@ -5,7 +5,8 @@ references through the run's cache, and writes ``evaluation.json`` with the pari
 ``RUN_DIR/evaluation`` (or ``--output``). Unknown elements or a basis other than the model's
 are refused before any work. ``--refine-mixing BETA`` evaluates (1 - BETA) F + BETA F[P(F)]
 instead of the predictions F of a full Fock model: one damped Fock build per structure at the
-references' level (:mod:`nhamil.evaluate.refinement`), timed in ``fock_build_seconds_per_structure``.
+references' level (:mod:`nhamil.evaluate.refinement`), timed in ``fock_build_seconds_per_structure``;
+``--refine-onsite-mixing`` gives the on-site blocks a beta of their own.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import reported_as_one_line
+from ..errors import InputError, reported_as_one_line
 from ..predict import predict_matrices
 from ..reference import build_reference_set, read_frames
-from .refinement import check_refinable, mixed, rebuilt_predictions
+from .refinement import Mixing, check_refinable, mixed, rebuilt_predictions
 from .run import evaluate_predictions, load_run, scf_settings, write_report
 
 
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         help="evaluate (1 - beta) F + beta F[P(F)] of a full Fock model, one Fock build each (beta in (0, 1])",
     )
+    parser.add_argument(
+        "--refine-onsite-mixing",
+        type=float,
+        help="beta of the on-site blocks, in [0, 1] (default: --refine-mixing's)",
+    )
     return parser
 
 
@@ -49,8 +55,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with reported_as_one_line("nhamil.evaluate"):
         model, cfg = load_run(args.run_dir)
         settings = scf_settings(cfg)
-        if args.refine_mixing is not None:
-            check_refinable(model, args.refine_mixing)
+        mixing = _mixing(args)
+        if mixing is not None:
+            check_refinable(model)
         index = args.index or f"{cfg.split.test[0]}:{cfg.split.test[1]}"
         frames = read_frames(args.frames or cfg.data.frames, index)
         model.check_inputs(frames, settings.basis)
@@ -59,20 +66,36 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
         predicted = predict_matrices(model, frames)
         refinement = {}
-        if args.refine_mixing is not None:
-            start = time.perf_counter()
-            overlaps = [record.overlap for record in records]
-            rebuilt = rebuilt_predictions(predicted, frames, overlaps, model.basis, settings, model.target.orthogonal)
-            predicted = mixed(predicted, rebuilt, args.refine_mixing)
-            refinement = {
-                "refinement_mixing": args.refine_mixing,
-                "fock_build_seconds_per_structure": (time.perf_counter() - start) / len(frames),
-            }
+        if mixing is not None:
+            predicted, refinement = _refined(model, predicted, frames, records, settings, mixing)
         evaluations, metrics = evaluate_predictions(model, predicted, frames, records, settings, args.margin)
         metrics.update(refinement)
         paths = write_report(args.output or args.run_dir / "evaluation", evaluations, metrics)
     _print_summary(metrics, paths)
     return metrics
+
+
+def _mixing(args: argparse.Namespace) -> Mixing | None:
+    """The refinement's :class:`Mixing` of the command line, None without ``--refine-mixing``."""
+    if args.refine_mixing is None:
+        if args.refine_onsite_mixing is not None:
+            raise InputError("--refine-onsite-mixing needs --refine-mixing (the pair blocks' beta)")
+        return None
+    return Mixing(args.refine_mixing, args.refine_onsite_mixing)
+
+
+def _refined(model, predicted, frames, records, settings, mixing: Mixing) -> tuple[list, dict]:
+    """The refined predictions of ``frames`` and what to add to the metrics (the mixing, the
+    seconds of one Fock build per structure)."""
+    start = time.perf_counter()
+    overlaps = [record.overlap for record in records]
+    rebuilt = rebuilt_predictions(predicted, frames, overlaps, model.basis, settings, model.target.orthogonal)
+    refined = mixed(predicted, rebuilt, mixing, model.basis, [atoms.numbers for atoms in frames])
+    return refined, {
+        "refinement_mixing": mixing.pairs,
+        "refinement_onsite_mixing": mixing.pairs if mixing.onsite is None else mixing.onsite,
+        "fock_build_seconds_per_structure": (time.perf_counter() - start) / len(frames),
+    }
 
 
 def _print_summary(metrics: dict, paths: Sequence[Path]) -> None:
