@@ -24,7 +24,7 @@ from .config import CONFIG_DIR, check_known_keys, register_configs
 from .distributed import Shard, process_group
 from .errors import InputError, reported_as_one_line
 from .evaluate import errors_by_size, orbital_energy_parity, scf_settings, target_errors
-from .heads import settings_from_dict
+from .heads import HeadSettings, settings_from_dict
 from .heads.streaming import StreamSettings
 from .model import FeatureSettings, HamiltonianModel
 from .orbitals import AtomicBasis
@@ -205,19 +205,22 @@ def target_from_config(cfg: DictConfig) -> Target:
 
 def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | None = None) -> HamiltonianModel:
     features = FeatureSettings.from_dict(OmegaConf.to_container(cfg.features))
-    head = settings_from_dict({**OmegaConf.to_container(cfg.head), "seed": cfg.seed})
     onsite = cfg.get("onsite_head")
-    onsite_head = None if onsite is None else settings_from_dict({**OmegaConf.to_container(onsite), "seed": cfg.seed})
     return HamiltonianModel(
         basis,
         species,
         target=target or target_from_config(cfg),
         features=features,
-        head=head,
-        onsite_head=onsite_head,
+        head=_head_settings(cfg.head, cfg.seed),
+        onsite_head=None if onsite is None else _head_settings(onsite, cfg.seed),
         baseline=cfg.baseline,
         pair_cutoff=cfg.pair_cutoff,
     )
+
+
+def _head_settings(node: DictConfig, seed: int) -> HeadSettings:
+    """The head settings of a head-group config node, with the run's ``seed``."""
+    return settings_from_dict({**OmegaConf.to_container(node), "seed": seed})
 
 
 def _finetune(

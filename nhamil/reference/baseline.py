@@ -59,8 +59,10 @@ def baseline_fock(
         raise ValueError(f"baseline in basis {basis.name!r} asked with SCF settings in basis {scf.basis!r}")
     scf = replace(scf, spin=int(atoms.numbers.sum() - scf.charge) % 2)
     molecule = build_molecule(atoms, scf)
-    order = np.ix_(*2 * [pyscf_to_canonical(basis, atoms.numbers)])
-    fock = _sap_fock(molecule, atoms)[order] if name == "sap" else fock_of_density(atoms, basis, scf)
+    if name == "sap":
+        fock = _sap_fock(molecule, atoms)[np.ix_(*2 * [pyscf_to_canonical(basis, atoms.numbers)])]
+    else:
+        fock = fock_of_density(atoms, basis, scf)
     return fock, molecule_overlap(molecule, basis, atoms.numbers)
 
 
