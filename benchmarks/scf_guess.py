@@ -15,7 +15,10 @@ Writes ``benchmarks/results/scf_guess_<molecule>_<method>_model_<model method>_<
 Markdown tables. ``--head sparse_kernel`` fits lambda-SOAP kernel heads instead of ridge;
 ``--baseline sap`` learns the difference to the SAP Fock matrix;
 ``--model RUN/model.pt`` takes a trained checkpoint instead (then the training and feature
-options do not apply).
+options do not apply). ``--frames FILE --index A:B --method model`` converges other test
+structures (the molecules experiment's cached SMILES molecules) at the model's own level of
+theory, density fitting included; each of those compositions is seen once, so its guess time
+includes the prediction's whole set-up.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ LEVELS = {
     "b3lyp": ScfSettings(method="rks", xc="b3lyp"),
     "pbe0": ScfSettings(method="rks", xc="pbe0"),
 }
+#: ``--method`` for the level of theory the ``--model`` was trained at.
+MODEL_LEVEL = "model"
 
 
 def train_model(frames, settings: ScfSettings, args) -> HamiltonianModel:
@@ -125,7 +130,19 @@ def markdown(summary: dict) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--molecule", choices=sorted(FILES), default="water")
-    parser.add_argument("--method", choices=sorted(LEVELS), default="rhf")
+    parser.add_argument(
+        "--frames",
+        type=Path,
+        help="test structures from this file (any ASE reads, e.g. the molecules experiment's cached "
+        "<cache_dir>/molecules/*.extxyz) instead of the last --n-test frames of --molecule's; needs --model",
+    )
+    parser.add_argument("--index", help="with --frames: the test frames, as ase.io.read's index (e.g. 0:50)")
+    parser.add_argument(
+        "--method",
+        choices=sorted(LEVELS) + [MODEL_LEVEL],
+        default="rhf",
+        help=f"the SCF's level of theory; {MODEL_LEVEL!r}: the --model's own (density fitting included)",
+    )
     parser.add_argument(
         "--model-method",
         choices=sorted(LEVELS),
@@ -167,27 +184,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = _parser().parse_args()
-    frames = read_frames(DATA / FILES[args.molecule])
-    train, test = frames[: args.n_train], frames[-args.n_test :]
+    parser = _parser()
+    args = parser.parse_args()
+    if (args.frames or args.method == MODEL_LEVEL) and not args.model:
+        parser.error("--frames and --method model need --model")
+    if args.frames:
+        frames = test = read_frames(args.frames, args.index or ":")
+        train, test_frames, source = [], args.index or ":", args.frames.stem
+    else:
+        frames = read_frames(DATA / FILES[args.molecule])
+        train, test = frames[: args.n_train], frames[-args.n_test :]
+        test_frames, source = [len(frames) - args.n_test, len(frames)], args.molecule
     start = time.perf_counter()
     model_method = args.model_method or args.method
     model = HamiltonianModel.load(args.model) if args.model else train_model(train, LEVELS[model_method], args)
     if args.model:
         model_method = model.target.scf.xc or model.target.scf.method
     fit_seconds = time.perf_counter() - start
-    settings = ScfSettings(**{**LEVELS[args.method].to_dict(), "conv_tol": args.conv_tol})
+    level = model.target.scf if args.method == MODEL_LEVEL else LEVELS[args.method]
+    settings = ScfSettings(**{**level.to_dict(), "conv_tol": args.conv_tol})
+    method = model_method if args.method == MODEL_LEVEL else args.method
     load_before = os.getloadavg()
     runs = compare_guesses(model, test, settings, args.guesses, same_level=not args.any_level)
     result = {
-        "molecule": args.molecule,
-        "method": args.method,
+        "molecule": source,
+        "method": method,
+        "density_fit": settings.density_fit,
         "model_method": model_method,
         "xc": settings.xc,
         "basis": settings.basis,
         "conv_tol": args.conv_tol,
         "n_train": args.n_train,
-        "test_frames": [len(frames) - args.n_test, len(frames)],
+        "test_frames": test_frames,
         "features": {"max_radial": args.max_radial, "max_angular": args.max_angular},
         "baseline": model.baseline,
         "head": args.head if args.head == "ridge" else f"{args.head} ({args.n_active} active)",
@@ -204,7 +232,7 @@ def main() -> None:
         result["speed"] = speed(model, test, args.repeats)
     trained = f"{args.head}_{args.baseline}" if args.baseline else args.head
     checkpoint = "_".join(args.model.resolve().parts[-3:-1]) if args.model else None  # sweep and job folders
-    name = f"scf_guess_{args.molecule}_{args.method}_model_{model_method}_{checkpoint or trained}.json"
+    name = f"scf_guess_{source}_{method}_model_{model_method}_{checkpoint or trained}.json"
     with atomic_path(args.output / name) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result["summary"]))

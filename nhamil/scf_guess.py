@@ -13,6 +13,7 @@ are invariant up to round-off.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -180,20 +181,21 @@ def compare_guesses(
     same_level: bool = True,
 ) -> list[ScfRun]:
     """SCF runs of every frame from the model's guess and from each PySCF guess, in order
-    (frame-major); one :class:`~nhamil.inference.Predictor` per composition, built before the
-    first run (its set-up is not in any run's time). Refuses unknown elements, a basis other than
-    the model's and, with ``same_level``, another level of theory, before any work (without it an
+    (frame-major). A composition shared by several frames (the geometries of one molecule) gets
+    one :class:`~nhamil.inference.Predictor`, built before the first run, whose set-up is in no
+    run's time; a composition seen once (a library of different molecules) is predicted by the
+    model itself, so that its guess time is the whole cost. Refuses unknown elements, a basis other
+    than the model's and, with ``same_level``, another level of theory, before any work (without it an
     RHF model may start a hybrid-functional SCF)."""
     if same_level:
         _check_model(model, settings)
     model.check_inputs(frames, settings.basis)
-    predictors: dict[tuple[int, ...], Predictor] = {}
+    compositions = Counter(tuple(atoms.numbers.tolist()) for atoms in frames)
+    predictors = {composition: Predictor(model, composition) for composition, n in compositions.items() if n > 1}
     runs = []
     for atoms in tqdm(frames, desc="SCF guesses", unit="structure", disable=not progress):
-        composition = tuple(atoms.numbers.tolist())
-        if composition not in predictors:
-            predictors[composition] = Predictor(model, composition)
-        runs.append(model_guess_run(model, atoms, settings, predictors[composition]))
+        predictor = predictors.get(tuple(atoms.numbers.tolist()))
+        runs.append(model_guess_run(model, atoms, settings, predictor))
         runs.extend(run_from_guess(atoms, settings, guess) for guess in guesses)
     return runs
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from water_fock_run import WATER, reference_cache, water_fock_run
 
+from nhamil import scf_guess
 from nhamil.errors import InputError
 from nhamil.evaluate import density_matrix, orbitals_from_orthogonal, to_pyscf_order
 from nhamil.inference import Predictor
@@ -65,6 +66,30 @@ def test_model_guess_beats_minao_and_reaches_the_same_state(model):
     assert sum(summary["1e"]["cycles_histogram"].values()) == summary["1e"]["n"] == 2
     model_totals = [run.total_seconds for run in runs if run.guess == MODEL_GUESS]
     assert summary[MODEL_GUESS]["total_seconds_median"] == np.median(model_totals)
+
+
+def test_a_composition_seen_once_pays_its_predictor_in_its_guess_time(model, monkeypatch):
+    """A library of molecules (each composition once) builds each Predictor inside the timed
+    guess; frames of one composition share one built beforehand. The second frame's atoms are the
+    first's in another order (a composition of its own) and start the same SCF."""
+    built = []
+
+    class CountingPredictor(Predictor):
+        def __init__(self, model, numbers):
+            built.append(tuple(numbers))
+            super().__init__(model, numbers)
+
+    monkeypatch.setattr(scf_guess, "Predictor", CountingPredictor)
+    atoms = read_frames(WATER, "10")[0]
+    compare_guesses(model, [atoms, atoms], SETTINGS, guesses=(), progress=False)
+    assert len(built) == 1
+    built.clear()
+    runs = compare_guesses(model, [atoms, atoms[[1, 0, 2]]], SETTINGS, guesses=("minao",), progress=False)
+    assert len(built) == 2  # one per model guess, inside initial_density
+    first, reordered = runs[0], runs[2]
+    assert first.guess == reordered.guess == MODEL_GUESS and first.converged and reordered.converged
+    assert first.n_cycles == reordered.n_cycles < runs[1].n_cycles
+    assert reordered.e_tot == pytest.approx(first.e_tot, abs=1e-9)
 
 
 def test_saph_model_is_refused():
