@@ -83,10 +83,7 @@ def initial_density(model: HamiltonianModel | Predictor, mol, solver=None) -> np
     a model that is not a full Fock model. Law: ``P(R x) = D P(x) D^T``."""
     predictor = model if isinstance(model, Predictor) else Predictor(model, mol.atom_charges())
     fitted = predictor.model
-    if not fitted.target.supports_start_guess:
-        raise InputError(
-            f"a start guess needs a full Fock model ('fock_orthogonal' or 'fock'), not {fitted.target.name!r}"
-        )
+    fitted.target.check_full_fock("a start guess")
     if mol.spin != 0 or mol.nelectron % 2:
         raise InputError(
             f"initial_density: the molecule has spin {mol.spin} and {mol.nelectron} electrons; "
@@ -119,10 +116,7 @@ def initial_density(model: HamiltonianModel | Predictor, mol, solver=None) -> np
 
 def _check_model(model: HamiltonianModel, settings: ScfSettings) -> None:
     """A start guess needs a full Fock model of the SCF's own level of theory."""
-    if not model.target.supports_start_guess:
-        raise InputError(
-            f"a start guess needs a full Fock model ('fock_orthogonal' or 'fock'), not {model.target.name!r}"
-        )
+    model.target.check_full_fock("a start guess")
     model.target.check_level_of_theory(settings, "the SCF")
 
 

@@ -157,6 +157,12 @@ class Target:
     def supports_start_guess(self) -> bool:
         return self.kind.full_fock
 
+    def check_full_fock(self, use: str) -> None:
+        """Raise ``InputError`` ("``use`` needs a full Fock model ...") unless this target is a full
+        Fock matrix, the input of a start guess, a refinement and the other uses of its density."""
+        if not self.full_fock:
+            raise InputError(f"{use} needs a full Fock model ('fock_orthogonal' or 'fock'), not {self.name!r}")
+
     @property
     def model_basis_name(self) -> str:
         """Name of the basis the model's matrices are in (``"def2-svp/minimal"`` for the SAPH)."""

@@ -66,8 +66,7 @@ class Mixing:
 def check_refinable(model) -> None:
     """Raise ``InputError`` naming the problem unless ``model`` (a fitted
     :class:`~nhamil.model.HamiltonianModel`) predicts a full Fock matrix."""
-    if not model.target.supports_start_guess:
-        raise InputError(f"refinement needs a full Fock model ('fock_orthogonal' or 'fock'), not {model.target.name!r}")
+    model.target.check_full_fock("refinement")
 
 
 def rebuilt_fock(
