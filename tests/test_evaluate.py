@@ -1,5 +1,6 @@
 """Evaluation: every physical quantity by two routes, its symmetry law, and the command line."""
 
+import dataclasses
 import json
 import runpy
 import sys
@@ -11,6 +12,7 @@ import torch
 from water_fock_run import WATER, reference_cache, water_fock_run
 
 from nhamil.evaluate import (
+    Orbitals,
     ao_fock,
     block_type_errors,
     density_matrix,
@@ -20,6 +22,7 @@ from nhamil.evaluate import (
     occupied_similarity,
     orbitals_from_orthogonal,
     overlap_matrix,
+    per_state_mae,
     solve_orbitals,
     summarize,
 )
@@ -101,6 +104,20 @@ def test_perfect_prediction_scores_perfectly_and_a_shift_is_seen(water):
     assert shift["energy_mae_mev"] == pytest.approx(0.01 * 27211.386, rel=1e-5)
     assert shift["gap_mae_mev"] < 1e-4 and shift["dipole_component_mae_debye"] < 1e-6
     assert shift["state_energy_mae_mev"] == pytest.approx([0.01 * 27211.386] * 24, rel=1e-5)
+
+
+def test_structures_of_different_sizes_are_summarized_without_errors_per_state(water):
+    frames, records = water
+    one = evaluate_structure(
+        _orthogonal(records[0]) + 0.01 * np.eye(24), records[0], frames[0], "fock_orthogonal", SETTINGS
+    )
+    fewer_states = Orbitals(one.predicted.energies[:20], one.predicted.coefficients[:, :20], 5)
+    smaller = dataclasses.replace(one, predicted=fewer_states, reference=fewer_states)
+    summary = summarize([one, smaller])
+    assert "state_energy_mae_mev" not in summary
+    assert summary["occupied_energy_mae_mev"] == pytest.approx(0.01 * 27211.386 / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="equal numbers of states"):
+        per_state_mae([one, smaller])
 
 
 def test_errors_by_size_groups_structures_by_atom_count():

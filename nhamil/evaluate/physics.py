@@ -82,8 +82,9 @@ def evaluate_structure(
 
 def summarize(evaluations: Sequence[StructureEvaluation]) -> dict:
     """Flat, JSON-ready summary: orbital-energy, HOMO, LUMO and gap MAE (meV), MAE per state
-    index (list, meV; structures with the same number of states), dipole MAE (Debye),
-    occupied similarity, and which structures hold spurious states."""
+    index (list, meV; only where every structure has the same number of states, as the frames
+    of one molecule do, not a set of different molecules), dipole MAE (Debye), occupied
+    similarity, and which structures hold spurious states."""
     result = {
         **_energy_summary(evaluations),
         "spurious_structures": [i for i, e in enumerate(evaluations) if len(e.spurious)],
@@ -104,14 +105,16 @@ def _energy_summary(evaluations: Sequence[StructureEvaluation]) -> dict:
             for e in evaluations
         ]
     )
-    return {
+    summary = {
         "occupied_energy_mae_mev": mae(occupied),
         "energy_mae_mev": mae(np.concatenate([e.predicted.energies - e.reference.energies for e in evaluations])),
         "homo_mae_mev": mae([e.predicted.homo - e.reference.homo for e in evaluations]),
         "lumo_mae_mev": mae([e.predicted.lumo - e.reference.lumo for e in evaluations]),
         "gap_mae_mev": mae([e.predicted.gap - e.reference.gap for e in evaluations]),
-        "state_energy_mae_mev": per_state_mae(evaluations).tolist(),
     }
+    if len({len(e.predicted.energies) for e in evaluations}) == 1:
+        summary["state_energy_mae_mev"] = per_state_mae(evaluations).tolist()
+    return summary
 
 
 def per_state_mae(evaluations: Sequence[StructureEvaluation]) -> np.ndarray:
