@@ -6,7 +6,9 @@ references through the run's cache, and writes ``evaluation.json`` with the pari
 are refused before any work. ``--refine-mixing BETA`` evaluates (1 - BETA) F + BETA F[P(F)]
 instead of the predictions F of a full Fock model: one damped Fock build per structure at the
 references' level (:mod:`nhamil.evaluate.refinement`), timed in ``fock_build_seconds_per_structure``;
-``--refine-onsite-mixing`` gives the on-site blocks a beta of their own.
+``--refine-onsite-mixing`` gives the on-site blocks a beta of their own. Baselines (``minao``:
+one Fock build each) are read from the cache folder's baseline cache, where training left those
+of its test frames, and computed and kept there where missing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 from ..errors import InputError, reported_as_one_line
 from ..predict import predict_matrices
 from ..reference import build_reference_set, read_frames
+from ..reference.baseline import BaselineMatrices
+from ..reference.baseline_cache import cached_baselines
 from .refinement import Mixing, check_refinable, mixed, rebuilt_predictions
 from .run import evaluate_predictions, load_run, scf_settings, write_report
 
@@ -64,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         records = build_reference_set(
             frames, settings, model.target.projection, args.cache_dir or cfg.data.cache_dir, n_workers=args.n_workers
         )
-        predicted = predict_matrices(model, frames)
+        predicted = predict_matrices(model, frames, baselines=_baselines(model, frames, args, cfg), checked=True)
         refinement = {}
         if mixing is not None:
             predicted, refinement = _refined(model, predicted, frames, records, settings, mixing)
@@ -73,6 +77,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
         paths = write_report(args.output or args.run_dir / "evaluation", evaluations, metrics)
     _print_summary(metrics, paths)
     return metrics
+
+
+def _baselines(model, frames, args: argparse.Namespace, cfg) -> BaselineMatrices | None:
+    """The model's baseline of ``frames`` (None without one) from the per-structure baseline cache
+    of the reference cache folder, where training stored those of its own frames; what is missing
+    is computed there by ``--n-workers`` processes and kept."""
+    stage = model.baseline_stage()
+    if stage is None:
+        return None
+    return cached_baselines(
+        stage, frames, args.cache_dir or cfg.data.cache_dir, n_workers=args.n_workers, progress=True
+    )
 
 
 def _mixing(args: argparse.Namespace) -> Mixing | None:
