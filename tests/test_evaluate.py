@@ -9,10 +9,8 @@ import ase
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
-from water_fock_run import WATER, reference_cache, water_fock_run
+from water_fock_run import WATER, reference_cache, train_water_run, water_fock_run
 
-from nhamil.config import compose_config
 from nhamil.evaluate import (
     Orbitals,
     ao_fock,
@@ -33,7 +31,6 @@ from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis, basis_wigner, random_rotation
 from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_set, lowdin_orthogonalize, read_frames
 from nhamil.reference.scf import build_molecule, make_solver
-from nhamil.train import train
 
 SETTINGS = ScfSettings()
 
@@ -218,22 +215,7 @@ def test_module_entry_point_runs(monkeypatch, capsys):
 
 def test_command_line_reads_the_baselines_training_left_in_the_cache(tmp_path_factory, monkeypatch):
     run_dir = tmp_path_factory.mktemp("water-sap-run")
-    cfg = compose_config(
-        [
-            "+experiment=water_fock",
-            "baseline=sap",
-            "split.train=[0,10]",
-            "split.test=[10,12]",
-            f"data.frames={WATER}",
-            f"data.cache_dir={reference_cache(tmp_path_factory)}",
-            "data.n_workers=1",
-            "features.density.max_radial=3",
-            "features.density.max_angular=3",
-        ]
-    )
-    trained = train(cfg, run_dir)
-    (run_dir / ".hydra").mkdir()
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    trained = train_water_run(run_dir, reference_cache(tmp_path_factory), "+experiment=water_fock", "baseline=sap")
 
     def no_build(*args, **kwargs):
         raise AssertionError("a baseline was built again")

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from omegaconf import OmegaConf
-from water_fock_run import WATER, reference_cache
+from water_fock_run import WATER, reference_cache, train_water_run
 
 from nhamil.config import compose_config
 from nhamil.errors import InputError
@@ -23,7 +22,7 @@ from nhamil.reference import ProjectionSettings, ScfSettings, build_reference_se
 from nhamil.scf_guess import predicted_density
 from nhamil.targets import TARGETS, Target
 from nhamil.testing import assert_equivariant
-from nhamil.train import target_from_config, train
+from nhamil.train import target_from_config
 from nhamil.units import HARTREE_TO_MEV
 
 SETTINGS = ScfSettings()
@@ -63,21 +62,7 @@ def test_model_basis_must_be_the_targets():
 def fock_run(tmp_path_factory):
     """A water ``fock`` run: training frames 0-9, test frames 10-11, with its metrics."""
     run_dir = tmp_path_factory.mktemp("fock-ao-run")
-    cfg = compose_config(
-        [
-            "+experiment=water_fock_ao",
-            "split.train=[0,10]",
-            "split.test=[10,12]",
-            f"data.frames={WATER}",
-            f"data.cache_dir={reference_cache(tmp_path_factory)}",
-            "data.n_workers=1",
-            "features.density.max_radial=3",
-            "features.density.max_angular=3",
-        ]
-    )
-    metrics = train(cfg, run_dir)
-    (run_dir / ".hydra").mkdir()
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    metrics = train_water_run(run_dir, reference_cache(tmp_path_factory), "+experiment=water_fock_ao")
     return run_dir, metrics
 
 

@@ -29,9 +29,16 @@ def water_fock_run(tmp_path_factory) -> Path:
 def make_water_fock_run(run_dir: Path, cache_dir: Path) -> Path:
     """Train on frames 0-9, test on 10-11, write a run folder like ``python -m nhamil.train``
     does (``model.pt``, ``metrics.json``, ``.hydra/config.yaml``) and return it."""
+    train_water_run(run_dir, cache_dir, "+experiment=water_fock")
+    return run_dir
+
+
+def train_water_run(run_dir: Path, cache_dir: Path, *overrides: str) -> dict:
+    """Train a small water run of the given experiment ``overrides`` on frames 0-9 (test 10-11,
+    3 x 3 features) into ``run_dir`` with its ``.hydra/config.yaml``; its metrics."""
     cfg = compose_config(
         [
-            "+experiment=water_fock",
+            *overrides,
             "split.train=[0,10]",
             "split.test=[10,12]",
             f"data.frames={WATER}",
@@ -41,7 +48,7 @@ def make_water_fock_run(run_dir: Path, cache_dir: Path) -> Path:
             "features.density.max_angular=3",
         ]
     )
-    train(cfg, run_dir)
+    metrics = train(cfg, run_dir)
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    return run_dir
+    return metrics
