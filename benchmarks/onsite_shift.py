@@ -1,0 +1,90 @@
+"""What a run's on-site errors are made of: a uniform shift of each atom's levels, or its shape.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/onsite_shift.py RUN_DIR --index 0:50 --index 200:250
+
+For a full Fock run of ``python -m nhamil.train``, predicts the structures of each ``--index``
+(slices of the run's data file: test frames, and training frames to compare; the model's
+baseline read from the run's baseline cache) and splits the error E = F_pred - F_ref of every
+atom's own block (the target's form: Löwdin-orthogonal or AO) into
+
+* its diagonal and off-diagonal elements (MAE, µHa);
+* the atom's shift s_A, the mean of the diagonal of E_AA: a potential that moves every level of
+  the atom by the same amount, core levels included; the MAE left in E_AA - s_A I;
+* the molecule's shift s_M, the mean diagonal of E over all atoms: it moves every orbital energy
+  of the molecule by s_M; the MAE left in E_AA - s_M I.
+
+Every quantity is invariant under rotations and atom permutations (the diagonal of an on-site
+block in the AO basis is; its mean over an atom's AOs too). Prints a Markdown table with one row
+per ``--index``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from nhamil.evaluate import load_run, scf_settings
+from nhamil.predict import predict_matrices
+from nhamil.reference import build_reference_set, read_frames
+from nhamil.reference.baseline_cache import cached_baselines
+from nhamil.units import HARTREE_TO_MICROHARTREE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--index", action="append", required=True, help="frames of the run's data file, e.g. 0:50")
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    model, cfg = load_run(args.run_dir)
+    model.target.check_full_fock("the on-site shift analysis")
+    columns = (
+        "on-site MAE",
+        "diagonal",
+        "off-diagonal",
+        "left after s_A",
+        "left after s_M",
+        "mean abs s_A",
+        "mean abs s_M",
+    )
+    print("| frames (µHa) | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for index in args.index:
+        errors = onsite_shift_errors(model, cfg, index)
+        print(f"| {index} | " + " | ".join(f"{value:.0f}" for value in errors.values()) + " |")
+
+
+def onsite_shift_errors(model, cfg, index: str) -> dict[str, float]:
+    """The on-site error split (µHa, see the module docstring) of the frames ``index`` of the run."""
+    settings = scf_settings(cfg)
+    frames = read_frames(cfg.data.frames, index)
+    records = build_reference_set(frames, settings, model.target.projection, cfg.data.cache_dir, n_workers=1)
+    targets = model.target.make(records, model.basis).matrices
+    stage = model.baseline_stage()
+    baselines = None if stage is None else cached_baselines(stage, frames, cfg.data.cache_dir, progress=True)
+    predicted = predict_matrices(model, frames, baselines=baselines)
+    parts: dict[str, list] = {name: [] for name in ("all", "diagonal", "off", "atom", "molecule", "s_A", "s_M")}
+    for prediction, target, atoms in zip(predicted, targets, frames, strict=True):
+        error = prediction - target
+        offsets = model.basis.atom_offsets(atoms.numbers)
+        blocks = [error[start:stop, start:stop] for start, stop in zip(offsets[:-1], offsets[1:], strict=True)]
+        molecule_shift = np.mean(np.concatenate([np.diag(block) for block in blocks]))
+        parts["s_M"].append([molecule_shift])
+        for block in blocks:
+            identity, atom_shift = np.eye(len(block)), np.diag(block).mean()
+            parts["all"].append(block.ravel())
+            parts["diagonal"].append(np.diag(block))
+            parts["off"].append(block[identity == 0])
+            parts["atom"].append((block - atom_shift * identity).ravel())
+            parts["molecule"].append((block - molecule_shift * identity).ravel())
+            parts["s_A"].append([atom_shift])
+    return {name: HARTREE_TO_MICROHARTREE * float(np.abs(np.concatenate(part)).mean()) for name, part in parts.items()}
+
+
+if __name__ == "__main__":
+    main()
