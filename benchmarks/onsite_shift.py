@@ -13,9 +13,8 @@ atom's own block (the target's form: Löwdin-orthogonal or AO) into
 * the molecule's shift s_M, the mean diagonal of E over all atoms: it moves every orbital energy
   of the molecule by s_M; the MAE left in E_AA - s_M I.
 
-Every quantity is invariant under rotations and atom permutations (the diagonal of an on-site
-block in the AO basis is; its mean over an atom's AOs too). Prints a Markdown table with one row
-per ``--index``.
+(:func:`nhamil.evaluate.onsite_shift_errors`). The shifts are traces, invariant under rotations
+and atom permutations. Prints a Markdown table with one row per ``--index``.
 """
 
 from __future__ import annotations
@@ -23,13 +22,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from nhamil.evaluate import load_run, scf_settings
+from nhamil.evaluate import load_run, onsite_shift_errors, scf_settings
 from nhamil.predict import predict_matrices
 from nhamil.reference import build_reference_set, read_frames
 from nhamil.reference.baseline_cache import cached_baselines
-from nhamil.units import HARTREE_TO_MICROHARTREE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,12 +51,12 @@ def main() -> None:
     print("| frames (µHa) | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for index in args.index:
-        errors = onsite_shift_errors(model, cfg, index)
+        errors = run_onsite_shift_errors(model, cfg, index)
         print(f"| {index} | " + " | ".join(f"{value:.0f}" for value in errors.values()) + " |")
 
 
-def onsite_shift_errors(model, cfg, index: str) -> dict[str, float]:
-    """The on-site error split (µHa, see the module docstring) of the frames ``index`` of the run."""
+def run_onsite_shift_errors(model, cfg, index: str) -> dict[str, float]:
+    """:func:`~nhamil.evaluate.onsite_shift_errors` (µHa) of the frames ``index`` of the run."""
     settings = scf_settings(cfg)
     frames = read_frames(cfg.data.frames, index)
     records = build_reference_set(frames, settings, model.target.projection, cfg.data.cache_dir, n_workers=1)
@@ -68,22 +64,7 @@ def onsite_shift_errors(model, cfg, index: str) -> dict[str, float]:
     stage = model.baseline_stage()
     baselines = None if stage is None else cached_baselines(stage, frames, cfg.data.cache_dir, progress=True)
     predicted = predict_matrices(model, frames, baselines=baselines)
-    parts: dict[str, list] = {name: [] for name in ("all", "diagonal", "off", "atom", "molecule", "s_A", "s_M")}
-    for prediction, target, atoms in zip(predicted, targets, frames, strict=True):
-        error = prediction - target
-        offsets = model.basis.atom_offsets(atoms.numbers)
-        blocks = [error[start:stop, start:stop] for start, stop in zip(offsets[:-1], offsets[1:], strict=True)]
-        molecule_shift = np.mean(np.concatenate([np.diag(block) for block in blocks]))
-        parts["s_M"].append([molecule_shift])
-        for block in blocks:
-            identity, atom_shift = np.eye(len(block)), np.diag(block).mean()
-            parts["all"].append(block.ravel())
-            parts["diagonal"].append(np.diag(block))
-            parts["off"].append(block[identity == 0])
-            parts["atom"].append((block - atom_shift * identity).ravel())
-            parts["molecule"].append((block - molecule_shift * identity).ravel())
-            parts["s_A"].append([atom_shift])
-    return {name: HARTREE_TO_MICROHARTREE * float(np.abs(np.concatenate(part)).mean()) for name, part in parts.items()}
+    return onsite_shift_errors(predicted, targets, model.basis, [atoms.numbers for atoms in frames])
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from nhamil.evaluate import (
     errors_by_size,
     evaluate_structure,
     occupied_similarity,
+    onsite_shift_errors,
     orbitals_from_orthogonal,
     overlap_matrix,
     per_state_mae,
@@ -178,6 +179,33 @@ def test_block_errors_land_in_their_block_family(water):
     )
     assert errors["on_site_mae_uha"] > 0
     assert errors["different_element_mae_uha"] == errors["same_element_plus_mae_uha"] == 0
+
+
+def test_onsite_shifts_are_told_apart_from_the_shape_of_the_onsite_error(water):
+    frames, records = water
+    basis, numbers = AtomicBasis.from_pyscf("def2-svp", [1, 8]), [a.numbers for a in frames]
+    reference = [_orthogonal(r) for r in records]
+    offsets = basis.atom_offsets(numbers[0])
+    atom_of_ao = np.repeat(np.arange(3), np.diff(offsets))
+    shifts = np.array([2e-3, -1e-3, 4e-3])  # O, H, H
+    shifted = [m + np.diag(shifts[atom_of_ao]) for m in reference]
+    errors = onsite_shift_errors(shifted, reference, basis, numbers)
+    assert errors["onsite_after_atom_shift_mae_uha"] < 1e-9
+    assert errors["atom_shift_mae_uha"] == pytest.approx(1e6 * np.abs(shifts).mean())
+    uniform = onsite_shift_errors([m + 3e-3 * np.eye(len(m)) for m in reference], reference, basis, numbers)
+    assert uniform["onsite_after_molecule_shift_mae_uha"] < 1e-9 and uniform["molecule_shift_mae_uha"] == pytest.approx(
+        3e3
+    )
+    rng = np.random.default_rng(0)
+    noise = [(lambda e: m + 1e-3 * (e + e.T))(rng.normal(size=m.shape)) for m in reference]
+    shape = onsite_shift_errors(noise, reference, basis, numbers)
+    assert shape["onsite_after_atom_shift_mae_uha"] > 0.5 * shape["onsite_mae_uha"] > 100
+    rotation = random_rotation(torch.Generator().manual_seed(5), improper=True)
+    wigner = basis_wigner(basis, numbers[0], rotation).numpy()
+    turned = onsite_shift_errors(
+        [wigner @ m @ wigner.T for m in noise], [wigner @ m @ wigner.T for m in reference], basis, numbers
+    )
+    assert turned["atom_shift_mae_uha"] == pytest.approx(shape["atom_shift_mae_uha"], rel=1e-9)
 
 
 @pytest.fixture(scope="module")

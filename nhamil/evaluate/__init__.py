@@ -25,7 +25,14 @@ from .metrics import (
     prediction_errors,
     target_errors,
 )
-from .physics import StructureEvaluation, block_type_errors, evaluate_structure, per_state_mae, summarize
+from .physics import (
+    StructureEvaluation,
+    block_type_errors,
+    evaluate_structure,
+    onsite_shift_errors,
+    per_state_mae,
+    summarize,
+)
 from .plots import dipole_parity, energy_error_figure, energy_parity, frontier_parity, orbital_energy_parity
 from .run import evaluate_predictions, load_run, scf_settings, write_report
 
@@ -54,6 +61,7 @@ __all__ = [
     "orbitals_from_orthogonal",
     "orbitals_of",
     "overlap_matrix",
+    "onsite_shift_errors",
     "per_state_mae",
     "prediction_errors",
     "scf_settings",

@@ -156,3 +156,49 @@ def block_type_errors(
         f"{BLOCK_NAMES[t]}_mae_uha": float(torch.cat(e).mean()) * HARTREE_TO_MICROHARTREE
         for t, e in sorted(errors.items())
     }
+
+
+def onsite_shift_errors(
+    predicted: Sequence[np.ndarray], reference: Sequence[np.ndarray], basis: AtomicBasis, numbers: Sequence[np.ndarray]
+) -> dict[str, float]:
+    """How much of the error E = predicted - reference of each atom's own block E_AA (canonical
+    AO order, Hartree, one (n, n) matrix per structure of atoms ``numbers`` in ``basis``) is a
+    shift of all the atom's levels alike. The atom's shift s_A = tr(E_AA) / n_A is a potential at
+    the atom; the molecule's s_M = tr(E) / n is one for every orbital of the structure (it moves
+    every orbital energy by s_M in an orthogonal basis). Returns MAEs in µHa: ``onsite`` (all
+    elements of the on-site blocks), ``onsite_diagonal``, ``onsite_off_diagonal``,
+    ``onsite_after_atom_shift`` (of E_AA - s_A I), ``onsite_after_molecule_shift`` (E_AA - s_M I),
+    and the means ``atom_shift`` of |s_A| over atoms and ``molecule_shift`` of |s_M| over structures.
+    s_A and s_M are traces, so they are invariant under rotations and atom permutations; the element
+    MAEs change slightly with the orientation of the errors, as every matrix-element MAE does."""
+    parts: dict[str, list[np.ndarray]] = {
+        name: []
+        for name in (
+            "onsite",
+            "onsite_diagonal",
+            "onsite_off_diagonal",
+            "onsite_after_atom_shift",
+            "onsite_after_molecule_shift",
+            "atom_shift",
+            "molecule_shift",
+        )
+    }
+    for prediction, target, atoms in zip(predicted, reference, numbers, strict=True):
+        error = np.asarray(prediction) - np.asarray(target)
+        offsets = basis.atom_offsets(atoms)
+        molecule_shift = np.trace(error) / len(error)
+        parts["molecule_shift"].append(np.array([molecule_shift]))
+        for start, stop in zip(offsets[:-1], offsets[1:], strict=True):
+            block = error[start:stop, start:stop]
+            identity = np.eye(len(block))
+            atom_shift = np.trace(block) / len(block)
+            parts["onsite"].append(block.ravel())
+            parts["onsite_diagonal"].append(np.diag(block))
+            parts["onsite_off_diagonal"].append(block[identity == 0])
+            parts["onsite_after_atom_shift"].append((block - atom_shift * identity).ravel())
+            parts["onsite_after_molecule_shift"].append((block - molecule_shift * identity).ravel())
+            parts["atom_shift"].append(np.array([atom_shift]))
+    return {
+        f"{name}_mae_uha": HARTREE_TO_MICROHARTREE * float(np.abs(np.concatenate(values)).mean())
+        for name, values in parts.items()
+    }
