@@ -165,10 +165,11 @@ def onsite_shift_errors(
     AO order, Hartree, one (n, n) matrix per structure of atoms ``numbers`` in ``basis``) is a
     shift of all the atom's levels alike. The atom's shift s_A = tr(E_AA) / n_A is a potential at
     the atom; the molecule's s_M = tr(E) / n is one for every orbital of the structure (it moves
-    every orbital energy by s_M in an orthogonal basis). Returns MAEs in µHa: ``onsite`` (all
-    elements of the on-site blocks), ``onsite_diagonal``, ``onsite_off_diagonal``,
-    ``onsite_after_atom_shift`` (of E_AA - s_A I), ``onsite_after_molecule_shift`` (E_AA - s_M I),
-    and the means ``atom_shift`` of |s_A| over atoms and ``molecule_shift`` of |s_M| over structures.
+    every orbital energy by s_M in an orthogonal basis). Returns MAEs in µHa, as ``<name>_mae_uha``
+    for the names ``onsite`` (all elements of the on-site blocks), ``onsite_diagonal``,
+    ``onsite_off_diagonal``, ``onsite_after_atom_shift`` (of E_AA - s_A I),
+    ``onsite_after_molecule_shift`` (of E_AA - s_M I), ``atom_shift`` (|s_A| over atoms) and
+    ``molecule_shift`` (|s_M| over structures).
     s_A and s_M are traces, so they are invariant under rotations and atom permutations; the element
     MAEs change slightly with the orientation of the errors, as every matrix-element MAE does."""
     parts: dict[str, list[np.ndarray]] = {
