@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nhamil.evaluate import load_run, onsite_shift_errors, scf_settings
-from nhamil.predict import predict_matrices
-from nhamil.reference import build_reference_set, read_frames
-from nhamil.reference.baseline_cache import cached_baselines
+from nhamil.evaluate import load_run, onsite_shift_errors, run_predictions
+from nhamil.reference import read_frames
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,13 +55,9 @@ def main() -> None:
 
 def run_onsite_shift_errors(model, cfg, index: str) -> dict[str, float]:
     """:func:`~nhamil.evaluate.onsite_shift_errors` (µHa) of the frames ``index`` of the run."""
-    settings = scf_settings(cfg)
     frames = read_frames(cfg.data.frames, index)
-    records = build_reference_set(frames, settings, model.target.projection, cfg.data.cache_dir, n_workers=1)
+    records, predicted = run_predictions(model, cfg, frames)
     targets = model.target.make(records, model.basis).matrices
-    stage = model.baseline_stage()
-    baselines = None if stage is None else cached_baselines(stage, frames, cfg.data.cache_dir, progress=True)
-    predicted = predict_matrices(model, frames, baselines=baselines)
     return onsite_shift_errors(predicted, targets, model.basis, [atoms.numbers for atoms in frames])
 
 

@@ -28,11 +28,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nhamil.atomic import atomic_path  # noqa: E402
-from nhamil.evaluate import load_run, scf_settings, target_errors  # noqa: E402
+from nhamil.evaluate import load_run, run_predictions, scf_settings, target_errors  # noqa: E402
 from nhamil.evaluate.refinement import Mixing, check_refinable, mixed, rebuilt_predictions  # noqa: E402
-from nhamil.predict import predict_matrices  # noqa: E402
-from nhamil.reference import build_reference_set, read_frames  # noqa: E402
-from nhamil.reference.baseline_cache import cached_baselines  # noqa: E402
+from nhamil.reference import read_frames  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 COLUMNS = (
@@ -65,12 +63,9 @@ def main() -> None:
     check_refinable(model)
     settings, cache_dir = scf_settings(cfg), args.cache_dir or cfg.data.cache_dir
     frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")[: args.n_test]
-    records = build_reference_set(frames, settings, model.target.projection, cache_dir, n_workers=1)
+    records, predicted = run_predictions(model, cfg, frames, cache_dir)
     targets = model.target.make(records, model.basis)
     numbers = [atoms.numbers for atoms in frames]
-    stage = model.baseline_stage()
-    baselines = None if stage is None else cached_baselines(stage, frames, cache_dir, progress=True)
-    predicted = predict_matrices(model, frames, baselines=baselines)
     start = time.perf_counter()
     overlaps = [record.overlap for record in records]
     rebuilt = rebuilt_predictions(predicted, frames, overlaps, model.basis, settings, model.target.orthogonal)

@@ -34,7 +34,7 @@ from .physics import (
     summarize,
 )
 from .plots import dipole_parity, energy_error_figure, energy_parity, frontier_parity, orbital_energy_parity
-from .run import evaluate_predictions, load_run, scf_settings, write_report
+from .run import evaluate_predictions, load_run, run_predictions, scf_settings, write_report
 
 __all__ = [
     "Orbitals",
@@ -64,6 +64,7 @@ __all__ = [
     "onsite_shift_errors",
     "per_state_mae",
     "prediction_errors",
+    "run_predictions",
     "scf_settings",
     "solve_orbitals",
     "spurious_states",

@@ -19,12 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InputError, reported_as_one_line
-from ..predict import predict_matrices
-from ..reference import build_reference_set, read_frames
-from ..reference.baseline import BaselineMatrices
-from ..reference.baseline_cache import cached_baselines
+from ..reference import read_frames
 from .refinement import Mixing, check_refinable, mixed, rebuilt_predictions
-from .run import evaluate_predictions, load_run, scf_settings, write_report
+from .run import evaluate_predictions, load_run, run_predictions, scf_settings, write_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,11 +61,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             check_refinable(model)
         index = args.index or f"{cfg.split.test[0]}:{cfg.split.test[1]}"
         frames = read_frames(args.frames or cfg.data.frames, index)
-        model.check_inputs(frames, settings.basis)
-        records = build_reference_set(
-            frames, settings, model.target.projection, args.cache_dir or cfg.data.cache_dir, n_workers=args.n_workers
-        )
-        predicted = predict_matrices(model, frames, baselines=_baselines(model, frames, args, cfg), checked=True)
+        records, predicted = run_predictions(model, cfg, frames, args.cache_dir, args.n_workers)
         refinement = {}
         if mixing is not None:
             predicted, refinement = _refined(model, predicted, frames, records, settings, mixing)
@@ -77,18 +70,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         paths = write_report(args.output or args.run_dir / "evaluation", evaluations, metrics)
     _print_summary(metrics, paths)
     return metrics
-
-
-def _baselines(model, frames, args: argparse.Namespace, cfg) -> BaselineMatrices | None:
-    """The model's baseline of ``frames`` (None without one) from the per-structure baseline cache
-    of the reference cache folder, where training stored those of its own frames; what is missing
-    is computed there by ``--n-workers`` processes and kept."""
-    stage = model.baseline_stage()
-    if stage is None:
-        return None
-    return cached_baselines(
-        stage, frames, args.cache_dir or cfg.data.cache_dir, n_workers=args.n_workers, progress=True
-    )
 
 
 def _mixing(args: argparse.Namespace) -> Mixing | None:

@@ -20,7 +20,9 @@ from ..atomic import atomic_path
 from ..data import register_resolver
 from ..model import HamiltonianModel
 from ..orbitals import AtomicBasis
-from ..reference import ReferenceRecord, ScfSettings
+from ..predict import predict_matrices
+from ..reference import ReferenceRecord, ScfSettings, build_reference_set
+from ..reference.baseline_cache import cached_baselines
 from ..sources import register_resolver as register_molecules_resolver
 from .metrics import target_errors
 from .physics import StructureEvaluation, evaluate_structure, summarize
@@ -47,6 +49,26 @@ def load_run(run_dir: str | Path) -> tuple[HamiltonianModel, DictConfig]:
 def scf_settings(cfg: DictConfig) -> ScfSettings:
     """The level of theory of a run's config (its ``reference`` section)."""
     return ScfSettings(**OmegaConf.to_container(cfg.reference))
+
+
+def run_predictions(
+    model: HamiltonianModel,
+    cfg: DictConfig,
+    frames: Sequence[ase.Atoms],
+    cache_dir: str | Path | None = None,
+    n_workers: int = 1,
+) -> tuple[list[ReferenceRecord], list[np.ndarray]]:
+    """The PySCF references (computed where missing) and the model's predicted matrices of
+    ``frames`` (Å) for a run loaded by :func:`load_run`, both through ``cache_dir`` (default: the
+    run's): the model's baseline comes from the per-structure baseline cache, where training left
+    those of its own frames, and is computed and kept there by ``n_workers`` processes where not."""
+    settings = scf_settings(cfg)
+    model.check_inputs(frames, settings.basis)
+    cache_dir = cache_dir or cfg.data.cache_dir
+    records = build_reference_set(frames, settings, model.target.projection, cache_dir, n_workers=n_workers)
+    stage = model.baseline_stage()
+    baselines = None if stage is None else cached_baselines(stage, frames, cache_dir, n_workers, progress=True)
+    return records, predict_matrices(model, frames, baselines=baselines, checked=True)
 
 
 def evaluate_predictions(
