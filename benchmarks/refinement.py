@@ -61,9 +61,9 @@ def main() -> None:
     args = _parser().parse_args()
     model, cfg = load_run(args.run_dir)
     check_refinable(model)
-    settings, cache_dir = scf_settings(cfg), args.cache_dir or cfg.data.cache_dir
+    settings = scf_settings(cfg)
     frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")[: args.n_test]
-    records, predicted = run_predictions(model, cfg, frames, cache_dir)
+    records, predicted = run_predictions(model, cfg, frames, args.cache_dir)
     targets = model.target.make(records, model.basis)
     numbers = [atoms.numbers for atoms in frames]
     start = time.perf_counter()

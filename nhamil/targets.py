@@ -153,10 +153,6 @@ class Target:
     def supports_baseline(self) -> bool:
         return self.kind.full_fock
 
-    @property
-    def supports_start_guess(self) -> bool:
-        return self.kind.full_fock
-
     def check_full_fock(self, use: str) -> None:
         """Raise ``InputError`` ("``use`` needs a full Fock model ...") unless this target is a full
         Fock matrix, the input of a start guess, a refinement and the other uses of its density."""

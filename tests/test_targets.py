@@ -35,7 +35,7 @@ def test_target_round_trips_and_knows_its_basis_and_metric():
     assert Target.from_dict(json.loads(json.dumps(target.to_dict()))) == target
     assert target.model_basis_name == "def2-svp/minimal" and target.orthogonal and not target.supports_baseline
     fock = Target("fock")
-    assert fock.model_basis_name == "def2-svp" and not fock.orthogonal and fock.supports_start_guess
+    assert fock.model_basis_name == "def2-svp" and not fock.orthogonal and fock.full_fock
     assert TARGETS == ("saph", "fock_orthogonal", "fock")
     with pytest.raises(InputError, match="unknown target 'fock_ortho'; choose one of saph, fock_orthogonal, fock"):
         Target("fock_ortho")
