@@ -248,6 +248,19 @@ def test_the_command_reports_bad_input_as_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("nhamil.reference: error: shard=1 must be an integer")
 
 
+def test_the_command_builds_molecules_named_by_smiles(tmp_path):
+    """``python -m nhamil.reference data=molecules`` resolves the SMILES source in a process of its own."""
+    (tmp_path / "two.smi").write_text("C methane\nO water\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "nhamil.reference", "data=molecules", f"data.molecules.smiles={tmp_path / 'two.smi'}",
+         f"data.cache_dir={tmp_path / 'cache'}", "data.n_workers=1", "reference.basis=sto-3g", "progress=false",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["n_computed"] == 2
+
+
 def test_submitit_local_multirun_builds_the_set_with_two_shards(tmp_path):
     frames = _water_file(tmp_path, 3)
     command = [

@@ -35,6 +35,7 @@ from nhamil.reference.frames import read_frames
 from nhamil.reference.settings import ProjectionSettings, ScfSettings
 from nhamil.reference.store import UnconvergedSCFError, _listed
 from nhamil.schemas import ReferenceConfig
+from nhamil.sources import register_resolver as register_molecules_resolver
 from nhamil.structures import check_geometries
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,10 @@ class BuildFailedError(InputError):
 
 
 def register_build_configs() -> None:
-    """Put ``reference_build_schema`` into Hydra's ConfigStore and add the data resolver (idempotent)."""
+    """Put ``reference_build_schema`` into Hydra's ConfigStore and add the ``nhamil.data`` and
+    ``nhamil.molecules`` resolvers that the data configs use (idempotent)."""
     register_resolver()
+    register_molecules_resolver()
     ConfigStore.instance().store(name="reference_build_schema", node=ReferenceBuildConfig)
 
 
