@@ -15,15 +15,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from .data import register_resolver
 from .errors import InputError
 from .features.settings import FeatureSettings
 from .heads import HEADS
 from .properties.config import register_property_configs
 from .reference import ProjectionSettings
 from .schemas import DensityConfig, ReferenceConfig, mutable_schema
-from .sources import MoleculeSource
-from .sources import register_resolver as register_molecules_resolver
+from .sources import MoleculeSource, register_resolvers
 from .training import FinetuneSettings
 
 
@@ -172,9 +170,8 @@ def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore (idempotent): ``train_schema``, and one
     ``head/<kind>_schema`` for every kind of :data:`nhamil.heads.HEADS` (each option of the ``head``
     group extends its own, so keys of one head kind cannot leak into another), and the property
-    schemas. Also adds the ``${nhamil.data:NAME}`` resolver of the packaged data files."""
-    register_resolver()
-    register_molecules_resolver()
+    schemas. Also adds the data configs' resolvers (:func:`nhamil.sources.register_resolvers`)."""
+    register_resolvers()
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     for kind in HEADS.values():

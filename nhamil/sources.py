@@ -13,7 +13,7 @@ The structures (Å) are written once, atomically, to ``<cache_dir>/molecules/<ke
 molecule's ``atoms.info`` holding its ``smiles``, ``name`` and ``index`` (line in the SMILES
 file, from 0); the skipped ones go to ``<key>.skipped.json`` and are named again on every read.
 Configs name the file as ``${nhamil.molecules:${data.molecules},${data.cache_dir}}`` (see
-:func:`register_resolver`); other structure files (anything ``ase.io.read`` takes, an ASE
+:func:`register_resolvers`); other structure files (anything ``ase.io.read`` takes, an ASE
 database ``.db`` included) are read by :func:`nhamil.reference.read_frames` as they are.
 """
 
@@ -34,6 +34,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from .atomic import atomic_path
+from .data import register_resolver as register_data_resolver
 from .errors import DataFileError, InputError
 
 log = logging.getLogger(__name__)
@@ -250,10 +251,12 @@ def _resolve_molecules(settings, cache_dir) -> str:
     return str(molecules_file(source_from_config(settings), cache_dir))
 
 
-def register_resolver() -> None:
-    """Register ``${nhamil.molecules:NODE,CACHE_DIR}`` with OmegaConf (idempotent)."""
+def register_resolvers() -> None:
+    """Register with OmegaConf every resolver the data configs use (idempotent):
+    ``${nhamil.molecules:NODE,CACHE_DIR}`` and ``${nhamil.data:NAME}``, the packaged data files."""
     from omegaconf import OmegaConf
 
+    register_data_resolver()
     if not OmegaConf.has_resolver("nhamil.molecules"):
         OmegaConf.register_new_resolver("nhamil.molecules", _resolve_molecules, use_cache=True)
 

@@ -17,13 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
-from ..data import register_resolver
 from ..model import HamiltonianModel
 from ..orbitals import AtomicBasis
 from ..predict import predict_matrices
 from ..reference import ReferenceRecord, ScfSettings, build_reference_set
 from ..reference.baseline_cache import cached_baselines
-from ..sources import register_resolver as register_molecules_resolver
+from ..sources import register_resolvers
 from .metrics import target_errors
 from .physics import StructureEvaluation, evaluate_structure, summarize
 from .plots import dipole_parity, energy_parity, frontier_parity
@@ -39,8 +38,7 @@ def load_run(run_dir: str | Path) -> tuple[HamiltonianModel, DictConfig]:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a complete nhamil run folder: missing {missing}")
-    register_resolver()
-    register_molecules_resolver()
+    register_resolvers()
     model, cfg = HamiltonianModel.load(paths[0]), OmegaConf.load(paths[1])
     model.target.check_level_of_theory(scf_settings(cfg), f"the config {paths[1]}")
     return model, cfg

@@ -28,14 +28,13 @@ from omegaconf.errors import InterpolationResolutionError
 
 from nhamil.atomic import atomic_path
 from nhamil.config import CONFIG_DIR, DataConfig, ProjectionConfig, check_known_keys
-from nhamil.data import register_resolver
 from nhamil.errors import DataFileError, InputError, reported_as_one_line
 from nhamil.reference.build import ShardSummary, build_shard, check_shard_settings
 from nhamil.reference.frames import read_frames
 from nhamil.reference.settings import ProjectionSettings, ScfSettings
 from nhamil.reference.store import UnconvergedSCFError, _listed
 from nhamil.schemas import ReferenceConfig
-from nhamil.sources import register_resolver as register_molecules_resolver
+from nhamil.sources import register_resolvers
 from nhamil.structures import check_geometries
 
 log = logging.getLogger(__name__)
@@ -68,10 +67,9 @@ class BuildFailedError(InputError):
 
 
 def register_build_configs() -> None:
-    """Put ``reference_build_schema`` into Hydra's ConfigStore and add the ``nhamil.data`` and
-    ``nhamil.molecules`` resolvers that the data configs use (idempotent)."""
-    register_resolver()
-    register_molecules_resolver()
+    """Put ``reference_build_schema`` into Hydra's ConfigStore and add the data configs'
+    resolvers (idempotent)."""
+    register_resolvers()
     ConfigStore.instance().store(name="reference_build_schema", node=ReferenceBuildConfig)
 
 
