@@ -20,6 +20,7 @@ from .features.settings import FeatureSettings
 from .heads import HEADS
 from .properties.config import register_property_configs
 from .reference import ProjectionSettings
+from .reference.hartree import HartreeSettings
 from .schemas import DensityConfig, ReferenceConfig, mutable_schema
 from .sources import MoleculeSource, register_resolvers
 from .training import FinetuneSettings
@@ -103,6 +104,10 @@ def _head_schema(settings_class: type, kind: str) -> type:
 #: Whole-model training after the fit (``nhamil.training.FinetuneSettings``; epochs 0: none).
 FinetuneConfig = mutable_schema(FinetuneSettings, "FinetuneConfig", exclude=("seed",))
 
+#: The self-consistent Hartree term of a full Fock model (``nhamil.reference.hartree``), on with
+#: ``hartree.enabled=true``.
+HartreeConfig = mutable_schema(HartreeSettings, "HartreeConfig", extra=(("enabled", bool, field(default=False)),))
+
 
 @dataclass
 class FitConfig:
@@ -121,7 +126,8 @@ class FitConfig:
 class TrainConfig:
     """One training run: data, level of theory, target (one of ``nhamil.targets.TARGETS``:
     "saph", "fock_orthogonal", or "fock", the AO Fock matrix), the SAPH's ``projection``, the
-    ``baseline`` a full Fock model learns the difference to (null, "sap" or "minao"),
+    ``baseline`` a full Fock model learns the difference to (null, "sap" or "minao"), its
+    self-consistent ``hartree`` term (``hartree.enabled``; with a baseline, no fine-tuning),
     ``pair_cutoff`` (Å, null: every atom pair), split, features, head (one of the head
     schemas), ``onsite_head`` (null: ``head``; else an option of the head group for the on-site
     blocks, chosen with ``+head@onsite_head=sparse_kernel``), ``finetune`` (training of all heads
@@ -134,6 +140,7 @@ class TrainConfig:
     target: str = "saph"
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     baseline: Optional[str] = None
+    hartree: HartreeConfig = field(default_factory=HartreeConfig)
     pair_cutoff: Optional[float] = None
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)

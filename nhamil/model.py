@@ -4,7 +4,8 @@ Symmetry law: for a structure x, a proper or improper rotation R and a permutati
 ``predict(P R x) = P_ao D F(x) D^T P_ao^T`` with D = basis_wigner(basis, numbers, R), exactly
 (to float64 round-off), because every block is a linear, mu-shared function of features of the
 same (lambda, sigma) and the same permutation behaviour, and a baseline, if any, is a PySCF
-Fock matrix that obeys the same law.
+Fock matrix that obeys the same law, as does the self-consistent Hartree term, if any
+(:mod:`nhamil.reference.hartree`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from .heads.ridge import fold_of_each_sample
 from .heads.streaming import ChunkInputs, RidgeSums, StreamSettings, streamed_nystrom_maps
 from .orbitals import AtomicBasis, Shell
 from .reference.baseline import Baseline, BaselineMatrices, check_baseline
+from .reference.hartree import HartreeSettings, HartreeTerm
 from .structures import Structures, check_geometries
 from .targets import Target
 
@@ -70,7 +72,11 @@ class HamiltonianModel:
     ``basis`` must be the target's model basis. ``species`` are the elements the model knows, as
     atomic numbers. ``baseline`` (one of :data:`nhamil.reference.baseline.BASELINES`, full Fock
     targets only): the heads learn the difference to this cheap PySCF Fock matrix (Löwdin-
-    orthogonalized for an orthogonal target), which ``predict`` adds back.
+    orthogonalized for an orthogonal target), which ``predict`` adds back. ``hartree`` (full Fock
+    targets with a baseline): the heads learn what the Hartree potential J[P_ref - P_minao] of
+    the reference density leaves too, and ``predict`` solves F = baseline + heads +
+    J[P(F) - P_minao] self-consistently with these settings (:mod:`nhamil.reference.hartree`):
+    the Coulomb potential of charge moved between atoms, which no local feature sees.
     ``domain``: the interatomic distances of the training structures (set by ``fit``; None for
     an unfitted model), against which ``predict`` warns of extrapolation. ``onsite_head``: the
     head of the on-site blocks (None: ``head``, which the pair blocks always use), e.g. a sparse
@@ -91,6 +97,7 @@ class HamiltonianModel:
         onsite_head: HeadSettings | None = None,
         baseline: str | None = None,
         pair_cutoff: float | None = None,
+        hartree: HartreeSettings | None = None,
     ):
         if pair_cutoff is not None and not pair_cutoff > 0:
             raise InputError(f"pair_cutoff={pair_cutoff} Å must be > 0 (or None for every atom pair)")
@@ -110,6 +117,9 @@ class HamiltonianModel:
         _check_target_basis(self.target, basis)
         if baseline is not None:
             _check_baseline_target(baseline, self.target)
+        self.hartree = hartree
+        if hartree is not None:
+            check_hartree_target(baseline, self.target)
 
     @property
     def max_lambda(self) -> int:
@@ -399,6 +409,7 @@ class HamiltonianModel:
         check_domain: bool = True,
         baselines: BaselineMatrices | None = None,
         pair_chunk: int = PAIRS_PER_CHUNK,
+        progress: bool = False,
     ) -> list[torch.Tensor]:
         """Predicted matrices, one (n_ao, n_ao) tensor per frame, Hartree, on ``device``, computed
         ``batch_size`` frames at a time (large batches of big feature blocks are memory-bound on
@@ -407,14 +418,17 @@ class HamiltonianModel:
         size; the result does not depend on it). Weights not on ``device`` are copied there for
         every batch: call :meth:`to` first. The inputs are checked once (:meth:`check_inputs`).
         The baseline, for a model with one, is added: ``baselines`` (:meth:`baselines` of the
-        same frames) if given, else PySCF computes it here. With ``check_domain``, an
-        :class:`~nhamil.domain.OutOfDomainWarning` names the frames outside the training domain
-        (:meth:`domain_reports`)."""
+        same frames) if given, else PySCF computes it here. A model with a Hartree term then solves
+        its loop per frame on the CPU (about 14 J builds; ``HartreeNotConverged`` names a frame
+        whose loop fails). With ``check_domain``, an :class:`~nhamil.domain.OutOfDomainWarning`
+        names the frames outside the training domain (:meth:`domain_reports`). ``progress``: a
+        progress bar over the frames."""
         self._check_predictable(pair_chunk)
         self.check_inputs(frames)
         if check_domain:
             warn_out_of_domain(self.domain_reports(frames), frames)
-        return list(self.predictions(frames, device, dtype, batch_size, baselines, pair_chunk, checked=True))
+        matrices = self.predictions(frames, device, dtype, batch_size, baselines, pair_chunk, checked=True)
+        return list(tqdm(matrices, total=len(frames), desc="predictions", unit="structure", disable=not progress))
 
     def predictions(
         self,
@@ -433,11 +447,18 @@ class HamiltonianModel:
         if not checked:
             self.check_inputs(frames)
         baselines = self._checked_baselines(frames, baselines)
+        hartree = self.hartree_term()
         for start in range(0, len(frames), batch_size):
             batch = frames[start : start + batch_size]
             for offset, matrix in enumerate(self._predict_batch(batch, device, dtype, pair_chunk)):
-                base = None if baselines is None else baselines.matrices[start + offset]
-                yield matrix if base is None else matrix + torch.as_tensor(base).to(matrix)
+                index = start + offset
+                base = None if baselines is None else baselines.matrices[index]
+                matrix = matrix if base is None else matrix + torch.as_tensor(base).to(matrix)
+                if hartree is not None:
+                    fixed = matrix.cpu().double().numpy()
+                    solved = hartree.solve(fixed, frames[index], baselines.overlaps[index], label=str(index))
+                    matrix = torch.as_tensor(solved.fock).to(matrix)
+                yield matrix
 
     def _check_predictable(self, pair_chunk: int) -> None:
         if not self.heads:
@@ -509,8 +530,30 @@ class HamiltonianModel:
         checked to be the model's, or computed here) leaves."""
         if self.baseline is None:
             return matrices
-        bases = self._checked_baselines(frames, baselines, progress).matrices
+        checked = self._checked_baselines(frames, baselines, progress)
+        bases = checked.matrices
+        if self.hartree is not None:
+            bases = self._plus_reference_hartree(frames, matrices, checked, progress)
         return [matrix - torch.as_tensor(base).to(matrix) for matrix, base in zip(matrices, bases, strict=True)]
+
+    def _plus_reference_hartree(
+        self, frames: Sequence[ase.Atoms], matrices: list[torch.Tensor], baselines: BaselineMatrices, progress: bool
+    ) -> list[np.ndarray]:
+        """Each frame's baseline plus J[P_ref - P_minao] of its reference matrix (one J build)."""
+        term = self.hartree_term()
+        steps = zip(frames, matrices, baselines.matrices, baselines.overlaps, strict=True)
+        return [
+            base + term.of_reference(atoms, matrix.cpu().numpy(), overlap)
+            for atoms, matrix, base, overlap in tqdm(
+                list(steps), desc="Hartree terms", unit="structure", disable=not progress
+            )
+        ]
+
+    def hartree_term(self) -> HartreeTerm | None:
+        """The model's self-consistent Hartree term (None for a model without one)."""
+        if self.hartree is None:
+            return None
+        return HartreeTerm(self.basis, self.target.scf, self.target.orthogonal, self.hartree)
 
     def check_inputs(self, frames: Sequence[ase.Atoms], scf_basis: str | None = None) -> None:
         """Raise ``InputError`` before any work if ``frames`` hold an impossible geometry, an
@@ -620,6 +663,7 @@ class HamiltonianModel:
             "species": list(self.species),
             "target": self.target.to_dict(),
             "baseline": self.baseline,
+            "hartree": None if self.hartree is None else self.hartree.to_dict(),
             "pair_cutoff": self.pair_cutoff,
             "features": self.features.to_dict(),
             "contractions": self.featurizer.state()["contractions"],
@@ -654,6 +698,7 @@ class HamiltonianModel:
             onsite_head=settings_from_dict(state["onsite_head"]) if state.get("onsite_head") else None,
             baseline=state.get("baseline"),
             pair_cutoff=state.get("pair_cutoff"),
+            hartree=HartreeSettings(**state["hartree"]) if state.get("hartree") else None,
         )
         model.featurizer = NCenterFeaturizer.from_state(
             {**model.featurizer.state(), "contractions": state.get("contractions", {})}
@@ -740,6 +785,14 @@ def _check_baseline_target(baseline: str, target: Target) -> None:
             f"baseline {baseline!r} is a full Fock matrix; it applies to targets 'fock_orthogonal' "
             f"and 'fock', not {target.name!r}"
         )
+
+
+def check_hartree_target(baseline: str | None, target: Target) -> None:
+    """Raise ``InputError`` unless a Hartree term fits: it moves the density of a full Fock
+    ``target``, relative to a ``baseline``."""
+    target.check_full_fock("the Hartree term")
+    if baseline is None:
+        raise InputError("the Hartree term needs a baseline ('minao' or 'sap'), the part of F it is added to")
 
 
 def pairs_within(positions: np.ndarray, cutoff: float) -> np.ndarray:

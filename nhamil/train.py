@@ -26,12 +26,13 @@ from .errors import InputError, reported_as_one_line
 from .evaluate import errors_by_size, orbital_energy_parity, scf_settings, target_errors
 from .heads import HeadSettings, settings_from_dict
 from .heads.streaming import StreamSettings
-from .model import FeatureSettings, HamiltonianModel
+from .model import FeatureSettings, HamiltonianModel, check_hartree_target
 from .orbitals import AtomicBasis
 from .properties import train_properties
 from .reference import ProjectionSettings, build_reference_set, read_frames
 from .reference.baseline import BaselineMatrices
 from .reference.baseline_cache import cached_baselines
+from .reference.hartree import HartreeSettings
 from .structures import check_geometries
 from .targets import Target, TargetSet
 from .training import FinetuneSettings, TrainingData, finetune, validation_split
@@ -47,6 +48,7 @@ def train(cfg: DictConfig, run_dir: str | Path, shard: Shard | None = None) -> d
     shard = shard or Shard()
     run_dir = Path(run_dir)
     check_known_keys(cfg)
+    hartree_settings(cfg)
     streaming = _stream_settings(cfg, shard)
     torch.manual_seed(cfg.seed)
     frames = read_frames(cfg.data.frames)
@@ -111,12 +113,13 @@ def _evaluate_and_write(cfg, model, frames, train_ids, test, run_dir: Path, cloc
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     test_frames = [frames[i] for i in test_ids]
-    predicted = [p.cpu().numpy() for p in model.predict(test_frames, device=cfg.device, baselines=test_baselines)]
+    predicted = _predicted_keeping_the_fit(model, test_frames, cfg.device, test_baselines, run_dir)
     predict_seconds = (time.perf_counter() - start) / len(test_ids)
     metrics = {
         **target_errors(predicted, test_set, [frames[i].numbers for i in test_ids]),
         "target": cfg.target,
         "head": cfg.head.kind,
+        "hartree": model.hartree is not None,
         "onsite_head": (cfg.onsite_head if cfg.get("onsite_head") is not None else cfg.head).kind,
         "n_train": len(train_ids),
         "n_test": len(test_ids),
@@ -134,6 +137,20 @@ def _evaluate_and_write(cfg, model, frames, train_ids, test, run_dir: Path, cloc
         ),
     )
     return metrics
+
+
+def _predicted_keeping_the_fit(
+    model: HamiltonianModel, frames: list[ase.Atoms], device: str, baselines: BaselineMatrices | None, run_dir: Path
+) -> list[np.ndarray]:
+    """The model's predictions of ``frames``, float64 on the CPU. A prediction that fails (a
+    Hartree loop that does not converge) keeps the fit: the checkpoint is written first."""
+    try:
+        return [p.cpu().numpy() for p in model.predict(frames, device=device, baselines=baselines, progress=True)]
+    except Exception:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        model.save(run_dir / "model.pt")
+        log.error(f"prediction failed; the fitted model is in {run_dir / 'model.pt'}")
+        raise
 
 
 def _stream_settings(cfg: DictConfig, shard: Shard) -> StreamSettings | None:
@@ -215,7 +232,21 @@ def _make_model(cfg: DictConfig, basis: AtomicBasis, species, target: Target | N
         onsite_head=None if onsite is None else _head_settings(onsite, cfg.seed),
         baseline=cfg.baseline,
         pair_cutoff=cfg.pair_cutoff,
+        hartree=hartree_settings(cfg),
     )
+
+
+def hartree_settings(cfg: DictConfig) -> HartreeSettings | None:
+    """The model's Hartree term (``hartree``; None unless ``hartree.enabled``), checked before any
+    work: a model with one cannot be fine-tuned."""
+    if not cfg.hartree.enabled:
+        return None
+    check_hartree_target(cfg.baseline, target_from_config(cfg))
+    if cfg.finetune.epochs:
+        raise InputError("a model with hartree.enabled=true cannot be fine-tuned: set finetune.epochs=0")
+    settings = OmegaConf.to_container(cfg.hartree)
+    settings.pop("enabled")
+    return HartreeSettings(**settings)
 
 
 def _head_settings(node: DictConfig, seed: int) -> HeadSettings:

@@ -267,6 +267,11 @@ def finetune(
     writes and shows progress)."""
     if not model.heads:
         raise RuntimeError("the model is not fitted")
+    if model.hartree is not None:
+        raise InputError(
+            "fine-tuning a model with a Hartree term is not supported (its losses would ignore the "
+            "self-consistent loop): set finetune.epochs=0, or train without hartree.enabled"
+        )
     shard = shard or Shard()
     device = torch.device(device)
     batches = _Batches(model, data, settings, device, progress and shard.writes, shard)
