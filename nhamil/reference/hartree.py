@@ -12,7 +12,7 @@ of F's lowest orbitals. The loop builds only J (no exchange, no grid), with DIIS
 Löwdin-basis commutator ``F P - P F``. The reference's own R gives back F_ref: it is the
 loop's fixed point. J is PySCF's at the references' level, density-fitted as they are; the
 fit's three-index integrals are built once per molecule. Measured on the SMILES molecules at
-DF-RHF/def2-SVP (``benchmarks/hartree_remainder.py``): about 14 J builds per molecule.
+DF-RHF/def2-SVP (``benchmarks/hartree_remainder.py``): a median of 15 J builds per molecule.
 
 Symmetry law: ``F(P R x) = P_ao D F(x) D^T P_ao^T`` for proper and improper rotations R and
 atom permutations P when B and R obey it. J and P_minao obey it exactly (there is no grid),
