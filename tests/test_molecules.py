@@ -16,10 +16,11 @@ from nhamil.errors import DataFileError, InputError
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import ProjectionSettings, ScfSettings, read_frames
 from nhamil.reference.baseline import baseline_fock
+from nhamil.reference.hartree import HartreeSettings
 from nhamil.reference.scf import run_scf
 from nhamil.reference.store import settings_hash
 from nhamil.sources import MoleculeSource, build_molecules, embed, molecules_file, read_smiles, select
-from nhamil.train import train
+from nhamil.train import hartree_settings, train
 
 #: Index 0-8: kept (ethanol, methylamine, formamide), charged, two fragments, chlorine, 13 heavy
 #: atoms, a comment line, a radical; the SMILES file of most tests.
@@ -150,6 +151,8 @@ def test_molecules_experiment_composes_with_the_nci_source():
     assert (cfg.target, cfg.baseline, cfg.reference.density_fit) == ("fock_orthogonal", "minao", True)
     assert list(cfg.data.molecules.heavy_atoms) == [1, 12] and list(cfg.data.extrapolation.heavy_atoms) == [13, 30]
     assert compose_config(["+experiment=molecules_saph"]).target == "saph"
+    assert hartree_settings(compose_config(["+experiment=molecules_hartree"])) == HartreeSettings()
+    assert hartree_settings(cfg) is None
     with pytest.raises(ConfigCompositionException, match="max_heavy"):
         compose_config(["+experiment=molecules", "data.molecules.max_heavy=3"])
     with pytest.raises(InputError, match="data.molecules.max_heavy"):
