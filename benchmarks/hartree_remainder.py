@@ -22,6 +22,7 @@ import logging
 import time
 from pathlib import Path
 
+import ase
 import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
@@ -39,9 +40,14 @@ SPLIT = ["split.train=[200,300]", "split.test=[0,100]", "data.extrapolation_fram
 COLUMNS = ("fock_ao_mae_uha", "occupied_energy_mae_mev", "occupied_energy_mae_uha", "gap_mae_mev")
 
 
+def run_folder(out: Path, name: str) -> Path:
+    """The folder of the run ``name`` under ``out``."""
+    return out / name.replace(" ", "_").replace("+", "plus")
+
+
 def run_variant(out: Path, name: str, overrides: list[str]) -> dict:
     """metrics.json of the run ``name`` (trained unless its folder already holds it), with the fit seconds."""
-    run_dir = out / name.replace(" ", "_").replace("+", "plus")
+    run_dir = run_folder(out, name)
     if (run_dir / "metrics.json").exists():
         return json.loads((run_dir / "metrics.json").read_text())
     cfg = compose_config(["+experiment=molecules", "data.n_workers=1", *SPLIT, *overrides, *VARIANTS[name]])
@@ -50,11 +56,16 @@ def run_variant(out: Path, name: str, overrides: list[str]) -> dict:
     return train(cfg, run_dir)
 
 
-def loop_costs(run_dir: Path) -> tuple[dict, list[np.ndarray]]:
-    """Median s/molecule of the heads (baseline included) and of the Hartree loop, the loop's
-    J builds (median, max), over the run's test molecules; and their predicted matrices."""
-    model, cfg = load_run(run_dir)
-    frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")
+def test_frames(run_dir: Path) -> list[ase.Atoms]:
+    """The test molecules of the run in ``run_dir``, in test order."""
+    _, cfg = load_run(run_dir)
+    return read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")
+
+
+def loop_costs(run_dir: Path, frames: list[ase.Atoms]) -> tuple[dict, list[np.ndarray]]:
+    """Median s/molecule of the heads (baseline apart) and of the Hartree loop, the loop's
+    J builds (median, max), over the test molecules ``frames``; and their predicted matrices."""
+    model, _ = load_run(run_dir)
     baselines = model.baselines(frames)
     heads, term = _without_hartree(model), model.hartree_term()
     heads_seconds, loop_seconds, cycles, predicted = [], [], [], []
@@ -84,11 +95,10 @@ def _without_hartree(model: HamiltonianModel) -> HamiltonianModel:
     return HamiltonianModel.from_state_dict(state)
 
 
-def improved_fraction(local_dir: Path, hartree_predicted: list[np.ndarray]) -> float:
-    """Fraction of the test molecules whose occupied-energy MAE the Hartree model's predictions
-    (``hartree_predicted``, in test order) lower against the local run's."""
+def improved_fraction(local_dir: Path, frames: list[ase.Atoms], hartree_predicted: list[np.ndarray]) -> float:
+    """Fraction of the test molecules ``frames`` whose occupied-energy MAE the Hartree model's
+    predictions (``hartree_predicted``, in the same order) lower against the local run's."""
     model, cfg = load_run(local_dir)
-    frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")
     records, local_predicted = run_predictions(model, cfg, frames)
     targets = model.target.make(records, model.basis)
 
@@ -107,9 +117,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     metrics = {name: run_variant(args.out, name, args.overrides) for name in VARIANTS}
-    dirs = [args.out / name.replace(" ", "_").replace("+", "plus") for name in VARIANTS]
-    costs, hartree_predicted = loop_costs(dirs[1])
-    improved = improved_fraction(dirs[0], hartree_predicted)
+    local_dir, hartree_dir = (run_folder(args.out, name) for name in VARIANTS)
+    frames = test_frames(local_dir)
+    costs, hartree_predicted = loop_costs(hartree_dir, frames)
+    improved = improved_fraction(local_dir, frames, hartree_predicted)
     print(
         f"\n{metrics['local heads']['n_train']} training molecules, {metrics['local heads']['n_test']} test molecules\n"
         f"| model | {' | '.join(COLUMNS)} | orbital_similarity_pct | fit s |\n|{'---|' * (len(COLUMNS) + 3)}"
