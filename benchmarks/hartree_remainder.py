@@ -28,9 +28,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from nhamil.config import compose_config
-from nhamil.evaluate import load_run, run_predictions, target_errors
+from nhamil.evaluate import load_run, run_predictions, split_frames, target_errors
 from nhamil.model import HamiltonianModel
-from nhamil.reference import read_frames
 from nhamil.train import train
 
 #: The two runs: name -> extra overrides.
@@ -54,12 +53,6 @@ def run_variant(out: Path, name: str, overrides: list[str]) -> dict:
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     return train(cfg, run_dir)
-
-
-def test_frames(run_dir: Path) -> list[ase.Atoms]:
-    """The test molecules of the run in ``run_dir``, in test order."""
-    _, cfg = load_run(run_dir)
-    return read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")
 
 
 def loop_costs(run_dir: Path, frames: list[ase.Atoms]) -> tuple[dict, list[np.ndarray]]:
@@ -118,7 +111,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     metrics = {name: run_variant(args.out, name, args.overrides) for name in VARIANTS}
     local_dir, hartree_dir = (run_folder(args.out, name) for name in VARIANTS)
-    frames = test_frames(local_dir)
+    frames = split_frames(load_run(local_dir)[1], "test")
     costs, hartree_predicted = loop_costs(hartree_dir, frames)
     improved = improved_fraction(local_dir, frames, hartree_predicted)
     print(

@@ -28,9 +28,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nhamil.atomic import atomic_path  # noqa: E402
-from nhamil.evaluate import load_run, run_predictions, scf_settings, target_errors  # noqa: E402
+from nhamil.evaluate import load_run, run_predictions, scf_settings, split_frames, target_errors  # noqa: E402
 from nhamil.evaluate.refinement import Mixing, check_refinable, mixed, rebuilt_predictions  # noqa: E402
-from nhamil.reference import read_frames  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 COLUMNS = (
@@ -62,7 +61,7 @@ def main() -> None:
     model, cfg = load_run(args.run_dir)
     check_refinable(model)
     settings = scf_settings(cfg)
-    frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")[: args.n_test]
+    frames = split_frames(cfg, "test")[: args.n_test]
     records, predicted = run_predictions(model, cfg, frames, args.cache_dir)
     targets = model.target.make(records, model.basis)
     numbers = [atoms.numbers for atoms in frames]

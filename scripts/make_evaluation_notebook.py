@@ -42,9 +42,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nhamil.evaluate import evaluate_predictions, load_run, per_state_mae, scf_settings
+from nhamil.evaluate import evaluate_predictions, load_run, per_state_mae, scf_settings, split_frames
 from nhamil.orbitals import random_rotation
-from nhamil.reference import build_reference_set, read_frames
+from nhamil.reference import build_reference_set
 from nhamil.units import HARTREE_TO_MEV""",
     ),
     (
@@ -65,7 +65,7 @@ if not (run_dir / "model.pt").exists():
     train_small_water_run(run_dir)
 model, cfg = load_run(run_dir)
 settings = scf_settings(cfg)
-frames = read_frames(cfg.data.frames, f"{cfg.split.test[0]}:{cfg.split.test[1]}")
+frames = split_frames(cfg, "test")
 records = build_reference_set(frames, settings, model.target.projection, cfg.data.cache_dir, n_workers=1)
 predicted = [matrix.numpy() for matrix in model.predict(frames)]
 print(f"{run_dir}: {model.target} in {model.basis.name}, {len(frames)} test frames")""",
@@ -121,8 +121,12 @@ assert largest_difference < 1e-8""",
 
 
 def build_notebook() -> nbformat.NotebookNode:
-    """The notebook, unexecuted, with a Python 3 kernel spec."""
-    cells = [new_markdown_cell(text) if kind == "markdown" else new_code_cell(text) for kind, text in CELLS]
+    """The notebook, unexecuted, with a Python 3 kernel spec and numbered cell ids (so that
+    rewriting it changes only what changed in ``CELLS``)."""
+    cells = [
+        new_markdown_cell(text, id=f"cell-{index}") if kind == "markdown" else new_code_cell(text, id=f"cell-{index}")
+        for index, (kind, text) in enumerate(CELLS)
+    ]
     kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return new_notebook(cells=cells, metadata={"kernelspec": kernel, "language_info": {"name": "python"}})
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from water_fock_run import WATER, reference_cache, train_water_run, water_fock_run
 
+from nhamil.config import compose_config
 from nhamil.evaluate import (
     Orbitals,
     ao_fock,
@@ -25,6 +26,7 @@ from nhamil.evaluate import (
     overlap_matrix,
     per_state_mae,
     solve_orbitals,
+    split_frames,
     summarize,
 )
 from nhamil.evaluate.__main__ import main as evaluate_main
@@ -211,6 +213,15 @@ def test_onsite_shifts_are_told_apart_from_the_shape_of_the_onsite_error(water):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return water_fock_run(tmp_path_factory)
+
+
+def test_split_frames_are_the_frames_of_the_configs_split():
+    cfg = compose_config(["+experiment=water", "split.train=[3,7]", "split.test=[10,12]"])
+    everything = read_frames(cfg.data.frames)
+    for name, (first, end) in (("train", (3, 7)), ("test", (10, 12))):
+        frames = split_frames(cfg, name)
+        assert all(np.array_equal(a.positions, b.positions) for a, b in zip(frames, everything[first:end], strict=True))
+    assert not np.array_equal(split_frames(cfg, "train")[0].positions, split_frames(cfg, "test")[0].positions)
 
 
 def test_basis_mismatch_and_unknown_element_are_named(run_dir):

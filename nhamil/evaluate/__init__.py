@@ -34,7 +34,7 @@ from .physics import (
     summarize,
 )
 from .plots import dipole_parity, energy_error_figure, energy_parity, frontier_parity, orbital_energy_parity
-from .run import evaluate_predictions, load_run, run_predictions, scf_settings, write_report
+from .run import evaluate_predictions, load_run, run_predictions, scf_settings, split_frames, write_report
 
 __all__ = [
     "Orbitals",
@@ -69,6 +69,7 @@ __all__ = [
     "solve_orbitals",
     "spurious_states",
     "summarize",
+    "split_frames",
     "target_errors",
     "to_pyscf_order",
     "write_report",

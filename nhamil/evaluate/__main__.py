@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import InputError, reported_as_one_line
 from ..reference import read_frames
 from .refinement import Mixing, check_refinable, mixed, rebuilt_predictions
-from .run import evaluate_predictions, load_run, run_predictions, scf_settings, write_report
+from .run import evaluate_predictions, load_run, run_predictions, scf_settings, split_frames, write_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,8 +59,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         mixing = _mixing(args)
         if mixing is not None:
             check_refinable(model)
-        index = args.index or f"{cfg.split.test[0]}:{cfg.split.test[1]}"
-        frames = read_frames(args.frames or cfg.data.frames, index)
+        if args.index:
+            frames = read_frames(args.frames or cfg.data.frames, args.index)
+        else:
+            frames = split_frames(cfg, "test", args.frames)
         records, predicted = run_predictions(model, cfg, frames, args.cache_dir, args.n_workers)
         refinement = {}
         if mixing is not None:

@@ -20,7 +20,7 @@ from ..atomic import atomic_path
 from ..model import HamiltonianModel
 from ..orbitals import AtomicBasis
 from ..predict import predict_matrices
-from ..reference import ReferenceRecord, ScfSettings, build_reference_set
+from ..reference import ReferenceRecord, ScfSettings, build_reference_set, read_frames
 from ..reference.baseline_cache import cached_baselines
 from ..sources import register_resolvers
 from .metrics import target_errors
@@ -47,6 +47,13 @@ def load_run(run_dir: str | Path) -> tuple[HamiltonianModel, DictConfig]:
 def scf_settings(cfg: DictConfig) -> ScfSettings:
     """The level of theory of a run's config (its ``reference`` section)."""
     return ScfSettings(**OmegaConf.to_container(cfg.reference))
+
+
+def split_frames(cfg: DictConfig, split: str, frames_path: str | Path | None = None) -> list[ase.Atoms]:
+    """The structures of one split of a run's config (``"train"`` or ``"test"``), in order:
+    frames ``cfg.split[split]`` of ``frames_path`` (default: the run's own ``data.frames``)."""
+    first, end = cfg.split[split]
+    return read_frames(frames_path or cfg.data.frames, f"{first}:{end}")
 
 
 def run_predictions(
