@@ -24,7 +24,6 @@ from pathlib import Path
 
 import ase
 import numpy as np
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from nhamil.config import compose_config
@@ -50,8 +49,6 @@ def run_variant(out: Path, name: str, overrides: list[str]) -> dict:
     if (run_dir / "metrics.json").exists():
         return json.loads((run_dir / "metrics.json").read_text())
     cfg = compose_config(["+experiment=molecules", "data.n_workers=1", *SPLIT, *overrides, *VARIANTS[name]])
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     return train(cfg, run_dir)
 
 

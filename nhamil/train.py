@@ -44,10 +44,14 @@ def train(cfg: DictConfig, run_dir: str | Path, shard: Shard | None = None) -> d
     """Run one experiment described by ``cfg`` (see ``nhamil.config.TrainConfig``); write its
     outputs into ``run_dir`` and return the test metrics. ``shard``: this process's part of a
     run on several (:mod:`nhamil.distributed`): the fit and the fine-tuning are shared, rank 0
-    alone predicts and writes, and every rank returns its metrics."""
+    alone predicts and writes, and every rank returns its metrics. A ``run_dir`` without
+    ``.hydra/config.yaml`` (a call from Python, not the Hydra CLI) gets ``cfg`` written there, so
+    that every run folder loads with :func:`nhamil.evaluate.load_run`."""
     shard = shard or Shard()
     run_dir = Path(run_dir)
     check_known_keys(cfg)
+    if shard.writes:
+        _save_config_unless_present(cfg, run_dir)
     hartree_settings(cfg)
     streaming = _stream_settings(cfg, shard)
     torch.manual_seed(cfg.seed)
@@ -82,6 +86,16 @@ def train(cfg: DictConfig, run_dir: str | Path, shard: Shard | None = None) -> d
         cfg, model, frames, train_ids, (test_ids, test_set, test_baselines), run_dir, (baseline_seconds, start)
     )
     return shard.from_writer(metrics)
+
+
+def _save_config_unless_present(cfg: DictConfig, run_dir: Path) -> None:
+    """Write ``cfg``, unresolved as Hydra writes it, to ``run_dir/.hydra/config.yaml`` (atomically)
+    unless that file exists: Hydra's own copy of a CLI run is left as it is."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if path.exists():
+        return
+    with atomic_path(path) as temporary:
+        OmegaConf.save(cfg, temporary)
 
 
 def _shared_baselines(

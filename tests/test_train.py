@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from paper_data import WATER, paper_saph
 
 from nhamil.config import compose_config
+from nhamil.evaluate import load_run
 from nhamil.model import HamiltonianModel
 from nhamil.orbitals import AtomicBasis
 from nhamil.reference import read_frames
@@ -128,6 +130,18 @@ def test_small_run_writes_metrics_checkpoint_and_plot(tmp_path):
     reference = paper_saph("water", range(12, 15))
     predicted = np.stack([p.numpy() for p in model.predict(frames)])
     assert np.abs(predicted - reference).mean() * 1e6 == pytest.approx(metrics["hamiltonian_mae_uha"], rel=1e-3)
+    _, saved = load_run(tmp_path / "run")
+    assert OmegaConf.to_container(saved) == OmegaConf.to_container(cfg)
+
+
+def test_run_folder_keeps_the_config_hydra_wrote_there(tmp_path):
+    """The CLI's run folder already holds Hydra's config; ``train`` leaves that file alone."""
+    hydra_copy = tmp_path / "run" / ".hydra" / "config.yaml"
+    hydra_copy.parent.mkdir(parents=True)
+    hydra_copy.write_text("# written by Hydra\n" + OmegaConf.to_yaml(_small_water(tmp_path)))
+    written = hydra_copy.read_text()
+    train(_small_water(tmp_path), tmp_path / "run")
+    assert hydra_copy.read_text() == written
 
 
 @pytest.mark.slow

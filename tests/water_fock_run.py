@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
 from paper_data import WATER
 
 from nhamil.config import compose_config
@@ -21,7 +20,7 @@ def reference_cache(tmp_path_factory) -> Path:
 def water_fock_run(tmp_path_factory) -> Path:
     """The session's run folder, trained on first use (tests must not write into it)."""
     run_dir = tmp_path_factory.getbasetemp() / "water-fock-run"
-    if not (run_dir / ".hydra" / "config.yaml").exists():
+    if not (run_dir / "model.pt").exists():
         make_water_fock_run(run_dir, reference_cache(tmp_path_factory))
     return run_dir
 
@@ -48,7 +47,4 @@ def train_water_run(run_dir: Path, cache_dir: Path, *overrides: str) -> dict:
             "features.density.max_angular=3",
         ]
     )
-    metrics = train(cfg, run_dir)
-    (run_dir / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    return metrics
+    return train(cfg, run_dir)
