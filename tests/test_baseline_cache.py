@@ -58,6 +58,25 @@ def test_two_workers_give_what_one_gives(tmp_path):
     assert _same(parallel, cached_baselines(_stage(), frames, tmp_path / "one"), tolerance=1e-12)
 
 
+def test_one_worker_advances_the_progress_bar_after_each_structure(tmp_path, monkeypatch):
+    events = []
+    compute = cache_module._compute_and_store
+
+    def computed(*args):
+        events.append("computed")
+        return compute(*args)
+
+    class Bar(cache_module.tqdm):
+        def update(self, n=1):
+            events.append("shown")
+            return super().update(n)
+
+    monkeypatch.setattr(cache_module, "_compute_and_store", computed)
+    monkeypatch.setattr(cache_module, "tqdm", Bar)
+    cached_baselines(_stage(), read_frames(WATER, ":3"), tmp_path, progress=True)
+    assert events == ["computed", "shown"] * 3
+
+
 def test_each_baseline_and_level_has_its_own_folder(tmp_path):
     folders = {
         baseline_folder(tmp_path, _stage(name="minao")),

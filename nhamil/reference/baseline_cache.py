@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from concurrent.futures import as_completed
 from pathlib import Path
 
 import ase
@@ -32,7 +31,7 @@ from nhamil.atomic import atomic_path
 from nhamil.reference.baseline import SAP_BASIS, Baseline, BaselineMatrices, baseline_fock
 from nhamil.reference.saph import lowdin_orthogonalize
 from nhamil.reference.settings import ScfSettings
-from nhamil.reference.store import InlineExecutor, geometry_hash, worker_pool
+from nhamil.reference.store import InlineExecutor, geometry_hash, results_as_finished, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +94,10 @@ def _compute_missing(
     bar = tqdm(total=len(missing), desc=f"{stage.name} baseline", unit="structure", disable=not progress)
     n_workers = min(n_workers, len(missing))
     with bar, worker_pool(n_workers) if n_workers > 1 else InlineExecutor(threads=1) as pool:
-        futures = {pool.submit(_compute_and_store, stage, atoms, path): path for path, atoms in missing.items()}
+        jobs = {path: (stage, atoms, path) for path, atoms in missing.items()}
         done = {}
-        for future in as_completed(futures):
-            done[futures[future]] = future.result()
+        for path, matrices in results_as_finished(pool, _compute_and_store, jobs, in_flight=n_workers):
+            done[path] = matrices
             bar.update()
     return done
 

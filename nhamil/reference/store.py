@@ -49,7 +49,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -434,6 +434,22 @@ class InlineExecutor:
         except Exception as err:  # noqa: BLE001 - the caller records it as the structure's failure
             future.set_exception(err)
         return future
+
+
+def results_as_finished(pool, function, jobs: dict, in_flight: int) -> Iterator[tuple]:
+    """``(key, function(*args))`` for each ``key: args`` of ``jobs``, in the order they finish,
+    with at most ``in_flight`` jobs submitted to ``pool`` at once: an :class:`InlineExecutor`
+    then runs one job per step, so a progress bar over the results moves as the work goes. A
+    job's exception is raised when its turn comes; the results before it are already yielded."""
+    queue, running = iter(jobs.items()), {}
+    while True:
+        while len(running) < in_flight and (job := next(queue, None)) is not None:
+            running[pool.submit(function, *job[1])] = job[0]
+        if not running:
+            return
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield running.pop(future), future.result()
 
 
 def _compute_and_store(
