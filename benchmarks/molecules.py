@@ -191,9 +191,14 @@ def _print_tables(result: dict) -> None:
 ISSUE_TARGETS = (300.0, 100.0)
 
 
+def model_label(metrics: dict) -> str:
+    """The head kind of a run's metrics, with "+ Hartree" when it solves the Hartree term."""
+    return metrics["head"] + (" + Hartree" if metrics.get("hartree") else "")
+
+
 def plot(run_dirs: list[Path], output: Path) -> None:
     """AO Fock MAE (µHa) and occupied orbital-energy MAE (meV) of the test set against the number
-    of training molecules, one line per head kind, from the runs' metrics.json and configs; linear
+    of training molecules, one line per model kind (:func:`model_label`), from the runs' metrics.json; linear
     error axes from zero, so that a flattening curve looks flat, with the issue's aims dashed."""
     import matplotlib
 
@@ -203,7 +208,7 @@ def plot(run_dirs: list[Path], output: Path) -> None:
     curves: dict[str, list[tuple[int, float, float]]] = {}
     for run in run_dirs:
         metrics = json.loads((run / "metrics.json").read_text())
-        curves.setdefault(metrics["head"], []).append(
+        curves.setdefault(model_label(metrics), []).append(
             (metrics["n_train"], metrics["fock_ao_mae_uha"], metrics["occupied_energy_mae_mev"])
         )
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
